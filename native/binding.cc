@@ -1,0 +1,526 @@
+// The N-API boundary of pneumo-native: the only file that sees both JavaScript and the native
+// core. It converts JS values to the torch-free C++ API in core/api.h, runs anything that can take
+// more than about a millisecond in an AsyncWorker (returning a Promise), and turns pn::Error into
+// JS errors. Its TypeScript counterpart is src/native/binding.ts; keep the two in step.
+#include <napi.h>
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/api.h"
+
+#ifndef PN_VERSION
+#define PN_VERSION "0.0.0"
+#endif
+
+namespace {
+
+// ---- counters visible from JS ---------------------------------------------------------------
+
+std::atomic<int64_t> gTasksQueued{0};
+std::atomic<int64_t> gTasksRunning{0};
+std::atomic<int64_t> gLiveTensors{0};
+std::atomic<int64_t> gReportedBytes{0};
+
+// ---- argument helpers -------------------------------------------------------------------------
+
+[[noreturn]] void throwType(Napi::Env env, const std::string& message) {
+  throw Napi::TypeError::New(env, message);
+}
+
+std::string argString(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsString()) throwType(info.Env(), std::string("Expected a string for ") + name);
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+double argNumber(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsNumber()) throwType(info.Env(), std::string("Expected a number for ") + name);
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+int64_t argInteger(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const double v = argNumber(info, i, name);
+  if (v != static_cast<double>(static_cast<int64_t>(v))) throwType(info.Env(), std::string("Expected an integer for ") + name);
+  return static_cast<int64_t>(v);
+}
+
+std::vector<int64_t> argIntArray(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsArray()) throwType(info.Env(), std::string("Expected an array of integers for ") + name);
+  const auto array = info[i].As<Napi::Array>();
+  std::vector<int64_t> out;
+  out.reserve(array.Length());
+  for (uint32_t k = 0; k < array.Length(); ++k) {
+    const Napi::Value v = array.Get(k);
+    if (!v.IsNumber()) throwType(info.Env(), std::string("Expected an array of integers for ") + name);
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (d != static_cast<double>(static_cast<int64_t>(d))) throwType(info.Env(), std::string("Expected an array of integers for ") + name);
+    out.push_back(static_cast<int64_t>(d));
+  }
+  return out;
+}
+
+pn::DType argDType(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const std::string s = argString(info, i, name);
+  pn::DType dtype;
+  if (!pn::parseDType(s, &dtype)) throwType(info.Env(), std::string("Unknown dtype '") + s + "' for " + name);
+  return dtype;
+}
+
+Napi::Array toJsArray(Napi::Env env, const std::vector<int64_t>& values) {
+  auto array = Napi::Array::New(env, values.size());
+  for (size_t k = 0; k < values.size(); ++k) array.Set(static_cast<uint32_t>(k), Napi::Number::New(env, static_cast<double>(values[k])));
+  return array;
+}
+
+// ---- AsyncWorker returning a Promise ----------------------------------------------------------
+
+/**
+ * Runs `work` on the libuv thread pool and settles a Promise with `done(env, result)` on the main
+ * thread. `keepAlive` holds JS objects (e.g. a destination ArrayBuffer) until the task settles.
+ */
+template <typename R>
+class Task final : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<R()>;
+  using Done = std::function<Napi::Value(Napi::Env, R&)>;
+
+  static Napi::Promise Run(Napi::Env env, const char* name, Work work, Done done,
+                           std::vector<Napi::Object> keepAlive = {}) {
+    auto* task = new Task(env, name, std::move(work), std::move(done));
+    for (auto& object : keepAlive) task->keepAlive_.push_back(Napi::Persistent(object));
+    Napi::Promise promise = task->deferred_.Promise();
+    ++gTasksQueued;
+    task->Queue();
+    return promise;
+  }
+
+ private:
+  Task(Napi::Env env, const char* name, Work work, Done done)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
+        done_(std::move(done)) {}
+
+  void Execute() override {
+    --gTasksQueued;
+    ++gTasksRunning;
+    try {
+      pn::syncThreads();
+      result_.emplace(work_());
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("unknown native error");
+    }
+    --gTasksRunning;
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    try {
+      deferred_.Resolve(done_(env, *result_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const std::exception& e) {
+      deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+    }
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Done done_;
+  std::optional<R> result_;
+  std::vector<Napi::ObjectReference> keepAlive_;
+};
+
+/** Runs a synchronous native call, turning pn::Error into a JS Error. */
+template <typename Fn>
+auto syncCall(Napi::Env env, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// ---- Tensor -----------------------------------------------------------------------------------
+
+class NativeTensor;
+
+struct AddonData {
+  Napi::FunctionReference tensorConstructor;
+};
+
+Napi::Object wrapTensor(Napi::Env env, pn::Tensor tensor);
+
+/** A JS object owning one pn::Tensor; freed by dispose() or, failing that, by its finalizer. */
+class NativeTensor final : public Napi::ObjectWrap<NativeTensor> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeTensor",
+                       {
+                           InstanceAccessor<&NativeTensor::Shape>("shape"),
+                           InstanceAccessor<&NativeTensor::DTypeName>("dtype"),
+                           InstanceAccessor<&NativeTensor::Device>("device"),
+                           InstanceAccessor<&NativeTensor::NBytes>("nbytes"),
+                           InstanceAccessor<&NativeTensor::Disposed>("disposed"),
+                           InstanceMethod<&NativeTensor::Dispose>("dispose"),
+                           InstanceMethod<&NativeTensor::ToTypedArraySync>("toTypedArraySync"),
+                           InstanceMethod<&NativeTensor::ToTypedArray>("toTypedArray"),
+                           InstanceMethod<&NativeTensor::To>("to"),
+                           InstanceMethod<&NativeTensor::Item>("item"),
+                       });
+  }
+
+  explicit NativeTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeTensor>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throwType(info.Env(), "NativeTensor cannot be constructed from JS: use the Tensor factory functions");
+    }
+    tensor_ = *info[0].As<Napi::External<pn::Tensor>>().Data();
+    ++gLiveTensors;
+    if (tensor_.isCpu()) {
+      reported_ = static_cast<int64_t>(tensor_.nbytes());
+      if (reported_ > 0) {
+        Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reported_);
+        gReportedBytes += reported_;
+      }
+    }
+  }
+
+  ~NativeTensor() override = default;
+
+  void Finalize(Napi::Env env) override { release(env); }
+
+  /** The tensor, or a JS error if it was disposed. */
+  const pn::Tensor& get(Napi::Env env) const {
+    if (!tensor_.defined()) throw Napi::Error::New(env, "Tensor has been disposed");
+    return tensor_;
+  }
+
+  static const pn::Tensor& unwrapArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+    if (info.Length() <= i || !info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(constructorOf(info.Env()))) {
+      throwType(info.Env(), std::string("Expected a Tensor for ") + name);
+    }
+    return Unwrap(info[i].As<Napi::Object>())->get(info.Env());
+  }
+
+  static Napi::Function constructorOf(Napi::Env env) { return env.GetInstanceData<AddonData>()->tensorConstructor.Value(); }
+
+ private:
+  void release(Napi::Env env) {
+    if (tensor_.defined()) --gLiveTensors;
+    tensor_ = pn::Tensor();
+    if (reported_ > 0) {
+      Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
+      gReportedBytes -= reported_;
+    }
+    reported_ = 0;
+  }
+
+  Napi::Value Shape(const Napi::CallbackInfo& info) { return toJsArray(info.Env(), syncCall(info.Env(), [&] { return get(info.Env()).shape(); })); }
+  Napi::Value DTypeName(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), pn::dtypeName(syncCall(info.Env(), [&] { return get(info.Env()).dtype(); })));
+  }
+  Napi::Value Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), syncCall(info.Env(), [&] { return get(info.Env()).device(); })); }
+  Napi::Value NBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(syncCall(info.Env(), [&] { return get(info.Env()).nbytes(); })));
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !tensor_.defined()); }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    release(info.Env());
+    return info.Env().Undefined();
+  }
+
+  /** Allocates the JS TypedArray that will receive `numel` elements of `dtype`. */
+  static Napi::TypedArray allocateTypedArray(Napi::Env env, pn::DType dtype, size_t numel) {
+    switch (dtype) {
+      case pn::DType::Uint8: case pn::DType::Bool: return Napi::Uint8Array::New(env, numel);
+      case pn::DType::Int8: return Napi::Int8Array::New(env, numel);
+      case pn::DType::Int16: return Napi::Int16Array::New(env, numel);
+      case pn::DType::Int32: return Napi::Int32Array::New(env, numel);
+      case pn::DType::Int64: return Napi::BigInt64Array::New(env, numel);
+      case pn::DType::Float32: return Napi::Float32Array::New(env, numel);
+      case pn::DType::Float64: return Napi::Float64Array::New(env, numel);
+      default: throwType(env, std::string("no TypedArray holds ") + pn::dtypeName(dtype) + ": ask for float32");
+    }
+  }
+
+  static void* typedArrayData(const Napi::TypedArray& array) {
+    return static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  }
+
+  Napi::Value ToTypedArraySync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const pn::Tensor& t = get(env);
+    const pn::DType dtype = info.Length() > 0 && !info[0].IsUndefined() ? argDType(info, 0, "dtype") : syncCall(env, [&] { return t.dtype(); });
+    const size_t numel = static_cast<size_t>(syncCall(env, [&] { return t.numel(); }));
+    Napi::TypedArray out = allocateTypedArray(env, dtype, numel);
+    syncCall(env, [&] {
+      pn::toHost(t, typedArrayData(out), out.ByteLength(), dtype == pn::DType::Bool ? pn::DType::Uint8 : dtype);
+      return 0;
+    });
+    return out;
+  }
+
+  Napi::Value ToTypedArray(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    pn::Tensor t = get(env);
+    const pn::DType dtype = info.Length() > 0 && !info[0].IsUndefined() ? argDType(info, 0, "dtype") : syncCall(env, [&] { return t.dtype(); });
+    const size_t numel = static_cast<size_t>(syncCall(env, [&] { return t.numel(); }));
+    Napi::TypedArray out = allocateTypedArray(env, dtype, numel);
+    void* dst = typedArrayData(out);
+    const size_t bytes = out.ByteLength();
+    const pn::DType hostType = dtype == pn::DType::Bool ? pn::DType::Uint8 : dtype;
+    return Task<int>::Run(
+        env, "pneumo.toTypedArray",
+        [t, dst, bytes, hostType] {
+          pn::toHost(t, dst, bytes, hostType);
+          return 0;
+        },
+        [out](Napi::Env, int&) -> Napi::Value { return out; }, {out});
+  }
+
+  Napi::Value To(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    pn::Tensor t = get(env);
+    const std::string device = argString(info, 0, "device");
+    const pn::DType dtype = info.Length() > 1 && !info[1].IsUndefined() ? argDType(info, 1, "dtype") : syncCall(env, [&] { return t.dtype(); });
+    return Task<pn::Tensor>::Run(
+        env, "pneumo.to", [t, device, dtype] { return pn::to(t, device, dtype); },
+        [](Napi::Env e, pn::Tensor& r) -> Napi::Value { return wrapTensor(e, std::move(r)); });
+  }
+
+  Napi::Value Item(const Napi::CallbackInfo& info) {
+    pn::Tensor t = get(info.Env());
+    return Task<double>::Run(
+        info.Env(), "pneumo.item", [t] { return pn::item(t); },
+        [](Napi::Env e, double& v) -> Napi::Value { return Napi::Number::New(e, v); });
+  }
+
+  pn::Tensor tensor_;
+  int64_t reported_ = 0;
+};
+
+Napi::Object wrapTensor(Napi::Env env, pn::Tensor tensor) {
+  return NativeTensor::constructorOf(env).New({Napi::External<pn::Tensor>::New(env, &tensor)});
+}
+
+Napi::Value tensorResult(Napi::Env env, pn::Tensor& t) { return wrapTensor(env, std::move(t)); }
+
+// ---- module functions ---------------------------------------------------------------------------
+
+/** fromTypedArray(array, shape, dstDtype, device): copies the array into a new tensor. */
+Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray()) throwType(env, "Expected a TypedArray for data");
+  const auto array = info[0].As<Napi::TypedArray>();
+  const std::vector<int64_t> shape = argIntArray(info, 1, "shape");
+  const pn::DType dst = argDType(info, 2, "dtype");
+  const std::string device = argString(info, 3, "device");
+  const void* data = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  const size_t bytes = array.ByteLength();
+  pn::DType src;
+  switch (array.TypedArrayType()) {
+    case napi_uint8_array: case napi_uint8_clamped_array: src = pn::DType::Uint8; break;
+    case napi_int8_array: src = pn::DType::Int8; break;
+    case napi_int16_array: src = pn::DType::Int16; break;
+    case napi_int32_array: src = pn::DType::Int32; break;
+    case napi_float32_array: src = pn::DType::Float32; break;
+    case napi_float64_array: src = pn::DType::Float64; break;
+    case napi_bigint64_array: src = pn::DType::Int64; break;
+    case napi_uint16_array:
+      return syncCall(env, [&] {
+        return wrapTensor(env, pn::fromHostUint16(static_cast<const uint16_t*>(data), bytes / 2, shape, dst, device));
+      });
+    default: throwType(env, "Unsupported TypedArray for data (Uint32Array and BigUint64Array have no LibTorch dtype)");
+  }
+  return syncCall(env, [&] { return wrapTensor(env, pn::fromHost(data, bytes, src, shape, dst, device)); });
+}
+
+Napi::Value Filled(const Napi::CallbackInfo& info) {
+  const std::string kind = argString(info, 0, "fill");
+  pn::Fill fill;
+  if (kind == "zeros") fill = pn::Fill::Zeros;
+  else if (kind == "ones") fill = pn::Fill::Ones;
+  else if (kind == "rand") fill = pn::Fill::Rand;
+  else if (kind == "randn") fill = pn::Fill::Randn;
+  else throwType(info.Env(), "Unknown fill '" + kind + "'");
+  auto shape = argIntArray(info, 1, "shape");
+  const pn::DType dtype = argDType(info, 2, "dtype");
+  const std::string device = argString(info, 3, "device");
+  return Task<pn::Tensor>::Run(info.Env(), "pneumo.filled", [=] { return pn::filled(fill, shape, dtype, device); }, tensorResult);
+}
+
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  const std::string name = argString(info, 0, "op");
+  pn::BinaryOp op;
+  if (name == "add") op = pn::BinaryOp::Add;
+  else if (name == "sub") op = pn::BinaryOp::Sub;
+  else if (name == "mul") op = pn::BinaryOp::Mul;
+  else if (name == "div") op = pn::BinaryOp::Div;
+  else if (name == "matmul") op = pn::BinaryOp::Matmul;
+  else throwType(info.Env(), "Unknown binary op '" + name + "'");
+  pn::Tensor a = NativeTensor::unwrapArg(info, 1, "a");
+  pn::Tensor b = NativeTensor::unwrapArg(info, 2, "b");
+  return Task<pn::Tensor>::Run(info.Env(), "pneumo.binary", [=] { return pn::binary(op, a, b); }, tensorResult);
+}
+
+Napi::Value Reduce(const Napi::CallbackInfo& info) {
+  const std::string name = argString(info, 0, "op");
+  pn::ReduceOp op;
+  if (name == "sum") op = pn::ReduceOp::Sum;
+  else if (name == "mean") op = pn::ReduceOp::Mean;
+  else if (name == "max") op = pn::ReduceOp::Max;
+  else if (name == "min") op = pn::ReduceOp::Min;
+  else throwType(info.Env(), "Unknown reduce op '" + name + "'");
+  pn::Tensor a = NativeTensor::unwrapArg(info, 1, "a");
+  auto dims = argIntArray(info, 2, "dims");
+  const bool keepDim = info.Length() > 3 && info[3].ToBoolean().Value();
+  return Task<pn::Tensor>::Run(info.Env(), "pneumo.reduce", [=] { return pn::reduce(op, a, dims, keepDim); }, tensorResult);
+}
+
+Napi::Value Reshape(const Napi::CallbackInfo& info) {
+  const pn::Tensor& a = NativeTensor::unwrapArg(info, 0, "a");
+  auto shape = argIntArray(info, 1, "shape");
+  return syncCall(info.Env(), [&] { return wrapTensor(info.Env(), pn::reshape(a, shape)); });
+}
+
+Napi::Value Clone(const Napi::CallbackInfo& info) {
+  pn::Tensor a = NativeTensor::unwrapArg(info, 0, "a");
+  return Task<pn::Tensor>::Run(info.Env(), "pneumo.clone", [=] { return pn::clone(a); }, tensorResult);
+}
+
+Napi::Value NormalizeU8(const Napi::CallbackInfo& info) {
+  pn::Tensor a = NativeTensor::unwrapArg(info, 0, "images");
+  const float mean = static_cast<float>(argNumber(info, 1, "mean"));
+  const float std = static_cast<float>(argNumber(info, 2, "std"));
+  return Task<pn::Tensor>::Run(info.Env(), "pneumo.normalizeU8", [=] { return pn::normalizeU8(a, mean, std); }, tensorResult);
+}
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  const int64_t n = argInteger(info, 0, "threads");
+  syncCall(info.Env(), [&] {
+    if (n < 1 || n > 1024) throw pn::Error("thread count must be between 1 and 1024, got " + std::to_string(n));
+    pn::setNumThreads(static_cast<int>(n));
+    return 0;
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), pn::numThreads()); }
+
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  uint64_t seed = 0;
+  if (info.Length() > 0 && info[0].IsBigInt()) {
+    bool lossless = true;
+    seed = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
+  } else {
+    const int64_t n = argInteger(info, 0, "seed");
+    if (n < 0) throwType(info.Env(), "Expected a non-negative integer for seed");
+    seed = static_cast<uint64_t>(n);
+  }
+  syncCall(info.Env(), [&] {
+    pn::manualSeed(seed);
+    return 0;
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
+  return Task<pn::RuntimeInfo>::Run(info.Env(), "pneumo.runtimeInfo", [] { return pn::runtimeInfo(); },
+                                    [](Napi::Env env, pn::RuntimeInfo& r) -> Napi::Value {
+                                      auto o = Napi::Object::New(env);
+                                      o.Set("torchVersion", r.torchVersion);
+                                      o.Set("builtWithCuda", r.builtWithCuda);
+                                      o.Set("cudaAvailable", r.cudaAvailable);
+                                      o.Set("cudaDeviceCount", r.cudaDeviceCount);
+                                      o.Set("cudnnAvailable", r.cudnnAvailable);
+                                      o.Set("cudnnVersion", static_cast<double>(r.cudnnVersion));
+                                      auto devices = Napi::Array::New(env, r.cudaDevices.size());
+                                      for (size_t k = 0; k < r.cudaDevices.size(); ++k) {
+                                        const auto& d = r.cudaDevices[k];
+                                        auto dev = Napi::Object::New(env);
+                                        dev.Set("index", d.index);
+                                        dev.Set("name", d.name);
+                                        dev.Set("totalMemory", static_cast<double>(d.totalMemory));
+                                        dev.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+                                        dev.Set("multiProcessors", d.multiProcessors);
+                                        devices.Set(static_cast<uint32_t>(k), dev);
+                                      }
+                                      o.Set("cudaDevices", devices);
+                                      o.Set("intraOpThreads", r.intraOpThreads);
+                                      o.Set("interOpThreads", r.interOpThreads);
+                                      o.Set("mkldnn", r.mkldnn);
+                                      o.Set("openmp", r.openmp);
+                                      o.Set("parallelInfo", r.parallelInfo);
+                                      o.Set("buildConfig", r.buildConfig);
+                                      return o;
+                                    });
+}
+
+Napi::Value SmokeTrain(const Napi::CallbackInfo& info) {
+  const int batch = static_cast<int>(argInteger(info, 0, "batch"));
+  const int size = static_cast<int>(argInteger(info, 1, "size"));
+  const int steps = static_cast<int>(argInteger(info, 2, "steps"));
+  const std::string device = argString(info, 3, "device");
+  const auto seed = static_cast<uint64_t>(argInteger(info, 4, "seed"));
+  return Task<pn::SmokeResult>::Run(info.Env(), "pneumo.smokeTrain", [=] { return pn::smokeTrain(batch, size, steps, device, seed); },
+                                    [](Napi::Env env, pn::SmokeResult& r) -> Napi::Value {
+                                      auto o = Napi::Object::New(env);
+                                      auto losses = Napi::Array::New(env, r.losses.size());
+                                      for (size_t k = 0; k < r.losses.size(); ++k) losses.Set(static_cast<uint32_t>(k), r.losses[k]);
+                                      o.Set("losses", losses);
+                                      o.Set("msPerStep", r.msPerStep);
+                                      o.Set("gradientsFinite", r.gradientsFinite);
+                                      o.Set("gradientNorm", r.gradientNorm);
+                                      o.Set("parameters", static_cast<double>(r.parameters));
+                                      o.Set("device", r.device);
+                                      return o;
+                                    });
+}
+
+Napi::Value Counters(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("queued", static_cast<double>(gTasksQueued.load()));
+  o.Set("running", static_cast<double>(gTasksRunning.load()));
+  o.Set("liveTensors", static_cast<double>(gLiveTensors.load()));
+  o.Set("externalBytes", static_cast<double>(gReportedBytes.load()));
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+  Napi::Function tensorClass = NativeTensor::Define(env);
+  data->tensorConstructor = Napi::Persistent(tensorClass);
+
+  exports.Set("version", Napi::String::New(env, PN_VERSION));
+  exports.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
+  exports.Set("NativeTensor", tensorClass);
+  exports.Set("fromTypedArray", Napi::Function::New(env, FromTypedArray, "fromTypedArray"));
+  exports.Set("filled", Napi::Function::New(env, Filled, "filled"));
+  exports.Set("binary", Napi::Function::New(env, Binary, "binary"));
+  exports.Set("reduce", Napi::Function::New(env, Reduce, "reduce"));
+  exports.Set("reshape", Napi::Function::New(env, Reshape, "reshape"));
+  exports.Set("clone", Napi::Function::New(env, Clone, "clone"));
+  exports.Set("normalizeU8", Napi::Function::New(env, NormalizeU8, "normalizeU8"));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
+  exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
+  exports.Set("smokeTrain", Napi::Function::New(env, SmokeTrain, "smokeTrain"));
+  exports.Set("counters", Napi::Function::New(env, Counters, "counters"));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(pneumo_native, Init)

@@ -1,0 +1,137 @@
+// Finds the LibTorch to build against, in the documented order:
+//   1. $LIBTORCH        a LibTorch root (the unzipped libtorch/ folder: include/, lib/, share/cmake/Torch)
+//   2. $Torch_DIR       a folder holding TorchConfig.cmake
+//   3. Python's torch   torch.utils.cmake_prefix_path of an importable `torch` (python3, then /usr/bin/python3)
+//   4. Debian           libtorch-dev (/usr/lib/<multiarch>/cmake/Torch)
+// Used by scripts/setup.mjs, CMakeLists.txt (`node scripts/libtorch.mjs --cmake-dir`) and
+// binding.gyp (`--include-dirs`, `--lib-dirs`). Plain Node, no dependencies.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/** The commands that install LibTorch on Debian (what setup runs as root, or tells the user to). */
+export const DEBIAN_INSTALL = [
+  'apt-get update',
+  'apt-get install -y --no-install-recommends libtorch-dev libopenblas0-pthread',
+];
+
+function hasConfig(dir) {
+  return Boolean(dir) && existsSync(join(dir, 'TorchConfig.cmake'));
+}
+
+function pythonCandidates() {
+  const seen = new Set();
+  const out = [];
+  for (const py of [process.env.PYTHON, 'python3', '/usr/bin/python3']) {
+    if (py && !seen.has(py)) {
+      seen.add(py);
+      out.push(py);
+    }
+  }
+  return out;
+}
+
+function fromPython() {
+  for (const py of pythonCandidates()) {
+    try {
+      const out = execFileSync(py, ['-c', 'import torch, torch.utils; print(torch.utils.cmake_prefix_path); print(torch.__version__)'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 60_000,
+      }).trim().split('\n');
+      const cmakeDir = join(out[0], 'Torch');
+      if (hasConfig(cmakeDir)) return { source: `python torch (${py})`, cmakeDir, version: out[1] };
+    } catch {
+      // not importable with this interpreter
+    }
+  }
+  return undefined;
+}
+
+function fromDebian() {
+  const candidates = [];
+  try {
+    for (const entry of readdirSync('/usr/lib')) candidates.push(join('/usr/lib', entry, 'cmake', 'Torch'));
+  } catch {
+    // no /usr/lib
+  }
+  candidates.push('/usr/lib/cmake/Torch', '/usr/share/cmake/Torch');
+  const cmakeDir = candidates.find(hasConfig);
+  return cmakeDir ? { source: 'debian libtorch-dev', cmakeDir } : undefined;
+}
+
+/** Reads the LibTorch version from the headers next to a TorchConfig.cmake, when present. */
+function headerVersion(cmakeDir, includeDirs) {
+  for (const inc of includeDirs) {
+    const file = join(inc, 'torch', 'version.h');
+    if (existsSync(file)) {
+      const m = /#define TORCH_VERSION\s+(?:\\\s*)?"([^"]+)"/.exec(readFileSync(file, 'utf8'));
+      if (m) return m[1];
+    }
+  }
+  return undefined;
+}
+
+/** Include and library folders for a TorchConfig.cmake location (for node-gyp users). */
+function layout(cmakeDir) {
+  // <prefix>/share/cmake/Torch (LibTorch zip, pip) or <prefix>/lib/<arch>/cmake/Torch (Debian).
+  const up = (n) => resolve(cmakeDir, ...Array(n).fill('..'));
+  const prefix = existsSync(join(up(3), 'include', 'torch')) ? up(3) : existsSync(join(up(4), 'include', 'torch')) ? up(4) : up(3);
+  const includeDirs = [join(prefix, 'include'), join(prefix, 'include', 'torch', 'csrc', 'api', 'include')];
+  const libDirs = [join(prefix, 'lib'), dirname(dirname(cmakeDir))].filter((d, i, a) => existsSync(d) && a.indexOf(d) === i);
+  return { prefix, includeDirs, libDirs };
+}
+
+/**
+ * Returns `{ source, cmakeDir, prefix, includeDirs, libDirs, version }` for the first LibTorch
+ * found, or `undefined`. Errors for a LIBTORCH/Torch_DIR that is set but wrong are thrown, since
+ * silently falling back would build against a LibTorch the user did not ask for.
+ */
+export function findLibTorch(env = process.env) {
+  let found;
+  if (env.LIBTORCH) {
+    const cmakeDir = join(env.LIBTORCH, 'share', 'cmake', 'Torch');
+    if (!hasConfig(cmakeDir)) throw new Error(`LIBTORCH=${env.LIBTORCH} is not a LibTorch root: ${cmakeDir}/TorchConfig.cmake is missing`);
+    found = { source: 'LIBTORCH', cmakeDir };
+  } else if (env.Torch_DIR) {
+    if (!hasConfig(env.Torch_DIR)) throw new Error(`Torch_DIR=${env.Torch_DIR} does not contain TorchConfig.cmake`);
+    found = { source: 'Torch_DIR', cmakeDir: resolve(env.Torch_DIR) };
+  } else {
+    found = fromPython() ?? fromDebian();
+  }
+  if (!found) return undefined;
+  const lay = layout(found.cmakeDir);
+  return { ...found, ...lay, version: found.version ?? headerVersion(found.cmakeDir, lay.includeDirs) };
+}
+
+/** The message shown when no LibTorch is found and setup may not install one. */
+export function missingLibTorchMessage(reason) {
+  return [
+    `pneumo-native: LibTorch was not found${reason ? ` (${reason})` : ''}.`,
+    'Looked at, in order: $LIBTORCH, $Torch_DIR, the torch of python3 and /usr/bin/python3, Debian libtorch-dev.',
+    'Install it with (Debian/Ubuntu, as root):',
+    ...DEBIAN_INSTALL.map((c) => `  ${c}`),
+    'or point $LIBTORCH at an unzipped LibTorch (a folder with include/, lib/ and share/cmake/Torch),',
+    'then run `npm run build` again.',
+  ].join('\n');
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const flag = process.argv[2] ?? '--json';
+  let found;
+  try {
+    found = findLibTorch();
+  } catch (err) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+  if (!found) {
+    process.stderr.write(`${missingLibTorchMessage()}\n`);
+    process.exit(1);
+  }
+  if (flag === '--cmake-dir') process.stdout.write(found.cmakeDir);
+  else if (flag === '--include-dirs') process.stdout.write(found.includeDirs.join(' '));
+  else if (flag === '--lib-dirs') process.stdout.write(found.libDirs.join(' '));
+  else process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);
+}
