@@ -117,7 +117,7 @@ export function encodeRuns(mask: Uint8Array, width: number, height: number): Run
   const flags = columnFlags;
   flags.fill(0, 0, flagBytes);
   markColumns(mask, width, y0, y1, flags);
-  let out = new Int32Array(256);
+  let out: Int32Array = new Int32Array(256);
   let n = 0;
   let inRun = 0;
   for (let x = 0; x < width; x++) {
