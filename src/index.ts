@@ -5,3 +5,13 @@
  * on the LibTorch addon; the data layer (DICOM, RLE, labels, folds, metrics) is TypeScript.
  */
 export { packageVersion } from './core/package-info.js';
+/** Seeded PRNG (xoshiro128**) with shuffle, randInt, normal and per-item seed derivation. */
+export * as random from './core/random.js';
+/** The SIIM RLE codec: `rle.encode(mask, w, h)`, `rle.decode(text, w, h, id?)`, unions, runs. */
+export * as rle from './data/rle.js';
+/** Train label files, sample submissions and the atomic submission writer. */
+export * as labels from './data/labels.js';
+/** Stratified folds (`fname,fold,exist_labels`) and `FoldSplit`. */
+export * as folds from './data/folds.js';
+/** The competition metric: `metrics.meanDice`, `metrics.evaluate`, `metrics.diceScore`. */
+export * as metrics from './data/metrics.js';

@@ -2,6 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { infoCommand } from './info.js';
 import { foldsCommand } from './folds.js';
+import { scoreCommand } from './score.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, foldsCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, foldsCommand, scoreCommand];
