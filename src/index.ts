@@ -15,3 +15,7 @@ export * as labels from './data/labels.js';
 export * as folds from './data/folds.js';
 /** The competition metric: `metrics.meanDice`, `metrics.evaluate`, `metrics.diceScore`. */
 export * as metrics from './data/metrics.js';
+/** DICOM: `dicom.read(pathOrBuffer, { size })`, `readHeader`, `findDicoms`, `writeDicom`, `DicomError`. */
+export * as dicom from './data/dicom.js';
+/** Training input from .dcm or prepared .png/.jpg: `images.loadImage(path, size)`. */
+export * as images from './data/image-source.js';
