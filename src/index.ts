@@ -19,3 +19,5 @@ export * as metrics from './data/metrics.js';
 export * as dicom from './data/dicom.js';
 /** Training input from .dcm or prepared .png/.jpg: `images.loadImage(path, size)`. */
 export * as images from './data/image-source.js';
+/** Decode SIIM DICOMs to train/mask/test PNGs at one size: `prepare.prepare(options)`. */
+export * as prepare from './data/prepare.js';
