@@ -79,8 +79,10 @@ export interface DicomImage extends DicomHeader {
 /** Options of {@link read}. */
 export interface ReadOptions {
   /**
-   * Resize to `size` x `size` (bilinear; JPEG frames use shrink-on-load when `size` is smaller
-   * than the image). Without it the pixels keep the stored size.
+   * Resize to `size` x `size` (bilinear, libvips' antialiased linear kernel). JPEG frames are
+   * decoded with shrink-on-load (DCT scaling) where sharp applies it: when the reduction factor
+   * is above 2, e.g. 1024 -> 256 (at exactly 2x sharp decodes in full to avoid libjpeg rounding
+   * errors). Without `size` the pixels keep the stored size.
    */
   size?: number;
   /** The id to report instead of the file name / SOP Instance UID. */
