@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DicomError, read, readHeader } from '../../src/data/dicom.js';
+import { type DicomImage, DicomError, read, readHeader } from '../../src/data/dicom.js';
 import { writeDicom } from '../../src/data/dicom-write.js';
 import { encodeEncapsulatedPixelData } from '../../src/data/dicom/elements.js';
 import { patchBytes, removeShortElement, tempDir, testImage } from './dicom-fixtures.js';
@@ -148,10 +148,7 @@ describe('dicom.read rejects bad files with the file and the reason', () => {
           for (let k = 0; k < 8; k += 1) bytes[132 + Math.floor(next() * (bytes.length - 132))] = Math.floor(next() * 256);
           candidate = bytes;
         }
-        const outcome = await read(candidate).then(
-          (image) => image,
-          (e: unknown) => e,
-        );
+        const outcome: DicomImage | Error = await read(candidate).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
         if (outcome instanceof Error) {
           expect(outcome).toBeInstanceOf(DicomError);
           failures += 1;
