@@ -21,3 +21,5 @@ export * as dicom from './data/dicom.js';
 export * as images from './data/image-source.js';
 /** Decode SIIM DICOMs to train/mask/test PNGs at one size: `prepare.prepare(options)`. */
 export * as prepare from './data/prepare.js';
+/** Synthetic SIIM-shaped data: `synth.synthesize(options)`, `synth.generateImage(spec)`. */
+export * as synth from './data/synth/index.js';

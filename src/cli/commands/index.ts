@@ -3,8 +3,9 @@ import type { CommandModule } from 'yargs';
 import { infoCommand } from './info.js';
 import { foldsCommand } from './folds.js';
 import { scoreCommand } from './score.js';
+import { synthCommand } from './synth.js';
 import { prepareCommand } from './prepare.js';
 import { dicomInfoCommand } from './dicom-info.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, foldsCommand, scoreCommand, prepareCommand, dicomInfoCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand];
