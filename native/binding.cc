@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -80,7 +81,8 @@ Napi::Array toJsArray(Napi::Env env, const std::vector<int64_t>& values) {
 
 /**
  * Runs `work` on the libuv thread pool and settles a Promise with `done(env, result)` on the main
- * thread. `keepAlive` holds JS objects (e.g. a destination ArrayBuffer) until the task settles.
+ * thread. Lambdas must not capture napi_values (they die with the caller's HandleScope): capture
+ * C++ values, or JS objects through a shared Napi::ObjectReference.
  */
 template <typename R>
 class Task final : public Napi::AsyncWorker {
@@ -88,10 +90,8 @@ class Task final : public Napi::AsyncWorker {
   using Work = std::function<R()>;
   using Done = std::function<Napi::Value(Napi::Env, R&)>;
 
-  static Napi::Promise Run(Napi::Env env, const char* name, Work work, Done done,
-                           std::vector<Napi::Object> keepAlive = {}) {
+  static Napi::Promise Run(Napi::Env env, const char* name, Work work, Done done) {
     auto* task = new Task(env, name, std::move(work), std::move(done));
-    for (auto& object : keepAlive) task->keepAlive_.push_back(Napi::Persistent(object));
     Napi::Promise promise = task->deferred_.Promise();
     ++gTasksQueued;
     task->Queue();
@@ -135,7 +135,6 @@ class Task final : public Napi::AsyncWorker {
   Work work_;
   Done done_;
   std::optional<R> result_;
-  std::vector<Napi::ObjectReference> keepAlive_;
 };
 
 /** Runs a synchronous native call, turning pn::Error into a JS Error. */
@@ -279,13 +278,16 @@ class NativeTensor final : public Napi::ObjectWrap<NativeTensor> {
     void* dst = typedArrayData(out);
     const size_t bytes = out.ByteLength();
     const pn::DType hostType = dtype == pn::DType::Bool ? pn::DType::Uint8 : dtype;
+    // The destination must outlive this call's HandleScope: hold it by a persistent reference
+    // (released on the main thread when the task is deleted), never by its napi_value.
+    auto destination = std::make_shared<Napi::ObjectReference>(Napi::Persistent(static_cast<Napi::Object>(out)));
     return Task<int>::Run(
         env, "pneumo.toTypedArray",
         [t, dst, bytes, hostType] {
           pn::toHost(t, dst, bytes, hostType);
           return 0;
         },
-        [out](Napi::Env, int&) -> Napi::Value { return out; }, {out});
+        [destination](Napi::Env, int&) -> Napi::Value { return destination->Value(); });
   }
 
   Napi::Value To(const Napi::CallbackInfo& info) {
@@ -493,10 +495,29 @@ Napi::Value Counters(const Napi::CallbackInfo& info) {
   o.Set("running", static_cast<double>(gTasksRunning.load()));
   o.Set("liveTensors", static_cast<double>(gLiveTensors.load()));
   o.Set("externalBytes", static_cast<double>(gReportedBytes.load()));
+  const pn::CpuCacheStats cache = pn::cpuCacheStats();
+  o.Set("cpuLiveBytes", static_cast<double>(cache.liveBytes));
+  o.Set("cpuCachedBytes", static_cast<double>(cache.cachedBytes));
+  o.Set("cpuCacheLimitBytes", static_cast<double>(cache.capBytes));
+  o.Set("cpuCacheHits", static_cast<double>(cache.hits));
+  o.Set("cpuCacheMisses", static_cast<double>(cache.misses));
   return o;
 }
 
+Napi::Value SetCpuCacheLimit(const Napi::CallbackInfo& info) {
+  const int64_t bytes = argInteger(info, 0, "bytes");
+  if (bytes < 0) throwType(info.Env(), "Expected a non-negative integer for bytes");
+  pn::setCpuCacheLimit(static_cast<size_t>(bytes));
+  return info.Env().Undefined();
+}
+
+Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
+  pn::emptyCpuCache();
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pn::installCpuAllocator();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   Napi::Function tensorClass = NativeTensor::Define(env);
@@ -518,6 +539,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("smokeTrain", Napi::Function::New(env, SmokeTrain, "smokeTrain"));
   exports.Set("counters", Napi::Function::New(env, Counters, "counters"));
+  exports.Set("setCpuCacheLimit", Napi::Function::New(env, SetCpuCacheLimit, "setCpuCacheLimit"));
+  exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache, "emptyCpuCache"));
   return exports;
 }
 

@@ -166,3 +166,21 @@ namespace pn {
 Tensor fromHostUint16(const uint16_t* data, size_t count, const std::vector<int64_t>& shape, DType dstType,
                       const std::string& device);
 }  // namespace pn
+
+namespace pn {
+/** Bytes held by large CPU tensor blocks (see cpu_allocator.cpp). */
+struct CpuCacheStats {
+  size_t liveBytes = 0;
+  size_t cachedBytes = 0;
+  size_t capBytes = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+};
+/** Installs the caching CPU allocator for large blocks (idempotent; called at addon load). */
+void installCpuAllocator();
+CpuCacheStats cpuCacheStats();
+/** Caps the bytes kept cached for reuse (trims at once if over). */
+void setCpuCacheLimit(size_t bytes);
+/** Returns every cached block to the operating system. */
+void emptyCpuCache();
+}  // namespace pn

@@ -1,0 +1,167 @@
+/**
+ * The TypeScript side of the N-API boundary: the exact shape of what `native/binding.cc` exports,
+ * and the loader that finds the compiled addon. Nothing else in the package touches the addon
+ * object directly; keep this file and binding.cc in step.
+ */
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { packageRoot, packageVersion } from '../core/package-info.js';
+
+/** Element type names shared with the native side. */
+export type NativeDType = 'uint8' | 'int8' | 'int16' | 'int32' | 'int64' | 'float16' | 'bfloat16' | 'float32' | 'float64' | 'bool';
+
+/** The wrapped at::Tensor. Getters and methods throw once the tensor is disposed. */
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: NativeDType;
+  readonly device: string;
+  readonly nbytes: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  toTypedArraySync(dtype?: NativeDType): NativeTypedArray;
+  toTypedArray(dtype?: NativeDType): Promise<NativeTypedArray>;
+  to(device: string, dtype?: NativeDType): Promise<NativeTensor>;
+  item(): Promise<number>;
+}
+
+export type NativeTypedArray = Uint8Array | Int8Array | Int16Array | Int32Array | BigInt64Array | Float32Array | Float64Array;
+
+export interface NativeCudaDevice {
+  index: number;
+  name: string;
+  totalMemory: number;
+  computeCapability: string;
+  multiProcessors: number;
+}
+
+export interface NativeRuntimeInfo {
+  torchVersion: string;
+  builtWithCuda: boolean;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  cudnnAvailable: boolean;
+  cudnnVersion: number;
+  cudaDevices: NativeCudaDevice[];
+  intraOpThreads: number;
+  interOpThreads: number;
+  mkldnn: boolean;
+  openmp: boolean;
+  parallelInfo: string;
+  buildConfig: string;
+}
+
+export interface NativeSmokeResult {
+  losses: number[];
+  msPerStep: number;
+  gradientsFinite: boolean;
+  gradientNorm: number;
+  parameters: number;
+  device: string;
+}
+
+export interface NativeCounters {
+  /** Native tasks waiting for a thread-pool slot. */
+  queued: number;
+  /** Native tasks executing now. */
+  running: number;
+  /** Tensor wrappers neither disposed nor finalized. */
+  liveTensors: number;
+  /** CPU tensor bytes currently reported to V8 as external memory. */
+  externalBytes: number;
+  /** Bytes of large CPU blocks in use by tensors (the caching allocator). */
+  cpuLiveBytes: number;
+  /** Bytes of large CPU blocks kept for reuse. */
+  cpuCachedBytes: number;
+  cpuCacheLimitBytes: number;
+  cpuCacheHits: number;
+  cpuCacheMisses: number;
+}
+
+/** Everything the addon exports. */
+export interface NativeBinding {
+  version: string;
+  napiVersion: number;
+  fromTypedArray(data: ArrayBufferView, shape: number[], dtype: NativeDType, device: string): NativeTensor;
+  filled(fill: 'zeros' | 'ones' | 'rand' | 'randn', shape: number[], dtype: NativeDType, device: string): Promise<NativeTensor>;
+  binary(op: 'add' | 'sub' | 'mul' | 'div' | 'matmul', a: NativeTensor, b: NativeTensor): Promise<NativeTensor>;
+  reduce(op: 'sum' | 'mean' | 'max' | 'min', a: NativeTensor, dims: number[], keepDim: boolean): Promise<NativeTensor>;
+  reshape(a: NativeTensor, shape: number[]): NativeTensor;
+  clone(a: NativeTensor): Promise<NativeTensor>;
+  normalizeU8(images: NativeTensor, mean: number, std: number): Promise<NativeTensor>;
+  setNumThreads(threads: number): void;
+  getNumThreads(): number;
+  manualSeed(seed: number | bigint): void;
+  runtimeInfo(): Promise<NativeRuntimeInfo>;
+  smokeTrain(batch: number, size: number, steps: number, device: string, seed: number): Promise<NativeSmokeResult>;
+  counters(): NativeCounters;
+  setCpuCacheLimit(bytes: number): void;
+  emptyCpuCache(): void;
+}
+
+/** Thrown when the compiled addon cannot be loaded; the message names the cause and the fix. */
+export class NativeLoadError extends Error {
+  constructor(message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'NativeLoadError';
+  }
+}
+
+const BUILD_FIX = 'Build it with `npm run build:native` (or `npm test` / `npm run demo`, which build what is missing).';
+
+/**
+ * Explains a failure to load the addon: which of the known causes it is and what to run.
+ * Exported for tests; `loadBinding` throws what this returns.
+ */
+export function explainLoadError(err: unknown, root: string): NativeLoadError {
+  const detail = err instanceof Error ? err.message : String(err);
+  const lines = ['pneumo-native could not load its native addon.'];
+  if (/No native build was found/i.test(detail)) {
+    lines.push(`Cause: no compiled addon in ${join(root, 'build', 'Release')} or ${join(root, 'prebuilds')}.`, BUILD_FIX);
+  } else if (/lib(torch|c10|torch_cpu)[^:]*\.so[^:]*: cannot open shared object file/i.test(detail)) {
+    lines.push(
+      'Cause: the LibTorch shared libraries the addon was built against are not installed (or moved).',
+      'Fix: reinstall LibTorch (Debian: `apt-get install -y --no-install-recommends libtorch-dev libopenblas0-pthread`),',
+      'or set $LIBTORCH to your LibTorch and rebuild with `npm run build`.',
+    );
+  } else if (/undefined symbol/i.test(detail)) {
+    lines.push('Cause: the addon was built against a different LibTorch than the one installed now.', `Fix: rebuild with \`npm run build\`.`);
+  } else if (/NODE_MODULE_VERSION|did not self-register|napi/i.test(detail)) {
+    lines.push(`Cause: the addon was built for another Node.js (this is Node ${process.versions.node}).`, 'Fix: rebuild with `npm run build`.');
+  } else if (/wrong ELF class|invalid ELF header|cannot open shared object/i.test(detail)) {
+    lines.push('Cause: the binary is not for this platform or a library it needs is missing.', 'Fix: rebuild with `npm run build`.');
+  } else {
+    lines.push(`Cause: ${detail.split('\n')[0]}`, BUILD_FIX);
+  }
+  lines.push(`Details: ${detail.split('\n')[0]}`);
+  return new NativeLoadError(lines.join('\n'), err);
+}
+
+let cached: NativeBinding | undefined;
+
+/**
+ * Loads the addon once (from `build/Release` or `prebuilds/` via node-gyp-build), checks that it
+ * matches this package version, and returns it. Throws NativeLoadError with the fix otherwise.
+ */
+export function loadBinding(root: string = packageRoot()): NativeBinding {
+  if (cached && root === packageRoot()) return cached;
+  const require = createRequire(import.meta.url);
+  let binding: NativeBinding;
+  try {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+    binding = nodeGypBuild(root) as NativeBinding;
+  } catch (err) {
+    throw explainLoadError(err, root);
+  }
+  const expected = packageVersion();
+  if (binding.version !== expected) {
+    throw new NativeLoadError(
+      [
+        'pneumo-native could not load its native addon.',
+        `Cause: the compiled addon is version ${binding.version} but the package is ${expected} (a stale build).`,
+        'Fix: rebuild with `npm run build`.',
+      ].join('\n'),
+    );
+  }
+  if (root === packageRoot()) cached = binding;
+  return binding;
+}
