@@ -8,6 +8,8 @@
 //   5. TypeScript -> dist/    (tsc, only when sources changed)
 // A second run with nothing changed does nothing and prints nothing with --quiet.
 //
+// Environment: PNEUMO_BUILD_DIR builds the addon into another folder than build/ (load it with
+// PNEUMO_NATIVE_BINARY=<folder>/Release/pneumo_native.node).
 // Flags: --quiet, --native-only, --force-build, --install-hook (npm's install script for
 // consumers: skip when a prebuilt binary loads), --test, --bench.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -156,16 +158,19 @@ function nativeStamp(torch) {
   return hashFiles(sources, [torch.cmakeDir, torch.version ?? '', process.version]);
 }
 
+/** Build folder: build/ unless $PNEUMO_BUILD_DIR (lets two developers build side by side). */
+const buildDir = process.env.PNEUMO_BUILD_DIR ? join(root, process.env.PNEUMO_BUILD_DIR) : join(root, 'build');
+
 function ensureNative(torch) {
-  const binary = join(root, 'build', 'Release', 'pneumo_native.node');
-  const stampFile = join(root, 'build', 'Release', '.pneumo-stamp');
+  const binary = join(buildDir, 'Release', 'pneumo_native.node');
+  const stampFile = join(buildDir, 'Release', '.pneumo-stamp');
   const stamp = nativeStamp(torch);
   if (!force && existsSync(binary) && readStamp(stampFile) === stamp) return;
   const jobs = Math.max(1, availableParallelism());
   log(`building the native addon against LibTorch ${torch.version ?? ''} (${torch.source}) with ${jobs} jobs`);
   const started = Date.now();
   const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
-  run(process.execPath, [cmakeJs, 'compile', '--parallel', String(jobs), `--CDTorch_DIR=${torch.cmakeDir}`, ...(quiet ? ['--log-level', 'warn'] : [])]);
+  run(process.execPath, [cmakeJs, 'compile', '--out', buildDir, '--parallel', String(jobs), `--CDTorch_DIR=${torch.cmakeDir}`, ...(quiet ? ['--log-level', 'warn'] : [])]);
   writeStamp(stampFile, stamp);
   log(`native addon built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }

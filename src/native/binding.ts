@@ -4,7 +4,7 @@
  * object directly; keep this file and binding.cc in step.
  */
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { packageRoot, packageVersion } from '../core/package-info.js';
 
 /** Element type names shared with the native side. */
@@ -117,6 +117,8 @@ export function explainLoadError(err: unknown, root: string): NativeLoadError {
   const lines = ['pneumo-native could not load its native addon.'];
   if (/No native build was found/i.test(detail)) {
     lines.push(`Cause: no compiled addon in ${join(root, 'build', 'Release')} or ${join(root, 'prebuilds')}.`, BUILD_FIX);
+  } else if (/Cannot find module/i.test(detail) && process.env.PNEUMO_NATIVE_BINARY) {
+    lines.push(`Cause: $PNEUMO_NATIVE_BINARY=${process.env.PNEUMO_NATIVE_BINARY} does not exist.`, 'Fix: build it (PNEUMO_BUILD_DIR=<folder> npm run build:native) or unset the variable.');
   } else if (/lib(torch|c10|torch_cpu)[^:]*\.so[^:]*: cannot open shared object file/i.test(detail)) {
     lines.push(
       'Cause: the LibTorch shared libraries the addon was built against are not installed (or moved).',
@@ -139,16 +141,22 @@ export function explainLoadError(err: unknown, root: string): NativeLoadError {
 let cached: NativeBinding | undefined;
 
 /**
- * Loads the addon once (from `build/Release` or `prebuilds/` via node-gyp-build), checks that it
- * matches this package version, and returns it. Throws NativeLoadError with the fix otherwise.
+ * Loads the addon once (from `build/Release` or `prebuilds/` via node-gyp-build, or the file named
+ * by $PNEUMO_NATIVE_BINARY), checks that it matches this package version, and returns it. Throws
+ * NativeLoadError with the fix otherwise.
  */
 export function loadBinding(root: string = packageRoot()): NativeBinding {
   if (cached && root === packageRoot()) return cached;
   const require = createRequire(import.meta.url);
   let binding: NativeBinding;
   try {
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
-    binding = nodeGypBuild(root) as NativeBinding;
+    const explicit = process.env.PNEUMO_NATIVE_BINARY;
+    if (explicit && root === packageRoot()) {
+      binding = require(isAbsolute(explicit) ? explicit : join(root, explicit)) as NativeBinding;
+    } else {
+      const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+      binding = nodeGypBuild(root) as NativeBinding;
+    }
   } catch (err) {
     throw explainLoadError(err, root);
   }
