@@ -99,7 +99,7 @@ export function rasterizePneumothorax(
   const masks: Uint8Array[] = [];
   const air = planes ? new Float32Array(size * size) : undefined;
   const line = planes ? new Float32Array(size * size) : undefined;
-  const lineHalf = Math.max(1, 0.0025 * size);
+  const lineHalf = Math.max(1.25, 0.0025 * size);
   for (const region of regions) {
     const mask = new Uint8Array(size * size);
     masks.push(mask);
@@ -156,7 +156,8 @@ export function rasterizePneumothorax(
           const a = Math.min(1, Math.max(0, r - edge));
           if (a > (air[p] as number)) air[p] = a;
           const fade = Math.min(1, bump / 0.3);
-          const l = Math.max(0, 1 - Math.abs(r - edge) / lineHalf) * fade;
+          // The visceral pleura is the lung's edge: the line lies on the lung side of the air.
+          const l = Math.max(0, 1 - Math.abs(r - edge + 0.5 * lineHalf) / lineHalf) * fade;
           if (l > (line[p] as number)) line[p] = l;
         }
       }

@@ -12,7 +12,7 @@
  * Cost is a few passes over the pixels plus work proportional to the drawn structures.
  */
 import type { Random } from '../../core/random.js';
-import { lungCentre, lungLabels, lungSpan } from './anatomy.js';
+import { diaphragmY, lungCentre, lungLabels, lungSpan } from './anatomy.js';
 import type { Anatomy, Lung } from './anatomy.js';
 import { rasterizePneumothorax } from './pneumothorax.js';
 import type { PneumothoraxRegion } from './pneumothorax.js';
@@ -38,9 +38,10 @@ export function renderChest(anatomy: Anatomy, regions: readonly PneumothoraxRegi
   const pleura = ptx.line as Float32Array;
 
   const density = new Float32Array(n);
-  drawBody(anatomy, density, size);
+  const floor = diaphragmColumns(anatomy, size);
+  drawBody(anatomy, floor, density, size);
   const overlay = new Float32Array(n); // mediastinum and heart: they hide the lung behind them
-  drawMediastinum(anatomy, density, overlay, size);
+  drawMediastinum(anatomy, floor, density, overlay, size);
   // The lung's own shading: greyer at the bases and along the chest wall, breast shadows.
   const shade = new Float32Array(n);
   const bounds = shadeLungs(anatomy, labels, shade, size);
@@ -72,17 +73,35 @@ export function renderChest(anatomy: Anatomy, regions: readonly PneumothoraxRegi
       pleuraBrightness * (pleura[i] as number);
   }
 
-  boxBlur(density, size, size, Math.max(1, Math.round(anatomy.exposure.blur * size)), markings);
+  boxBlur(density, size, size, Math.round(anatomy.exposure.blur * size), markings);
   return { pixels: expose(density, anatomy, rng), size, masks: ptx.masks, lungs: labels };
 }
 
-/** The extra density of the abdomen (below the diaphragm) at height `y`; it rises gradually. */
-function abdomenAt(anatomy: Anatomy, y: number): number {
-  return 0.22 * smoothstep(anatomy.heart.bottom - 0.1, anatomy.heart.bottom + 0.12, y);
+/**
+ * The diaphragm's height per image column: under each lung its dome, beyond the lung's lateral
+ * wall sloping down along the chest wall, so the abdomen's upper edge follows the diaphragm.
+ */
+function diaphragmColumns(anatomy: Anatomy, size: number): Float32Array {
+  const floor = new Float32Array(size);
+  for (let px = 0; px < size; px++) {
+    const x = (px + 0.5) / size;
+    const lung = x < anatomy.midX ? anatomy.lungs[0] : anatomy.lungs[1];
+    const a = Math.abs(x - anatomy.midX);
+    const outer = (lungSpan(lung, lung.baseY) as [number, number])[1];
+    floor[px] = a <= outer ? diaphragmY(lung, a) : lung.baseY + (a - outer) * 1.2;
+  }
+  return floor;
 }
 
+/** The extra density of the abdomen at height `y` below a diaphragm at `floor`; it rises gradually. */
+function abdomenAt(floor: number, y: number): number {
+  return ABDOMEN * smoothstep(floor - 0.03, floor + 0.09, y);
+}
+
+const ABDOMEN = 0.22;
+
 /** Soft tissue: neck, shoulders and chest wall, thicker (brighter) inwards and in the abdomen. */
-function drawBody(anatomy: Anatomy, density: Float32Array, size: number): void {
+function drawBody(anatomy: Anatomy, floor: Float32Array, density: Float32Array, size: number): void {
   const { midX, shoulderY } = anatomy;
   const soft = 0.006 * size;
   for (let py = 0; py < size; py++) {
@@ -91,7 +110,6 @@ function drawBody(anatomy: Anatomy, density: Float32Array, size: number): void {
     const up = smoothstep(shoulderY - 0.03, shoulderY + 0.07, y);
     const down = smoothstep(shoulderY + 0.08, shoulderY + 0.32, y);
     const half = (anatomy.neckHalf + (anatomy.shoulderHalf - anatomy.neckHalf) * up) * (1 - down) + anatomy.bodyHalf * down * (0.96 + 0.06 * y);
-    const abdomen = abdomenAt(anatomy, y);
     const row = py * size;
     const cx = midX * size;
     const h = half * size;
@@ -102,7 +120,7 @@ function drawBody(anatomy: Anatomy, density: Float32Array, size: number): void {
       const inside = h - Math.abs(px + 0.5 - cx);
       const t = inside >= ramp ? 1 : inside <= 0 ? 0 : inside / ramp;
       const edge = inside >= soft ? 1 : inside <= -soft ? 0 : 0.5 + (0.5 * inside) / soft;
-      density[row + px] = edge * (0.26 + 0.18 * Math.sqrt(t) + abdomen * t);
+      density[row + px] = edge * (0.26 + 0.18 * Math.sqrt(t) + abdomenAt(floor[px] as number, y) * t);
     }
   }
   // Humeral heads at the shoulders, where they fall inside the image.
@@ -124,7 +142,7 @@ function drawBody(anatomy: Anatomy, density: Float32Array, size: number): void {
  * ellipse whose lower half lies below the diaphragm so that its visible border is the convex
  * cardiac silhouette; plus the trachea (air, darker) down to the carina and a faint spine.
  */
-function drawMediastinum(anatomy: Anatomy, density: Float32Array, overlay: Float32Array, size: number): void {
+function drawMediastinum(anatomy: Anatomy, floor: Float32Array, density: Float32Array, overlay: Float32Array, size: number): void {
   const { heart, aorta, midX } = anatomy;
   const soft = 0.008 * size;
   const cx = midX * size;
@@ -143,8 +161,7 @@ function drawMediastinum(anatomy: Anatomy, density: Float32Array, overlay: Float
     if (y < start) continue;
     const fadeIn = smoothstep(start, start + 0.06, y);
     // Lower down the mediastinum and heart merge into the (as dense) abdomen.
-    const abdomen = abdomenAt(anatomy, y);
-    if (abdomen >= 0.22) break;
+    if (y > anatomy.lungs[0].baseY + 0.15 && y > anatomy.lungs[1].baseY + 0.15) break;
     let left = anatomy.mediastinumHalf;
     const knob = (y - aorta.y) / aorta.r;
     if (Math.abs(knob) < 1) left += aorta.bulge * Math.cos((Math.PI / 2) * knob) ** 2;
@@ -170,11 +187,12 @@ function drawMediastinum(anatomy: Anatomy, density: Float32Array, overlay: Float
       const inside = Math.max(band, inHeart);
       let o = inside >= soft ? 1 : inside <= -soft ? 0 : 0.5 + (0.5 * inside) / soft;
       o *= fadeIn;
+      const abdomen = abdomenAt(floor[px] as number, y);
       const adx = Math.abs(dx);
       const spine = adx < 0.032 * size ? 0.03 * (adx < 0.026 * size ? 1 : (0.032 * size - adx) / (0.006 * size)) : 0;
       const airway = trachea > 0 && adx < tracheaHalf + 2 ? trachea * Math.min(1, tracheaHalf + 2 - adx) * 0.5 : 0;
       overlay[row + px] = o;
-      density[row + px] = (density[row + px] as number) + Math.max(0, 0.22 * o - abdomen) + spine * fadeIn * (1 - abdomen / 0.22) - airway;
+      density[row + px] = (density[row + px] as number) + Math.max(0, 0.22 * o - abdomen) + spine * fadeIn * (1 - abdomen / ABDOMEN) - airway;
     }
   }
   const bubble = anatomy.gastricBubble;
