@@ -59,5 +59,5 @@ export function generateMasks(spec: SynthImageSpec): Uint8Array[] {
   const plan = planImage(spec);
   if (plan.regions.length === 0) return [];
   const labels = lungLabels(plan.anatomy, spec.size);
-  return rasterizePneumothorax(plan.anatomy, plan.regions, labels, spec.size, false).masks;
+  return rasterizePneumothorax(plan.anatomy, plan.regions, labels, spec.size).masks;
 }

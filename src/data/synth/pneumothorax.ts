@@ -86,19 +86,20 @@ export interface PneumothoraxRaster {
 const RAY_STEP = 0.004;
 
 /**
- * Rasterises regions against the lung labels (from `lungLabels`). With `planes`, also returns
- * the anti-aliased air and pleural-line planes that the renderer composites.
+ * Rasterises regions against the lung labels (from `lungLabels`). With `planes` (two zeroed
+ * `size * size` planes), also fills the anti-aliased air and pleural-line planes that the
+ * renderer composites.
  */
 export function rasterizePneumothorax(
   anatomy: Anatomy,
   regions: readonly PneumothoraxRegion[],
   labels: Uint8Array,
   size: number,
-  planes: boolean,
+  planes?: { air: Float32Array; line: Float32Array },
 ): PneumothoraxRaster {
   const masks: Uint8Array[] = [];
-  const air = planes ? new Float32Array(size * size) : undefined;
-  const line = planes ? new Float32Array(size * size) : undefined;
+  const air = planes?.air;
+  const line = planes?.line;
   const lineHalf = Math.max(1.25, 0.0025 * size);
   for (const region of regions) {
     const mask = new Uint8Array(size * size);

@@ -29,30 +29,52 @@ export interface RenderedChest {
   lungs: Uint8Array;
 }
 
+/**
+ * Work planes reused from one image to the next (zeroed before use): allocating seven 4 MB
+ * planes per 1024 x 1024 image costs more in allocation and garbage collection than the drawing.
+ */
+const pool: { size: number; planes: Float32Array[] } = { size: 0, planes: [] };
+
+function workPlanes(size: number, count: number): Float32Array[] {
+  if (pool.size !== size) {
+    pool.size = size;
+    pool.planes = [];
+  }
+  while (pool.planes.length < count) pool.planes.push(new Float32Array(size * size));
+  const planes = pool.planes.slice(0, count);
+  for (const plane of planes) plane.fill(0);
+  return planes;
+}
+
 /** Renders the image. `rng` drives only textures and noise, never the ground truth. */
 export function renderChest(anatomy: Anatomy, regions: readonly PneumothoraxRegion[], size: number, rng: Random): RenderedChest {
   const n = size * size;
+  const [density, overlay, shade, markings, bones, airPlane, linePlane] = workPlanes(size, 7) as [
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+  ];
   const labels = lungLabels(anatomy, size);
-  const ptx = rasterizePneumothorax(anatomy, regions, labels, size, true);
+  const ptx = rasterizePneumothorax(anatomy, regions, labels, size, { air: airPlane, line: linePlane });
   const air = ptx.air as Float32Array;
   const pleura = ptx.line as Float32Array;
 
-  const density = new Float32Array(n);
   const floor = diaphragmColumns(anatomy, size);
   drawBody(anatomy, floor, density, size);
-  const overlay = new Float32Array(n); // mediastinum and heart: they hide the lung behind them
+  // `overlay`: mediastinum and heart, which hide the lung behind them.
   drawMediastinum(anatomy, floor, density, overlay, size);
   // The lung's own shading: greyer at the bases and along the chest wall, breast shadows.
-  const shade = new Float32Array(n);
   const bounds = shadeLungs(anatomy, labels, shade, size);
 
   // Lung markings (vessels and parenchymal texture): absent in a pneumothorax.
-  const markings = new Float32Array(n);
   for (const lung of anatomy.lungs) drawVessels(anatomy, lung, labels, markings, size, rng);
   addValueNoise(markings, size, 40, 0.016, rng, bounds);
   addValueNoise(markings, size, 120, 0.012, rng, bounds);
 
-  const bones = new Float32Array(n);
   drawRibs(anatomy, bones, size, rng);
   drawClavicles(anatomy, bones, size);
 
