@@ -162,6 +162,9 @@ Napi::Object wrapTensor(Napi::Env env, pn::Tensor tensor);
 /** A JS object owning one pn::Tensor; freed by dispose() or, failing that, by its finalizer. */
 class NativeTensor final : public Napi::ObjectWrap<NativeTensor> {
  public:
+  /** Output arrays at least this large use external memory from the caching allocator. */
+  static constexpr size_t kExternalThresholdBytes = 256 * 1024;
+
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeTensor",
                        {
@@ -173,6 +176,7 @@ class NativeTensor final : public Napi::ObjectWrap<NativeTensor> {
                            InstanceMethod<&NativeTensor::Dispose>("dispose"),
                            InstanceMethod<&NativeTensor::ToTypedArraySync>("toTypedArraySync"),
                            InstanceMethod<&NativeTensor::ToTypedArray>("toTypedArray"),
+                           InstanceMethod<&NativeTensor::TakeTypedArray>("takeTypedArray"),
                            InstanceMethod<&NativeTensor::To>("to"),
                            InstanceMethod<&NativeTensor::Item>("item"),
                        });
@@ -238,22 +242,125 @@ class NativeTensor final : public Napi::ObjectWrap<NativeTensor> {
     return info.Env().Undefined();
   }
 
-  /** Allocates the JS TypedArray that will receive `numel` elements of `dtype`. */
-  static Napi::TypedArray allocateTypedArray(Napi::Env env, pn::DType dtype, size_t numel) {
+  static napi_typedarray_type typedArrayTypeFor(Napi::Env env, pn::DType dtype) {
     switch (dtype) {
-      case pn::DType::Uint8: case pn::DType::Bool: return Napi::Uint8Array::New(env, numel);
-      case pn::DType::Int8: return Napi::Int8Array::New(env, numel);
-      case pn::DType::Int16: return Napi::Int16Array::New(env, numel);
-      case pn::DType::Int32: return Napi::Int32Array::New(env, numel);
-      case pn::DType::Int64: return Napi::BigInt64Array::New(env, numel);
-      case pn::DType::Float32: return Napi::Float32Array::New(env, numel);
-      case pn::DType::Float64: return Napi::Float64Array::New(env, numel);
+      case pn::DType::Uint8: case pn::DType::Bool: return napi_uint8_array;
+      case pn::DType::Int8: return napi_int8_array;
+      case pn::DType::Int16: return napi_int16_array;
+      case pn::DType::Int32: return napi_int32_array;
+      case pn::DType::Int64: return napi_bigint64_array;
+      case pn::DType::Float32: return napi_float32_array;
+      case pn::DType::Float64: return napi_float64_array;
       default: throwType(env, std::string("no TypedArray holds ") + pn::dtypeName(dtype) + ": ask for float32");
+    }
+  }
+
+  /**
+   * A TypedArray over external memory: V8 neither zeroes nor owns it; `release` runs on the JS
+   * thread when the array is collected. Returns an empty value where external buffers are not
+   * allowed (e.g. Electron's V8 sandbox), so callers fall back to a V8-owned array.
+   */
+  static Napi::TypedArray externalTypedArray(Napi::Env env, pn::DType dtype, void* data, size_t numel,
+                                             napi_finalize release, void* hint) {
+    const size_t bytes = numel * pn::dtypeSize(dtype == pn::DType::Bool ? pn::DType::Uint8 : dtype);
+    napi_value buffer;
+    if (napi_create_external_arraybuffer(env, data, bytes, release, hint, &buffer) != napi_ok) {
+      // Clear the pending exception, if any, and let the caller copy instead.
+      bool pending = false;
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env, &ignored);
+      }
+      return Napi::TypedArray();
+    }
+    Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes));
+    napi_value array;
+    NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, typedArrayTypeFor(env, dtype), numel, buffer, 0, &array), Napi::TypedArray());
+    return Napi::TypedArray(env, array);
+  }
+
+  struct HostBlock {
+    void* data;
+    int64_t bytes;
+  };
+
+  static void releaseHostBlock(napi_env env, void* data, void* hint) {
+    auto* block = static_cast<HostBlock*>(hint);
+    pn::freeHost(data);
+    napi_adjust_external_memory(env, -block->bytes, nullptr);
+    delete block;
+  }
+
+  /**
+   * Allocates the JS TypedArray that will receive `numel` elements of `dtype`. Large arrays use
+   * uninitialised memory from the caching CPU allocator (no zero-fill, pages reused after GC);
+   * small ones are ordinary V8 arrays.
+   */
+  static Napi::TypedArray allocateTypedArray(Napi::Env env, pn::DType dtype, size_t numel) {
+    const napi_typedarray_type type = typedArrayTypeFor(env, dtype);
+    const size_t bytes = numel * pn::dtypeSize(dtype == pn::DType::Bool ? pn::DType::Uint8 : dtype);
+    if (bytes >= kExternalThresholdBytes) {
+      void* data = pn::allocHost(bytes);
+      auto* block = new HostBlock{data, static_cast<int64_t>(bytes)};
+      Napi::TypedArray array = externalTypedArray(env, dtype, data, numel, &releaseHostBlock, block);
+      if (!array.IsEmpty()) return array;
+      delete block;
+      pn::freeHost(data);
+    }
+    switch (type) {
+      case napi_uint8_array: return Napi::Uint8Array::New(env, numel);
+      case napi_int8_array: return Napi::Int8Array::New(env, numel);
+      case napi_int16_array: return Napi::Int16Array::New(env, numel);
+      case napi_int32_array: return Napi::Int32Array::New(env, numel);
+      case napi_bigint64_array: return Napi::BigInt64Array::New(env, numel);
+      case napi_float32_array: return Napi::Float32Array::New(env, numel);
+      default: return Napi::Float64Array::New(env, numel);
     }
   }
 
   static void* typedArrayData(const Napi::TypedArray& array) {
     return static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  }
+
+  struct TakenTensor {
+    pn::Tensor tensor;
+    int64_t bytes;
+  };
+
+  static void releaseTakenTensor(napi_env env, void*, void* hint) {
+    auto* taken = static_cast<TakenTensor*>(hint);
+    napi_adjust_external_memory(env, -taken->bytes, nullptr);
+    delete taken;
+  }
+
+  /**
+   * takeTypedArray(dtype?): the elements as a TypedArray, then the tensor is disposed. When the
+   * tensor solely owns contiguous CPU storage of that dtype, the array is that storage (no copy).
+   */
+  Napi::Value TakeTypedArray(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const pn::Tensor& t = get(env);
+    const pn::DType dtype = info.Length() > 0 && !info[0].IsUndefined() ? argDType(info, 0, "dtype") : syncCall(env, [&] { return t.dtype(); });
+    const size_t numel = static_cast<size_t>(syncCall(env, [&] { return t.numel(); }));
+    // Our own handle must be the only one: move it out of the wrapper before checking.
+    auto* taken = new TakenTensor{tensor_, 0};
+    release(env);
+    void* data = pn::exclusiveData(taken->tensor, dtype);
+    if (data != nullptr) {
+      taken->bytes = static_cast<int64_t>(taken->tensor.nbytes());
+      Napi::TypedArray array = externalTypedArray(env, dtype, data, numel, &releaseTakenTensor, taken);
+      if (!array.IsEmpty()) return array;
+    }
+    Napi::TypedArray out = allocateTypedArray(env, dtype, numel);
+    const pn::DType hostType = dtype == pn::DType::Bool ? pn::DType::Uint8 : dtype;
+    try {
+      pn::toHost(taken->tensor, typedArrayData(out), out.ByteLength(), hostType);
+    } catch (const std::exception& e) {
+      delete taken;
+      throw Napi::Error::New(env, e.what());
+    }
+    delete taken;
+    return out;
   }
 
   Napi::Value ToTypedArraySync(const Napi::CallbackInfo& info) {

@@ -5,6 +5,25 @@
  * on the LibTorch addon; the data layer (DICOM, RLE, labels, folds, metrics) is TypeScript.
  */
 export { packageVersion } from './core/package-info.js';
+/** LibTorch tensors owned by JS: `Tensor.from(typedArray, shape)`, async ops, `dispose()`. */
+export { Tensor, DTYPES } from './core/tensor.js';
+export type { DType, ReadableDType, TensorData, TensorOptions, TypedArrayFor } from './core/tensor.js';
+/** The native runtime: threads, seeding, memory counters, the `info` report, the smoke pass. */
+export {
+  counters,
+  defaultDevice,
+  detectBlas,
+  emptyCpuCache,
+  getThreads,
+  manualSeed,
+  runtimeReport,
+  setCpuCacheLimit,
+  setThreads,
+  smokeTrain,
+} from './core/runtime.js';
+export type { BlasInfo, RuntimeReport, SmokeOptions } from './core/runtime.js';
+export { NativeLoadError } from './native/binding.js';
+export type { NativeCounters, NativeSmokeResult } from './native/binding.js';
 /** Seeded PRNG (xoshiro128**) with shuffle, randInt, normal and per-item seed derivation. */
 export * as random from './core/random.js';
 /** The SIIM RLE codec: `rle.encode(mask, w, h)`, `rle.decode(text, w, h, id?)`, unions, runs. */

@@ -184,3 +184,15 @@ void setCpuCacheLimit(size_t bytes);
 /** Returns every cached block to the operating system. */
 void emptyCpuCache();
 }  // namespace pn
+
+namespace pn {
+/** Uninitialised host memory from LibTorch's CPU allocator (the caching one for large blocks). */
+void* allocHost(size_t bytes);
+/** Frees memory from allocHost. */
+void freeHost(void* data);
+/**
+ * The data pointer of a CPU tensor that could be handed to JS without a copy: contiguous, of
+ * `dtype`, and the only owner of its storage. nullptr when any of that does not hold.
+ */
+void* exclusiveData(const Tensor& tensor, DType dtype);
+}  // namespace pn

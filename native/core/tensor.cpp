@@ -1,4 +1,6 @@
 // Tensor creation, host transfer and elementwise/reduction operations over at::Tensor.
+#include <c10/core/CPUAllocator.h>
+
 #include <cstring>
 
 #include "cuda_ops.h"
@@ -280,6 +282,26 @@ Tensor fromHostUint16(const uint16_t* data, size_t count, const std::vector<int6
     });
     return wrap(widened.to(dev, toScalarType(dstType)));
   });
+}
+
+}  // namespace pn
+
+namespace pn {
+
+void* allocHost(size_t bytes) {
+  return guard([&] { return c10::GetCPUAllocator()->raw_allocate(bytes == 0 ? 1 : bytes); });
+}
+
+void freeHost(void* data) { c10::GetCPUAllocator()->raw_deallocate(data); }
+
+void* exclusiveData(const Tensor& tensor, DType dtype) {
+  if (!tensor.defined()) return nullptr;
+  const at::Tensor& t = unwrap(tensor);
+  const bool sameBytes = fromScalarType(t.scalar_type()) == dtype || (t.scalar_type() == at::kBool && dtype == DType::Uint8);
+  if (!t.device().is_cpu() || !sameBytes || !t.is_contiguous() || t.numel() == 0) return nullptr;
+  // Sole owner of both the TensorImpl (no other at::Tensor handle) and the storage (no views).
+  if (t.use_count() != 1 || !t.has_storage() || t.storage().use_count() != 1) return nullptr;
+  return t.data_ptr();
 }
 
 }  // namespace pn

@@ -167,6 +167,15 @@ export class Tensor {
     return this.native.toTypedArraySync(this.readType(dtype)) as NativeTypedArray as TypedArrayFor[D];
   }
 
+  /**
+   * Returns the elements and disposes the tensor. When the tensor is the sole owner of contiguous
+   * CPU storage of that dtype, the returned array IS that storage (no copy: the fastest way to get
+   * results out); otherwise it is a copy.
+   */
+  takeData<D extends ReadableDType = ReadableDType>(dtype?: D): TypedArrayFor[D] {
+    return this.native.takeTypedArray(this.readType(dtype)) as NativeTypedArray as TypedArrayFor[D];
+  }
+
   private readType(dtype: DType | undefined): DType {
     if (dtype !== undefined) {
       if (!is.oneOf(dtype, ['uint8', 'bool', 'int8', 'int16', 'int32', 'int64', 'float32', 'float64'] as const)) {

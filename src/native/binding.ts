@@ -20,6 +20,8 @@ export interface NativeTensor {
   dispose(): void;
   toTypedArraySync(dtype?: NativeDType): NativeTypedArray;
   toTypedArray(dtype?: NativeDType): Promise<NativeTypedArray>;
+  /** The elements, then disposes the tensor; zero-copy when it solely owns contiguous CPU storage. */
+  takeTypedArray(dtype?: NativeDType): NativeTypedArray;
   to(device: string, dtype?: NativeDType): Promise<NativeTensor>;
   item(): Promise<number>;
 }

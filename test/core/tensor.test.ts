@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/core/tensor.js';
+
+/** The elements as plain numbers (float64 holds every int32/float32 value exactly). */
+function values(t: Tensor): number[] {
+  return Array.from(t.dataSync('float64'));
+}
 import { loadBinding } from '../../src/native/binding.js';
 
 describe('Tensor from/to TypedArrays', () => {
@@ -30,20 +35,20 @@ describe('Tensor from/to TypedArrays', () => {
     const src = Float32Array.from([1, 2, 3]);
     const t = Tensor.from(src);
     src[0] = 99;
-    expect(Array.from(t.dataSync())).toEqual([1, 2, 3]);
+    expect(values(t)).toEqual([1, 2, 3]);
   });
 
   it('reads a view (byteOffset) of a larger buffer correctly', () => {
     const buffer = new Float32Array([9, 9, 1, 2, 3, 4, 9]);
     const view = buffer.subarray(2, 6);
     const t = Tensor.from(view, [4]);
-    expect(Array.from(t.dataSync())).toEqual([1, 2, 3, 4]);
+    expect(values(t)).toEqual([1, 2, 3, 4]);
   });
 
   it('widens Uint16Array (16-bit DICOM pixels) to int32 without losing values', () => {
     const t = Tensor.from(Uint16Array.from([0, 1, 4095, 65535]), [4]);
     expect(t.dtype).toBe('int32');
-    expect(Array.from(t.dataSync())).toEqual([0, 1, 4095, 65535]);
+    expect(values(t)).toEqual([0, 1, 4095, 65535]);
     const f = Tensor.from(Uint16Array.from([65535]), [1], { dtype: 'float32' });
     expect(f.dataSync()[0]).toBe(65535);
   });
@@ -51,12 +56,12 @@ describe('Tensor from/to TypedArrays', () => {
   it('converts dtypes on the way in and out in one pass', () => {
     const t = Tensor.from(Uint8Array.from([0, 128, 255]), [3], { dtype: 'float32' });
     expect(t.dtype).toBe('float32');
-    expect(Array.from(t.dataSync())).toEqual([0, 128, 255]);
+    expect(values(t)).toEqual([0, 128, 255]);
     expect(Array.from(t.dataSync('uint8'))).toEqual([0, 128, 255]);
     expect(t.dataSync('float64')).toBeInstanceOf(Float64Array);
     const half = Tensor.from([0.5, 2], [2], { dtype: 'float16' });
     expect(half.dtype).toBe('float16');
-    expect(Array.from(half.dataSync())).toEqual([0.5, 2]);
+    expect(values(half)).toEqual([0.5, 2]);
   });
 
   it('accepts plain number arrays as float32 and empty tensors', () => {
@@ -69,7 +74,7 @@ describe('Tensor from/to TypedArrays', () => {
   it('rejects bad input in TypeScript with the parameter named', () => {
     expect(() => Tensor.from(new Float32Array(6), [4])).toThrow(/Shape \[4\] needs 4 elements but data has 6/);
     expect(() => Tensor.from(new Float32Array(4), [2, -2])).toThrow(/Expected an array of non-negative integers for shape/);
-    expect(() => Tensor.from(new Uint32Array(4))).toThrow(/for data/);
+    expect(() => Tensor.from(new Uint32Array(4) as never)).toThrow(/for data/);
     expect(() => Tensor.from(new Float32Array(1), [1], { dtype: 'float8' as never })).toThrow(/for options.dtype but received "float8"/);
     expect(() => Tensor.from(new Float32Array(1), [1], { device: 'gpu' })).toThrow(/for options.device/);
   });
@@ -86,11 +91,11 @@ describe('Tensor operations', () => {
   it('adds, multiplies, reduces and reshapes', async () => {
     const a = Tensor.from([1, 2, 3, 4], [2, 2]);
     const b = Tensor.from([10, 20, 30, 40], [2, 2]);
-    expect(Array.from((await a.add(b)).dataSync())).toEqual([11, 22, 33, 44]);
-    expect(Array.from((await a.mul(b)).dataSync())).toEqual([10, 40, 90, 160]);
-    expect(Array.from((await a.matmul(b)).dataSync())).toEqual([70, 100, 150, 220]);
+    expect(values((await a.add(b)))).toEqual([11, 22, 33, 44]);
+    expect(values((await a.mul(b)))).toEqual([10, 40, 90, 160]);
+    expect(values((await a.matmul(b)))).toEqual([70, 100, 150, 220]);
     expect(await (await a.sum()).item()).toBe(10);
-    expect(Array.from((await a.sum(0)).dataSync())).toEqual([4, 6]);
+    expect(values((await a.sum(0)))).toEqual([4, 6]);
     expect((await a.mean([1], true)).shape).toEqual([2, 1]);
     expect(await (await b.max()).item()).toBe(40);
     expect(a.reshape([4]).shape).toEqual([4]);
@@ -112,7 +117,7 @@ describe('Tensor operations', () => {
   it('to() converts dtype and keeps the device', async () => {
     const t = await Tensor.from([1.7, -2.2], [2]).to('cpu', 'int32');
     expect(t.dtype).toBe('int32');
-    expect(Array.from(t.dataSync())).toEqual([1, -2]);
+    expect(values(t)).toEqual([1, -2]);
   });
 });
 
@@ -127,7 +132,7 @@ describe('LibTorch errors', () => {
     await expect(a.add(Tensor.from(new Float32Array(4), [4]))).rejects.toThrow(/size of tensor a \(3\) must match the size of tensor b \(4\)/);
     expect(() => a.reshape([7])).toThrow(/shape '\[7\]' is invalid for input of size 6/);
     // Still alive and working.
-    expect(Array.from((await Tensor.from([1, 2], [1, 2]).matmul(Tensor.from([3, 4], [2, 1]))).dataSync())).toEqual([11]);
+    expect(values((await Tensor.from([1, 2], [1, 2]).matmul(Tensor.from([3, 4], [2, 1]))))).toEqual([11]);
   });
 });
 
@@ -171,5 +176,51 @@ describe('dispose', () => {
   it('the native constructor cannot be called from JS', () => {
     const { NativeTensor } = loadBinding() as unknown as { NativeTensor: new (...a: unknown[]) => unknown };
     expect(() => new NativeTensor({})).toThrow(/cannot be constructed from JS/);
+  });
+});
+
+describe('takeData', () => {
+  it('hands over sole-owned CPU storage without a copy and disposes the tensor', async () => {
+    const { counters } = await import('../../src/core/runtime.js');
+    const t = await Tensor.ones([512, 512]); // 1 MiB: a cached block
+    const liveBefore = counters().cpuLiveBytes;
+    const data = t.takeData();
+    expect(t.disposed).toBe(true);
+    expect(data).toBeInstanceOf(Float32Array);
+    expect(data.length).toBe(512 * 512);
+    expect(data[12345]).toBe(1);
+    // No copy: the tensor's block is still live (now owned by the array), none was added.
+    expect(counters().cpuLiveBytes).toBe(liveBefore);
+    data[0] = 5; // writable, and independent of any tensor now
+    expect(data[0]).toBe(5);
+  });
+
+  it('copies when the storage is shared (a view exists) or a conversion is asked', async () => {
+    const t = Tensor.from([1, 2, 3, 4], [2, 2]);
+    const view = t.reshape([4]);
+    const copy = t.takeData();
+    expect(Array.from(copy)).toEqual([1, 2, 3, 4]);
+    copy[0] = 100;
+    expect(view.dataSync()[0]).toBe(1); // the view still sees its own data
+    const u = Tensor.from([1.5, 2.5], [2]);
+    expect(Array.from(u.takeData('int32'))).toEqual([1, 2]);
+    expect(u.disposed).toBe(true);
+    expect(() => u.takeData()).toThrow('Tensor has been disposed');
+  });
+
+  it('large copies use external memory that returns to the cache after GC', async () => {
+    const { collectGarbage } = await import('../helpers/gc.js');
+    const { counters } = await import('../../src/core/runtime.js');
+    const t = await Tensor.ones([1024, 1024]);
+    await collectGarbage();
+    const before = counters().cpuLiveBytes;
+    let arrays: Float32Array[] = [];
+    for (let i = 0; i < 4; i++) arrays.push(t.dataSync('float32'));
+    expect(counters().cpuLiveBytes - before).toBe(4 * 4 * 1024 * 1024);
+    expect(arrays[3]![1000]).toBe(1);
+    arrays = [];
+    for (let i = 0; i < 20 && counters().cpuLiveBytes > before; i++) await collectGarbage();
+    expect(counters().cpuLiveBytes).toBe(before);
+    t.dispose();
   });
 });

@@ -1,6 +1,7 @@
 /** Every CLI command, in the order `--help` lists them. Add new commands here. */
 import type { CommandModule } from 'yargs';
 import { infoCommand } from './info.js';
+import { demoCommand } from './demo.js';
 import { foldsCommand } from './folds.js';
 import { scoreCommand } from './score.js';
 import { synthCommand } from './synth.js';
@@ -8,4 +9,4 @@ import { prepareCommand } from './prepare.js';
 import { dicomInfoCommand } from './dicom-info.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand];
