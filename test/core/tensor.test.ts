@@ -198,7 +198,7 @@ describe('takeData', () => {
   it('copies when the storage is shared (a view exists) or a conversion is asked', async () => {
     const t = Tensor.from([1, 2, 3, 4], [2, 2]);
     const view = t.reshape([4]);
-    const copy = t.takeData();
+    const copy = t.takeData('float32');
     expect(Array.from(copy)).toEqual([1, 2, 3, 4]);
     copy[0] = 100;
     expect(view.dataSync()[0]).toBe(1); // the view still sees its own data
