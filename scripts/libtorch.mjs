@@ -4,7 +4,8 @@
 //   3. Python's torch   torch.utils.cmake_prefix_path of an importable `torch` (python3, then /usr/bin/python3)
 //   4. Debian           libtorch-dev (/usr/lib/<multiarch>/cmake/Torch)
 // Used by scripts/setup.mjs, CMakeLists.txt (`node scripts/libtorch.mjs --cmake-dir`) and
-// binding.gyp (`--include-dirs`, `--lib-dirs`). Plain Node, no dependencies.
+// binding.gyp (`--include-dirs`, `--gyp-libraries`, `--cxx-abi`, `--sources`). Plain Node, no
+// dependencies.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -73,6 +74,26 @@ function headerVersion(cmakeDir, includeDirs) {
   return undefined;
 }
 
+/** The C++ ABI LibTorch was built with, read from TorchConfig.cmake (1 when not stated). */
+function cxxAbi(cmakeDir) {
+  const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(readFileSync(join(cmakeDir, 'TorchConfig.cmake'), 'utf8'));
+  return m ? Number(m[1]) : 1;
+}
+
+/** Every source file of the addon (for binding.gyp): native/binding.cc and native/**\/*.cpp. */
+export function addonSources(root) {
+  const out = ['native/binding.cc'];
+  const walk = (dir) => {
+    for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const rel = `${dir}/${entry.name}`;
+      if (entry.isDirectory()) walk(rel);
+      else if (rel.endsWith('.cpp')) out.push(rel);
+    }
+  };
+  walk('native');
+  return out;
+}
+
 /** Include and library folders for a TorchConfig.cmake location (for node-gyp users). */
 function layout(cmakeDir) {
   // <prefix>/share/cmake/Torch (LibTorch zip, pip) or <prefix>/lib/<arch>/cmake/Torch (Debian).
@@ -102,7 +123,7 @@ export function findLibTorch(env = process.env) {
   }
   if (!found) return undefined;
   const lay = layout(found.cmakeDir);
-  return { ...found, ...lay, version: found.version ?? headerVersion(found.cmakeDir, lay.includeDirs) };
+  return { ...found, ...lay, cxxAbi: cxxAbi(found.cmakeDir), version: found.version ?? headerVersion(found.cmakeDir, lay.includeDirs) };
 }
 
 /** The message shown when no LibTorch is found and setup may not install one. */
@@ -133,5 +154,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (flag === '--cmake-dir') process.stdout.write(found.cmakeDir);
   else if (flag === '--include-dirs') process.stdout.write(found.includeDirs.join(' '));
   else if (flag === '--lib-dirs') process.stdout.write(found.libDirs.join(' '));
+  else if (flag === '--gyp-libraries') process.stdout.write(found.libDirs.flatMap((d) => [`-L${d}`, `-Wl,-rpath,${d}`]).concat(['-ltorch', '-ltorch_cpu', '-lc10']).join(' '));
+  else if (flag === '--cxx-abi') process.stdout.write(String(found.cxxAbi));
+  else if (flag === '--sources') process.stdout.write(addonSources(resolve(dirname(new URL(import.meta.url).pathname), '..')).join(' '));
   else process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);
 }
