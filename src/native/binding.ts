@@ -79,6 +79,28 @@ export interface NativeCounters {
   cpuCacheMisses: number;
 }
 
+// ---- augmentation ----
+
+/** Options of `augmentBatch` besides the plan (see native/augment/augment_api.h). */
+export interface NativeAugmentOptions {
+  /** Masks: bilinear then a 0.5 threshold (true) or nearest neighbour (false). */
+  maskBilinear: boolean;
+  /** (x / maxPixelValue - mean[c]) / std[c]; otherwise the output keeps the 0-255 scale. */
+  normalize: boolean;
+  maxPixelValue: number;
+  mean: number[];
+  std: number[];
+  /** Output channels: 1, or 3 (the gray image repeated). */
+  channels: 1 | 3;
+}
+
+export interface NativeAugmentResult {
+  /** float32 [B, channels, H, W]. */
+  images: NativeTensor;
+  /** float32 [B, 1, H, W] of 0/1, when masks were given. */
+  masks?: NativeTensor;
+}
+
 /** Everything the addon exports. */
 export interface NativeBinding {
   version: string;
@@ -98,6 +120,9 @@ export interface NativeBinding {
   counters(): NativeCounters;
   setCpuCacheLimit(bytes: number): void;
   emptyCpuCache(): void;
+  // ---- augmentation ----
+  /** Augments a uint8 (or float32 0-255) batch [B,1,H,W] (+ masks) following an encoded plan (src/training/augment/plan.ts). */
+  augmentBatch(images: NativeTensor, masks: NativeTensor | null, plan: Float64Array, options: NativeAugmentOptions): Promise<NativeAugmentResult>;
 }
 
 /** Thrown when the compiled addon cannot be loaded; the message names the cause and the fix. */

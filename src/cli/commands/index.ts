@@ -7,6 +7,7 @@ import { scoreCommand } from './score.js';
 import { synthCommand } from './synth.js';
 import { prepareCommand } from './prepare.js';
 import { dicomInfoCommand } from './dicom-info.js';
+import { augmentPreviewCommand } from './augment-preview.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand];

@@ -1,0 +1,308 @@
+// Geometric augmentation: every step of an image (flips, 90-degree rotations, shift-scale-rotate,
+// crops, elastic, grid and optical distortion) is a backward map from output to input pixel
+// coordinates. The maps are composed on a coordinate tensor (innermost step first), border rules
+// are applied per step, and the batch is resampled once: one grid_sample for all images whose
+// map is not a pure lattice permutation, exact gathers for those that are.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <string>
+
+#include "augment_internal.h"
+
+namespace pn::augment {
+namespace {
+
+using Matrix = std::array<double, 6>;
+
+/** outer(inner(p)). */
+Matrix compose(const Matrix& inner, const Matrix& outer) {
+  return {outer[0] * inner[0] + outer[1] * inner[3], outer[0] * inner[1] + outer[1] * inner[4],
+          outer[0] * inner[2] + outer[1] * inner[5] + outer[2], outer[3] * inner[0] + outer[4] * inner[3],
+          outer[3] * inner[1] + outer[4] * inner[4], outer[3] * inner[2] + outer[4] * inner[5] + outer[5]};
+}
+
+constexpr double kEps = 1e-9;
+
+/** True when the map sends the whole frame into the frame (an affine map is checked at corners). */
+bool staysInside(const Matrix& m, int64_t height, int64_t width) {
+  const double xs[2] = {0.0, static_cast<double>(width - 1)};
+  const double ys[2] = {0.0, static_cast<double>(height - 1)};
+  for (double x : xs) {
+    for (double y : ys) {
+      const double u = m[0] * x + m[1] * y + m[2];
+      const double v = m[3] * x + m[4] * y + m[5];
+      if (u < -kEps || u > width - 1 + kEps || v < -kEps || v > height - 1 + kEps) return false;
+    }
+  }
+  return true;
+}
+
+bool isInteger(double v) { return v == std::round(v); }
+
+/** A permutation of pixels: a signed permutation matrix with integer offsets, frame to frame. */
+bool isLattice(const Matrix& m, int64_t height, int64_t width) {
+  for (double v : {m[0], m[1], m[3], m[4]}) {
+    if (v != 0.0 && v != 1.0 && v != -1.0) return false;
+  }
+  if ((m[0] != 0.0) == (m[1] != 0.0) || (m[3] != 0.0) == (m[4] != 0.0) || (m[0] != 0.0) == (m[3] != 0.0)) return false;
+  return isInteger(m[2]) && isInteger(m[5]) && staysInside(m, height, width);
+}
+
+bool isIdentity(const Matrix& m) { return m == Matrix{1, 0, 0, 0, 1, 0}; }
+
+/**
+ * Merges neighbouring affine steps into one matrix where the inner one never leaves the frame
+ * (so its border rule can never apply) and drops identities: fewer passes, identical result.
+ */
+std::vector<GeometricStep> simplify(const std::vector<GeometricStep>& steps, int64_t height, int64_t width) {
+  std::vector<GeometricStep> out;
+  for (const GeometricStep& step : steps) {
+    if (step.kind == GeometricStep::Kind::Affine) {
+      if (isIdentity(step.matrix)) continue;
+      // In forward order the current step is applied after out.back() to the image, so to the
+      // coordinates before it: it is the inner map.
+      if (!out.empty() && out.back().kind == GeometricStep::Kind::Affine && staysInside(step.matrix, height, width)) {
+        out.back().matrix = compose(step.matrix, out.back().matrix);
+        if (isIdentity(out.back().matrix)) out.pop_back();
+        continue;
+      }
+    }
+    out.push_back(step);
+  }
+  return out;
+}
+
+at::Tensor identityCoords(int64_t height, int64_t width, const at::TensorOptions& options) {
+  const at::Tensor xs = at::arange(width, options).view({1, width}).expand({height, width});
+  const at::Tensor ys = at::arange(height, options).view({height, 1}).expand({height, width});
+  return at::stack({xs, ys}, -1);
+}
+
+at::Tensor applyAffine(const at::Tensor& coords, const Matrix& m) {
+  const auto options = coords.options();
+  const at::Tensor linear = at::tensor({m[0], m[3], m[1], m[4]}, options.dtype(at::kDouble)).view({2, 2}).to(options);
+  const at::Tensor offset = at::tensor({m[2], m[5]}, options.dtype(at::kDouble)).to(options);
+  const auto shape = coords.sizes().vec();
+  return at::addmm(offset, coords.reshape({-1, 2}), linear).view(shape);
+}
+
+/** Pixel coordinates -> grid_sample's [-1, 1] (align_corners = true). */
+at::Tensor normalizeCoords(const at::Tensor& coords, int64_t height, int64_t width) {
+  const double sx = width > 1 ? 2.0 / static_cast<double>(width - 1) : 0.0;
+  const double sy = height > 1 ? 2.0 / static_cast<double>(height - 1) : 0.0;
+  const at::Tensor scale = at::tensor({sx, sy}, coords.options().dtype(at::kDouble)).to(coords.options());
+  return coords * scale - 1.0;
+}
+
+/** Reflects v into [0, n - 1] about the edge pixels' centres (OpenCV BORDER_REFLECT_101). */
+at::Tensor reflect101(const at::Tensor& v, int64_t n) {
+  if (n <= 1) return at::zeros_like(v);
+  const double last = static_cast<double>(n - 1);
+  const at::Tensor t = at::fmod(v.abs(), 2.0 * last);
+  return at::where(t > last, 2.0 * last - t, t);
+}
+
+/** Reflects v about the edge pixels' outer borders (OpenCV BORDER_REFLECT: the edge repeats). */
+at::Tensor reflectEdge(const at::Tensor& v, int64_t n) {
+  const double size = static_cast<double>(n);
+  const at::Tensor u = at::fmod((v + 0.5).abs(), 2.0 * size);
+  return (at::where(u > size, 2.0 * size - u, u) - 0.5).clamp(0.0, size - 1.0);
+}
+
+at::Tensor wrapAround(const at::Tensor& v, int64_t n) {
+  const double size = static_cast<double>(n);
+  return (at::remainder(v + 0.5, size) - 0.5).clamp(0.0, size - 1.0);
+}
+
+void applyBorder(at::Tensor& coords, at::Tensor& valid, Border border, int64_t height, int64_t width) {
+  at::Tensor x = coords.select(-1, 0);
+  at::Tensor y = coords.select(-1, 1);
+  switch (border) {
+    case Border::Reflect101: coords = at::stack({reflect101(x, width), reflect101(y, height)}, -1); return;
+    case Border::Reflect: coords = at::stack({reflectEdge(x, width), reflectEdge(y, height)}, -1); return;
+    case Border::Replicate:
+      coords = at::stack({x.clamp(0.0, static_cast<double>(width - 1)), y.clamp(0.0, static_cast<double>(height - 1))}, -1);
+      return;
+    case Border::Wrap: coords = at::stack({wrapAround(x, width), wrapAround(y, height)}, -1); return;
+    case Border::Constant: {
+      // Fully outside: no input pixel contributes. Partly outside pixels are blended with zero by
+      // grid_sample's zero padding at the last stage.
+      const at::Tensor inside = (x > -1.0) & (x < static_cast<double>(width)) & (y > -1.0) & (y < static_cast<double>(height));
+      valid = valid.defined() ? (valid & inside) : inside;
+      return;
+    }
+  }
+  throw Error("unknown border mode " + std::to_string(static_cast<int>(border)));
+}
+
+/** Linear interpolation of a 1-D table (values at integer positions) at positions q. */
+at::Tensor interpolateTable(const at::Tensor& table, const at::Tensor& q) {
+  const int64_t n = table.size(0);
+  if (n == 1) return table.expand(q.sizes()).clone();
+  const at::Tensor i0 = q.floor().clamp(0.0, static_cast<double>(n - 2));
+  const at::Tensor f = q - i0;
+  const at::Tensor index = i0.to(at::kLong);
+  return at::lerp(table.take(index), table.take(index + 1), f);
+}
+
+/** albumentations' grid_distortion table for one axis: where output column/row i samples. */
+std::vector<double> distortionTable(int64_t size, int64_t numSteps, const std::vector<double>& steps) {
+  if (numSteps < 1) throw Error("GridDistortion needs num_steps >= 1");
+  const int64_t cell = size / numSteps;
+  if (cell < 1) throw Error("GridDistortion num_steps " + std::to_string(numSteps) + " exceeds the image size " + std::to_string(size));
+  std::vector<double> table(static_cast<size_t>(size));
+  double prev = 0;
+  size_t idx = 0;
+  for (int64_t start = 0; start < size; start += cell, ++idx) {
+    int64_t end = start + cell;
+    double cur;
+    if (end > size) {
+      end = size;
+      cur = static_cast<double>(size);
+    } else {
+      // Past the drawn steps (albumentations would fail here on tiny images): no distortion.
+      cur = prev + static_cast<double>(cell) * (idx < steps.size() ? steps[idx] : 1.0);
+    }
+    // Piecewise linear through the cell corners (numpy linspace without its endpoint, which
+    // albumentations includes, repeating a value at every corner): no distortion is the identity.
+    const int64_t n = end - start;
+    const double delta = (cur - prev) / static_cast<double>(n);
+    for (int64_t j = 0; j < n; ++j) table[static_cast<size_t>(start + j)] = prev + delta * static_cast<double>(j);
+    prev = cur;
+  }
+  return table;
+}
+
+at::Tensor tableTensor(const std::vector<double>& values, const at::TensorOptions& options) {
+  return at::tensor(values, at::TensorOptions().dtype(at::kDouble)).to(options);
+}
+
+/** 1-D Gaussian smoothing along both spatial axes of x [N,1,H,W] (scipy's truncate = 4). */
+at::Tensor gaussianFilter(const at::Tensor& x, double sigma) {
+  const int64_t radius = static_cast<int64_t>(4.0 * sigma + 0.5);
+  if (radius < 1) return x;
+  std::vector<double> weights(static_cast<size_t>(2 * radius + 1));
+  double sum = 0;
+  for (int64_t i = -radius; i <= radius; ++i) {
+    const double w = std::exp(-0.5 * static_cast<double>(i * i) / (sigma * sigma));
+    weights[static_cast<size_t>(i + radius)] = w;
+    sum += w;
+  }
+  for (double& w : weights) w /= sum;
+  const at::Tensor kernel = tableTensor(weights, x.options());
+  const int64_t height = x.size(2), width = x.size(3);
+  const auto pad = [&](const at::Tensor& t, std::array<int64_t, 4> p, int64_t dim) {
+    return radius < dim ? at::reflection_pad2d(t, p) : at::replication_pad2d(t, p);
+  };
+  at::Tensor h = at::conv2d(pad(x, {radius, radius, 0, 0}, width), kernel.view({1, 1, 1, -1}));
+  return at::conv2d(pad(h, {0, 0, radius, radius}, height), kernel.view({1, 1, -1, 1}));
+}
+
+}  // namespace
+
+at::Tensor elasticField(const GeometricStep& step, int64_t height, int64_t width, const at::TensorOptions& options) {
+  // Generated on the CPU from the step's own seed so that the field is the same on every device
+  // and independent of the global generator.
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(step.seed);
+  at::Tensor noise = at::rand({2, 1, height, width}, generator, at::TensorOptions().dtype(at::kFloat)) * 2.0 - 1.0;
+  noise = noise.to(options);
+  if (step.sigma > 0) noise = gaussianFilter(noise, step.sigma);
+  return (noise * step.alpha).view({2, height, width});
+}
+
+CoordinateMap coordinateMap(const std::vector<GeometricStep>& steps, int64_t height, int64_t width, const at::TensorOptions& options) {
+  CoordinateMap map;
+  map.coords = identityCoords(height, width, options);
+  bool identity = true;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    const GeometricStep& step = *it;
+    switch (step.kind) {
+      case GeometricStep::Kind::Affine: map.coords = applyAffine(map.coords, step.matrix); break;
+      case GeometricStep::Kind::Elastic: {
+        const at::Tensor field = elasticField(step, height, width, options);
+        at::Tensor displacement;
+        if (identity) {
+          displacement = field.permute({1, 2, 0});
+        } else {
+          // The field lives on the intermediate image's lattice: sample it where we stand.
+          const at::Tensor grid = normalizeCoords(map.coords, height, width).unsqueeze(0);
+          displacement = at::grid_sampler(field.unsqueeze(0), grid, 0, 1, true).squeeze(0).permute({1, 2, 0});
+        }
+        map.coords = map.coords + displacement;
+        break;
+      }
+      case GeometricStep::Kind::GridDistortion: {
+        const at::Tensor xx = tableTensor(distortionTable(width, step.numSteps, step.xSteps), options);
+        const at::Tensor yy = tableTensor(distortionTable(height, step.numSteps, step.ySteps), options);
+        map.coords = at::stack({interpolateTable(xx, map.coords.select(-1, 0)), interpolateTable(yy, map.coords.select(-1, 1))}, -1);
+        break;
+      }
+      case GeometricStep::Kind::OpticalDistortion: {
+        // OpenCV's initUndistortRectifyMap with k1 = k2 = k, fx = fy = width, the principal point
+        // at the pixel-grid centre (so that k = 0 and no shift is the identity) plus (dx, dy).
+        const double f = static_cast<double>(width);
+        const double cx = (static_cast<double>(width) - 1.0) * 0.5, cy = (static_cast<double>(height) - 1.0) * 0.5;
+        const at::Tensor x = (map.coords.select(-1, 0) - cx) / f;
+        const at::Tensor y = (map.coords.select(-1, 1) - cy) / f;
+        const at::Tensor r2 = x * x + y * y;
+        const at::Tensor kr = 1.0 + (step.k * r2 + step.k) * r2;
+        map.coords = at::stack({x * kr * f + (cx + step.dx), y * kr * f + (cy + step.dy)}, -1);
+        break;
+      }
+    }
+    identity = false;
+    applyBorder(map.coords, map.valid, step.border, height, width);
+  }
+  return map;
+}
+
+std::pair<at::Tensor, at::Tensor> resampleBatch(const at::Tensor& images, const at::Tensor& masks, const std::vector<ImagePlan>& plans,
+                                                bool maskBilinear) {
+  const int64_t batch = images.size(0), height = images.size(2), width = images.size(3);
+  const auto floatOptions = images.options().dtype(at::kFloat);
+  at::Tensor out = at::empty({batch, 1, height, width}, floatOptions);
+  at::Tensor outMasks = masks.defined() ? at::empty({batch, 1, height, width}, floatOptions) : at::Tensor();
+  std::vector<int64_t> general;
+  std::vector<at::Tensor> grids;
+  for (int64_t b = 0; b < batch; ++b) {
+    const std::vector<GeometricStep> steps = simplify(plans[static_cast<size_t>(b)].geometry, height, width);
+    if (steps.empty()) {
+      out[b].copy_(images[b]);
+      if (masks.defined()) outMasks[b].copy_(masks[b] != 0);
+    } else if (steps.size() == 1 && steps[0].kind == GeometricStep::Kind::Affine && isLattice(steps[0].matrix, height, width)) {
+      // Flips and 90-degree rotations move whole pixels: gather them, no interpolation at all.
+      const Matrix& m = steps[0].matrix;
+      const auto longOptions = images.options().dtype(at::kLong);
+      const at::Tensor xs = at::arange(width, longOptions).view({1, width});
+      const at::Tensor ys = at::arange(height, longOptions).view({height, 1});
+      const auto c = [](double v) { return static_cast<int64_t>(v); };
+      const at::Tensor sx = xs * c(m[0]) + ys * c(m[1]) + c(m[2]);
+      const at::Tensor sy = xs * c(m[3]) + ys * c(m[4]) + c(m[5]);
+      const at::Tensor index = (sy * width + sx).reshape({-1});
+      out[b][0].copy_(images[b][0].reshape({-1}).take(index).view({height, width}));
+      if (masks.defined()) outMasks[b][0].copy_(masks[b][0].reshape({-1}).take(index).view({height, width}) != 0);
+    } else {
+      CoordinateMap map = coordinateMap(steps, height, width, floatOptions);
+      at::Tensor coords = map.coords;
+      if (map.valid.defined()) coords = at::where(map.valid.unsqueeze(-1), coords, at::scalar_tensor(-1e4, floatOptions));
+      general.push_back(b);
+      grids.push_back(normalizeCoords(coords, height, width));
+    }
+  }
+  if (!general.empty()) {
+    const at::Tensor index = at::tensor(general, at::TensorOptions().dtype(at::kLong)).to(images.device());
+    const at::Tensor grid = at::stack(grids);
+    const at::Tensor source = images.index_select(0, index).to(at::kFloat);
+    out.index_copy_(0, index, at::grid_sampler(source, grid, /*bilinear*/ 0, /*zeros*/ 0, true).clamp_(0.0, 255.0));
+    if (masks.defined()) {
+      const at::Tensor maskSource = (masks.index_select(0, index) != 0).to(at::kFloat);
+      at::Tensor sampled = maskBilinear ? (at::grid_sampler(maskSource, grid, 0, 0, true) >= 0.5).to(at::kFloat)
+                                        : at::grid_sampler(maskSource, grid, /*nearest*/ 1, 0, true);
+      outMasks.index_copy_(0, index, sampled);
+    }
+  }
+  return {out, outMasks};
+}
+
+}  // namespace pn::augment

@@ -1,0 +1,62 @@
+/** `augment-preview`: the grid PNG from prepared PNGs (compiled CLI in dist/). */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { previewLayout } from '../../src/training/preview.js';
+import type { AugmentPreviewReport } from '../../src/training/preview.js';
+import { parseJson, runCli } from '../helpers/cli.js';
+
+const S = 64;
+const root = mkdtempSync(join(tmpdir(), 'pn-augment-preview-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+beforeAll(async () => {
+  mkdirSync(join(root, 'train'));
+  mkdirSync(join(root, 'mask'));
+  for (let i = 0; i < 6; i++) {
+    const image = new Uint8Array(S * S);
+    const mask = new Uint8Array(S * S);
+    for (let y = 0; y < S; y++) {
+      for (let x = 0; x < S; x++) {
+        const inside = i % 2 === 0 && Math.hypot(x - 20 - i, y - 30) < 10;
+        image[y * S + x] = inside ? 220 : 40 + ((x + y + i) % 50);
+        mask[y * S + x] = inside ? 255 : 0;
+      }
+    }
+    const raw = { raw: { width: S, height: S, channels: 1 as const } };
+    await sharp(image, raw).png().toFile(join(root, 'train', `img${i}.png`));
+    await sharp(mask, raw).png().toFile(join(root, 'mask', `img${i}.png`));
+  }
+  writeFileSync(join(root, 'aug.json'), JSON.stringify([{ type: 'HorizontalFlip', p: 1 }, { type: 'ShiftScaleRotate', p: 1, rotate_limit: 30 }]));
+});
+
+describe('augment-preview', () => {
+  it('writes a PNG grid of the expected size, positives first, with a preset or a config file', async () => {
+    const out = join(root, 'grid.png');
+    const result = await runCli(['augment-preview', '--images', join(root, 'train'), '--masks', join(root, 'mask'), '--preset', 'first-place', '--n', '4', '--size', String(S), '--seed', '3', '--out', out, '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const report = parseJson<AugmentPreviewReport>(result);
+    const layout = previewLayout(4, S);
+    expect([report.width, report.height]).toEqual([layout.width, layout.height]);
+    const meta = await sharp(out).metadata();
+    expect([meta.width, meta.height, meta.format, meta.channels]).toEqual([layout.width, layout.height, 'png', 3]);
+    // The three images with a mask come first.
+    expect(report.ids.slice(0, 3).sort()).toEqual(['img0', 'img2', 'img4']);
+    expect(report.plan).toHaveLength(4);
+
+    const fromConfig = await runCli(['augment-preview', '--images', join(root, 'train'), '--masks', join(root, 'mask'), '--config', join(root, 'aug.json'), '--n', '6', '--size', String(S), '--out', join(root, 'g2.png'), '--json']);
+    expect(fromConfig.code, fromConfig.stderr).toBe(0);
+    const second = parseJson<AugmentPreviewReport>(fromConfig);
+    expect(second.plan.every((r) => r.applied.join() === 'HorizontalFlip,ShiftScaleRotate')).toBe(true);
+    expect((await sharp(join(root, 'g2.png')).metadata()).width).toBe(previewLayout(6, S).width);
+  });
+
+  it('names the closest transform for a typo in the config', async () => {
+    writeFileSync(join(root, 'bad.json'), JSON.stringify([{ type: 'ShiftScaleRotat' }]));
+    const result = await runCli(['augment-preview', '--images', join(root, 'train'), '--config', join(root, 'bad.json'), '--out', join(root, 'x.png')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/did you mean "ShiftScaleRotate"/);
+  });
+});
