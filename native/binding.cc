@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/api.h"
+#include "data/data_api.h"
 #include "augment/augment_api.h"
 
 #ifndef PN_VERSION
@@ -678,6 +679,53 @@ void RegisterAugmentation(Napi::Env env, Napi::Object exports) {
 
 // ---- end augmentation ------------------------------------------------------------------------
 
+// ---- data ------------------------------------------------------------------------------------
+
+/**
+ * decodeImageBatch(sources, size, normalize, mean, std): sources is an array of
+ * { data: Uint8Array, jpeg: boolean, width?, height? }; resolves with a [B,1,size,size] tensor.
+ * The source buffers are held by persistent references until the task settles.
+ */
+Napi::Value DecodeImageBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Expected an array of image sources for sources");
+  const auto list = info[0].As<Napi::Array>();
+  pn::data::BatchOptions options;
+  options.size = static_cast<int>(argInteger(info, 1, "size"));
+  options.normalize = info.Length() > 2 && info[2].ToBoolean().Value();
+  if (options.normalize) {
+    options.mean = static_cast<float>(argNumber(info, 3, "mean"));
+    options.std = static_cast<float>(argNumber(info, 4, "std"));
+  }
+  std::vector<pn::data::ImageSource> sources;
+  auto keep = std::make_shared<std::vector<Napi::ObjectReference>>();
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    const Napi::Value item = list.Get(k);
+    if (!item.IsObject()) throwType(env, "Expected an object for sources[" + std::to_string(k) + "]");
+    const auto object = item.As<Napi::Object>();
+    const Napi::Value data = object.Get("data");
+    if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throwType(env, "Expected a Uint8Array for sources[" + std::to_string(k) + "].data");
+    }
+    const auto bytes = data.As<Napi::Uint8Array>();
+    pn::data::ImageSource src;
+    src.data = bytes.Data();
+    src.size = bytes.ByteLength();
+    src.isJpeg = object.Get("jpeg").ToBoolean().Value();
+    if (!src.isJpeg) {
+      src.width = object.Get("width").ToNumber().Int32Value();
+      src.height = object.Get("height").ToNumber().Int32Value();
+    }
+    sources.push_back(src);
+    keep->push_back(Napi::Persistent(static_cast<Napi::Object>(bytes)));
+  }
+  return Task<pn::Tensor>::Run(
+      env, "pneumo.decodeImageBatch", [sources, options] { return pn::data::decodeImageBatch(sources, options); },
+      [keep](Napi::Env e, pn::Tensor& t) -> Napi::Value { return wrapTensor(e, std::move(t)); });
+}
+
+// ---- end data --------------------------------------------------------------------------------
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pn::installCpuAllocator();
   auto* data = new AddonData();
@@ -701,6 +749,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("smokeTrain", Napi::Function::New(env, SmokeTrain, "smokeTrain"));
   exports.Set("counters", Napi::Function::New(env, Counters, "counters"));
+  exports.Set("hasTurboJpeg", Napi::Boolean::New(env, pn::data::hasTurboJpeg()));
+  exports.Set("decodeImageBatch", Napi::Function::New(env, DecodeImageBatch, "decodeImageBatch"));
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, SetCpuCacheLimit, "setCpuCacheLimit"));
   exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache, "emptyCpuCache"));
   RegisterAugmentation(env, exports);

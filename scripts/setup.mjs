@@ -26,6 +26,8 @@ const args = new Set(process.argv.slice(2));
 const quiet = args.has('--quiet');
 const force = args.has('--force-build');
 
+/** Debian packages the native build uses besides LibTorch (libjpeg-turbo for batch decoding). */
+const BUILD_PACKAGES = ['libturbojpeg0-dev'];
 /** Debian packages the test suite compares against (an independent DICOM toolkit). */
 const TEST_PACKAGES = ['dcmtk'];
 /** Debian packages the benchmarks use as baselines (Python PyTorch and the Python data stack). */
@@ -136,7 +138,7 @@ function ensureLibTorch() {
   if (!found) {
     if (!isDebian || !isRoot) fail(missingLibTorchMessage(!isDebian ? 'not Debian: install LibTorch yourself' : 'not root: cannot install it'));
     log(`LibTorch not found: installing Debian's libtorch-dev (${DEBIAN_INSTALL.join(' && ')})`);
-    ensureDebianPackages(['libtorch-dev', 'libopenblas0-pthread'], 'LibTorch');
+    ensureDebianPackages(['libtorch-dev', 'libopenblas0-pthread', ...BUILD_PACKAGES], 'LibTorch');
     found = findLibTorch();
     if (!found) fail(missingLibTorchMessage('libtorch-dev was installed but TorchConfig.cmake is still missing'));
   } else if (found.source === 'debian libtorch-dev' && !dpkgInstalled('libopenblas0-pthread')) {
@@ -144,6 +146,9 @@ function ensureLibTorch() {
     if (isRoot) ensureDebianPackages(['libopenblas0-pthread'], 'a fast BLAS for LibTorch');
     else log('warning: libopenblas0-pthread is not installed, so matmuls use the slow reference BLAS');
   }
+  // libjpeg-turbo is optional (without it JPEG decoding stays in sharp): install it where we can.
+  if (isDebian && isRoot) ensureDebianPackages(BUILD_PACKAGES, 'native JPEG decoding');
+  else if (isDebian && BUILD_PACKAGES.some((p) => !dpkgInstalled(p))) log(`note: ${BUILD_PACKAGES.join(', ')} not installed: native JPEG batch decoding will be disabled`);
   return found;
 }
 
@@ -155,7 +160,7 @@ function nativeStamp(torch) {
     join(root, 'CMakeLists.txt'),
     join(root, 'package.json'),
   ];
-  return hashFiles(sources, [torch.cmakeDir, torch.version ?? '', process.version]);
+  return hashFiles(sources, [torch.cmakeDir, torch.version ?? '', process.version, BUILD_PACKAGES.map(dpkgInstalled).join()]);
 }
 
 /** Build folder: build/ unless $PNEUMO_BUILD_DIR (lets two developers build side by side). */

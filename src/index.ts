@@ -36,6 +36,8 @@ export * as folds from './data/folds.js';
 export * as metrics from './data/metrics.js';
 /** DICOM: `dicom.read(pathOrBuffer, { size })`, `readHeader`, `findDicoms`, `writeDicom`, `DicomError`. */
 export * as dicom from './data/dicom.js';
+/** Image batches as tensors, decoded natively: `batch.readImageBatch(paths, { size, normalize })`. */
+export * as batch from './data/batch.js';
 /** Training input from .dcm or prepared .png/.jpg: `images.loadImage(path, size)`. */
 export * as images from './data/image-source.js';
 /** Decode SIIM DICOMs to train/mask/test PNGs at one size: `prepare.prepare(options)`. */

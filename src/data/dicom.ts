@@ -229,12 +229,8 @@ function jpegFrame0(bytes: Uint8Array, location: Extract<PixelDataLocation, { en
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
 }
 
-async function decodeJpeg(
-  bytes: Uint8Array,
-  location: PixelDataLocation,
-  header: DicomHeader,
-  size: number | undefined,
-): Promise<{ pixels: Uint8Array; width: number; height: number }> {
+/** Frame 0 of JPEG Baseline pixel data, checked against the header (8-bit DCT, matching size). */
+function checkedJpegFrame(bytes: Uint8Array, location: PixelDataLocation, header: DicomHeader): Uint8Array {
   if (!location.encapsulated) throw new Error('the transfer syntax is JPEG Baseline but the Pixel Data is not encapsulated (it has a defined length)');
   const frame = jpegFrame0(bytes, location, header.frames);
   let info;
@@ -249,6 +245,41 @@ async function decodeJpeg(
   if (info.width !== header.columns || info.height !== header.rows) {
     throw new Error(`the JPEG frame is ${info.width}x${info.height} but Columns x Rows say ${header.columns}x${header.rows}`);
   }
+  return frame;
+}
+
+/**
+ * What a native batch decoder needs from a DICOM: the JPEG stream of frame 0 when the image is
+ * SIIM-like (JPEG Baseline, MONOCHROME2), else the decoded 8-bit pixels at the stored size.
+ * @throws DicomError naming `file` and the reason
+ */
+export async function pixelSource(
+  bytes: Uint8Array,
+  file: string,
+): Promise<{ kind: 'jpeg'; frame: Uint8Array; width: number; height: number } | { kind: 'raw'; pixels: Uint8Array; width: number; height: number }> {
+  try {
+    const { data, transferSyntaxUid, pixelData } = parse(bytes, false);
+    const header = headerOf(data, transferSyntaxUid, file === BUFFER_NAME ? undefined : idFromPath(file));
+    if (!pixelData) throw new Error('the file has no Pixel Data (7FE0,0010)');
+    if (pixelEncodingOf(transferSyntaxUid) === 'jpeg-baseline' && header.photometric !== 'MONOCHROME1') {
+      return { kind: 'jpeg', frame: checkedJpegFrame(bytes, pixelData, header), width: header.columns, height: header.rows };
+    }
+  } catch (err) {
+    if (err instanceof DicomError) throw err;
+    throw new DicomError(file, (err as Error).message);
+  }
+  const image = await decodeDicom(bytes, file);
+  return { kind: 'raw', pixels: image.pixels, width: image.width, height: image.height };
+}
+
+async function decodeJpeg(
+  bytes: Uint8Array,
+  location: PixelDataLocation,
+  header: DicomHeader,
+  size: number | undefined,
+): Promise<{ pixels: Uint8Array; width: number; height: number }> {
+  const frame = checkedJpegFrame(bytes, location, header);
+  const info = readJpegFrameInfo(frame);
   let pipeline = sharp(frame, { failOn: 'warning', sequentialRead: true });
   if (size !== undefined && (size !== info.width || size !== info.height)) {
     pipeline = pipeline.resize(size, size, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: true });

@@ -119,6 +119,16 @@ export interface NativeBinding {
   smokeTrain(batch: number, size: number, steps: number, device: string, seed: number): Promise<NativeSmokeResult>;
   counters(): NativeCounters;
   setCpuCacheLimit(bytes: number): void;
+  /** Whether the addon was built with libjpeg-turbo. */
+  hasTurboJpeg: boolean;
+  /** Decodes JPEG streams / resizes raw 8-bit pixels into one [B,1,size,size] tensor. */
+  decodeImageBatch(
+    sources: ({ data: Uint8Array; jpeg: true } | { data: Uint8Array; jpeg: false; width: number; height: number })[],
+    size: number,
+    normalize: boolean,
+    mean: number,
+    std: number,
+  ): Promise<NativeTensor>;
   emptyCpuCache(): void;
   // ---- augmentation ----
   /** Augments a uint8 (or float32 0-255) batch [B,1,H,W] (+ masks) following an encoded plan (src/training/augment/plan.ts). */

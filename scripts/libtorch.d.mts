@@ -1,0 +1,15 @@
+/** Types for scripts/libtorch.mjs (plain Node, used by setup, CMake, binding.gyp and tests). */
+export interface LibTorchLocation {
+  source: string;
+  cmakeDir: string;
+  prefix: string;
+  includeDirs: string[];
+  libDirs: string[];
+  cxxAbi: number;
+  version?: string;
+}
+export const DEBIAN_INSTALL: string[];
+export function findLibTorch(env?: Record<string, string | undefined>): LibTorchLocation | undefined;
+export function missingLibTorchMessage(reason?: string): string;
+export function addonSources(root: string): string[];
+export function turboJpeg(): boolean;
