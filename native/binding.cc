@@ -15,6 +15,8 @@
 #include "core/api.h"
 #include "data/data_api.h"
 #include "augment/augment_api.h"
+#include "losses/loss_api.h"
+#include "optim/optim_api.h"
 
 #ifndef PN_VERSION
 #define PN_VERSION "0.0.0"
@@ -726,6 +728,278 @@ Napi::Value DecodeImageBatch(const Napi::CallbackInfo& info) {
 
 // ---- end data --------------------------------------------------------------------------------
 
+// ---- losses and optimizers -------------------------------------------------------------------
+// Losses (native/losses/loss_api.h): one forward + backward for JS. Optimizers
+// (native/optim/optim_api.h): a handle (a type-tagged External) over tensors made trainable with
+// makeParameter; the trainer itself owns optimizers natively through optim/optim.h.
+
+double lossNumberOption(const Napi::Object& o, const char* key, double fallback) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsNumber()) throwType(o.Env(), std::string("Expected a number for options.") + key);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool lossBoolOption(const Napi::Object& o, const char* key, bool fallback) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsBoolean()) throwType(o.Env(), std::string("Expected a boolean for options.") + key);
+  return v.As<Napi::Boolean>().Value();
+}
+
+Napi::Object optionsArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined()) return Napi::Object::New(info.Env());
+  if (!info[i].IsObject()) throwType(info.Env(), "Expected an object for options");
+  return info[i].As<Napi::Object>();
+}
+
+/** lossForwardBackward(kind, logits, target, options) -> Promise<{ loss, grad }>. */
+Napi::Value LossForwardBackward(const Napi::CallbackInfo& info) {
+  const std::string name = argString(info, 0, "kind");
+  pn::LossKind kind;
+  if (!pn::parseLossKind(name, &kind)) throwType(info.Env(), "Unknown loss '" + name + "'");
+  pn::Tensor logits = NativeTensor::unwrapArg(info, 1, "logits");
+  pn::Tensor target = NativeTensor::unwrapArg(info, 2, "target");
+  const Napi::Object o = optionsArg(info, 3);
+  pn::LossOptions options;
+  options.bceWeight = lossNumberOption(o, "bceWeight", options.bceWeight);
+  options.diceWeight = lossNumberOption(o, "diceWeight", options.diceWeight);
+  options.focalWeight = lossNumberOption(o, "focalWeight", options.focalWeight);
+  options.perImageDice = lossBoolOption(o, "perImageDice", options.perImageDice);
+  options.smooth = lossNumberOption(o, "smooth", options.smooth);
+  options.alpha = lossNumberOption(o, "alpha", options.alpha);
+  options.positiveMargin = lossNumberOption(o, "positiveMargin", options.positiveMargin);
+  options.negativeMargin = lossNumberOption(o, "negativeMargin", options.negativeMargin);
+  options.symmetric = lossBoolOption(o, "symmetric", options.symmetric);
+  return Task<pn::LossResult>::Run(
+      info.Env(), "pneumo.lossForwardBackward", [kind, logits, target, options] { return pn::lossForwardBackward(kind, logits, target, options); },
+      [](Napi::Env env, pn::LossResult& r) -> Napi::Value {
+        auto out = Napi::Object::New(env);
+        out.Set("loss", r.loss);
+        out.Set("grad", wrapTensor(env, std::move(r.grad)));
+        return out;
+      });
+}
+
+const napi_type_tag kOptimizerTag = {0x706e6f7074696d69ULL, 0x7a65722d68616e64ULL};
+
+pn::Optimizer optimizerArg(const Napi::CallbackInfo& info, size_t i) {
+  bool tagged = false;
+  if (info.Length() > i && info[i].IsExternal()) napi_check_object_type_tag(info.Env(), info[i], &kOptimizerTag, &tagged);
+  if (!tagged) throwType(info.Env(), "Expected an optimizer handle for optimizer");
+  const pn::Optimizer* o = info[i].As<Napi::External<pn::Optimizer>>().Data();
+  if (!o->defined()) throw Napi::Error::New(info.Env(), "Optimizer has been disposed");
+  return *o;
+}
+
+std::vector<std::pair<std::string, pn::Tensor>> namedTensorsArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const std::string expected = std::string("Expected an array of [name, Tensor] pairs for ") + name;
+  if (info.Length() <= i || !info[i].IsArray()) throwType(info.Env(), expected);
+  const auto a = info[i].As<Napi::Array>();
+  std::vector<std::pair<std::string, pn::Tensor>> out;
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    const Napi::Value pair = a.Get(k);
+    if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2 || !pair.As<Napi::Array>().Get(0u).IsString()) throwType(info.Env(), expected);
+    const Napi::Value t = pair.As<Napi::Array>().Get(1u);
+    if (!t.IsObject() || !t.As<Napi::Object>().InstanceOf(NativeTensor::constructorOf(info.Env()))) throwType(info.Env(), expected);
+    out.emplace_back(pair.As<Napi::Array>().Get(0u).As<Napi::String>().Utf8Value(),
+                     Napi::ObjectWrap<NativeTensor>::Unwrap(t.As<Napi::Object>())->get(info.Env()));
+  }
+  return out;
+}
+
+Napi::Array namedTensorsResult(Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& tensors) {
+  auto out = Napi::Array::New(env, tensors.size());
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    auto pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::String::New(env, tensors[k].first));
+    pair.Set(1u, wrapTensor(env, std::move(tensors[k].second)));
+    out.Set(static_cast<uint32_t>(k), pair);
+  }
+  return out;
+}
+
+/** createOptimizer([[name, NativeTensor], ...], spec) -> handle (sync: builds groups only). */
+Napi::Value CreateOptimizer(const Napi::CallbackInfo& info) {
+  auto parameters = namedTensorsArg(info, 0, "parameters");
+  const Napi::Object o = optionsArg(info, 1);
+  pn::OptimizerSpec spec;
+  const Napi::Value algorithm = o.Get("algorithm");
+  if (!algorithm.IsString()) throwType(info.Env(), "Expected a string for spec.algorithm");
+  spec.algorithm = algorithm.As<Napi::String>().Utf8Value();
+  spec.lr = lossNumberOption(o, "lr", spec.lr);
+  spec.weightDecay = lossNumberOption(o, "weightDecay", spec.weightDecay);
+  spec.decayBiasesAndNorms = lossBoolOption(o, "decayBiasesAndNorms", spec.decayBiasesAndNorms);
+  spec.beta1 = lossNumberOption(o, "beta1", spec.beta1);
+  spec.beta2 = lossNumberOption(o, "beta2", spec.beta2);
+  spec.eps = lossNumberOption(o, "eps", spec.eps);
+  spec.amsgrad = lossBoolOption(o, "amsgrad", spec.amsgrad);
+  spec.momentum = lossNumberOption(o, "momentum", spec.momentum);
+  spec.dampening = lossNumberOption(o, "dampening", spec.dampening);
+  spec.nesterov = lossBoolOption(o, "nesterov", spec.nesterov);
+  const Napi::Value rules = o.Get("lrRules");
+  if (!rules.IsUndefined() && !rules.IsNull()) {
+    if (!rules.IsArray()) throwType(info.Env(), "Expected an array of [prefix, lr] pairs for spec.lrRules");
+    const auto a = rules.As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); ++k) {
+      const Napi::Value rule = a.Get(k);
+      if (!rule.IsArray() || rule.As<Napi::Array>().Length() != 2 || !rule.As<Napi::Array>().Get(0u).IsString() ||
+          !rule.As<Napi::Array>().Get(1u).IsNumber()) {
+        throwType(info.Env(), "Expected an array of [prefix, lr] pairs for spec.lrRules");
+      }
+      spec.lrRules.emplace_back(rule.As<Napi::Array>().Get(0u).As<Napi::String>().Utf8Value(),
+                                rule.As<Napi::Array>().Get(1u).As<Napi::Number>().DoubleValue());
+    }
+  }
+  pn::Optimizer optimizer = syncCall(info.Env(), [&] { return pn::createOptimizer(parameters, spec); });
+  auto handle = Napi::External<pn::Optimizer>::New(info.Env(), new pn::Optimizer(std::move(optimizer)),
+                                                   [](Napi::Env, pn::Optimizer* o) { delete o; });
+  napi_type_tag_object(info.Env(), handle, &kOptimizerTag);
+  return handle;
+}
+
+Napi::Value OptimizerDispose(const Napi::CallbackInfo& info) {
+  bool tagged = false;
+  if (info.Length() > 0 && info[0].IsExternal()) napi_check_object_type_tag(info.Env(), info[0], &kOptimizerTag, &tagged);
+  if (!tagged) throwType(info.Env(), "Expected an optimizer handle for optimizer");
+  *info[0].As<Napi::External<pn::Optimizer>>().Data() = pn::Optimizer();
+  return info.Env().Undefined();
+}
+
+Napi::Value OptimizerStep(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  return Task<int>::Run(
+      info.Env(), "pneumo.optimizerStep",
+      [o] {
+        pn::optimizerStep(o);
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value OptimizerZeroGrad(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  syncCall(info.Env(), [&] {
+    pn::optimizerZeroGrad(o);
+    return 0;
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value OptimizerGradNorm(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  return Task<double>::Run(info.Env(), "pneumo.optimizerGradNorm", [o] { return pn::optimizerGradNorm(o); },
+                           [](Napi::Env env, double& v) -> Napi::Value { return Napi::Number::New(env, v); });
+}
+
+Napi::Value OptimizerClipGradNorm(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  const double maxNorm = argNumber(info, 1, "maxNorm");
+  return Task<double>::Run(info.Env(), "pneumo.optimizerClipGradNorm", [o, maxNorm] { return pn::optimizerClipGradNorm(o, maxNorm); },
+                           [](Napi::Env env, double& v) -> Napi::Value { return Napi::Number::New(env, v); });
+}
+
+Napi::Value OptimizerGroups(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  const auto groups = syncCall(info.Env(), [&] { return pn::optimizerGroups(o); });
+  auto out = Napi::Array::New(info.Env(), groups.size());
+  for (size_t k = 0; k < groups.size(); ++k) {
+    auto g = Napi::Object::New(info.Env());
+    g.Set("name", groups[k].name);
+    g.Set("lr", groups[k].lr);
+    g.Set("initialLr", groups[k].initialLr);
+    g.Set("weightDecay", groups[k].weightDecay);
+    auto names = Napi::Array::New(info.Env(), groups[k].parameters.size());
+    for (size_t p = 0; p < groups[k].parameters.size(); ++p) names.Set(static_cast<uint32_t>(p), groups[k].parameters[p]);
+    g.Set("parameters", names);
+    out.Set(static_cast<uint32_t>(k), g);
+  }
+  return out;
+}
+
+Napi::Value OptimizerSetLr(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  const int64_t group = argInteger(info, 1, "group");
+  const double lr = argNumber(info, 2, "lr");
+  syncCall(info.Env(), [&] {
+    pn::optimizerSetLr(o, group, lr);
+    return 0;
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value OptimizerScaleLr(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  const double factor = argNumber(info, 1, "factor");
+  syncCall(info.Env(), [&] {
+    pn::optimizerScaleLr(o, factor);
+    return 0;
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value OptimizerStateDict(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
+      info.Env(), "pneumo.optimizerStateDict", [o] { return pn::optimizerStateDict(o); },
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsResult(env, r); });
+}
+
+Napi::Value OptimizerLoadStateDict(const Napi::CallbackInfo& info) {
+  pn::Optimizer o = optimizerArg(info, 0);
+  auto state = namedTensorsArg(info, 1, "state");
+  return Task<int>::Run(
+      info.Env(), "pneumo.optimizerLoadStateDict",
+      [o, state] {
+        pn::optimizerLoadStateDict(o, state);
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value MakeParameter(const Napi::CallbackInfo& info) {
+  const pn::Tensor& value = NativeTensor::unwrapArg(info, 0, "value");
+  return syncCall(info.Env(), [&] { return wrapTensor(info.Env(), pn::makeParameter(value)); });
+}
+
+Napi::Value SetGradient(const Napi::CallbackInfo& info) {
+  const pn::Tensor& parameter = NativeTensor::unwrapArg(info, 0, "parameter");
+  const pn::Tensor& gradient = NativeTensor::unwrapArg(info, 1, "gradient");
+  const bool accumulate = info.Length() > 2 && info[2].ToBoolean().Value();
+  syncCall(info.Env(), [&] {
+    pn::setGradient(parameter, gradient, accumulate);
+    return 0;
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value GradientOf(const Napi::CallbackInfo& info) {
+  const pn::Tensor& parameter = NativeTensor::unwrapArg(info, 0, "parameter");
+  pn::Tensor grad = syncCall(info.Env(), [&] { return pn::gradientOf(parameter); });
+  if (!grad.defined()) return info.Env().Undefined();
+  return wrapTensor(info.Env(), std::move(grad));
+}
+
+void RegisterLossesAndOptimizers(Napi::Env env, Napi::Object exports) {
+  exports.Set("lossForwardBackward", Napi::Function::New(env, LossForwardBackward, "lossForwardBackward"));
+  exports.Set("createOptimizer", Napi::Function::New(env, CreateOptimizer, "createOptimizer"));
+  exports.Set("optimizerDispose", Napi::Function::New(env, OptimizerDispose, "optimizerDispose"));
+  exports.Set("optimizerStep", Napi::Function::New(env, OptimizerStep, "optimizerStep"));
+  exports.Set("optimizerZeroGrad", Napi::Function::New(env, OptimizerZeroGrad, "optimizerZeroGrad"));
+  exports.Set("optimizerGradNorm", Napi::Function::New(env, OptimizerGradNorm, "optimizerGradNorm"));
+  exports.Set("optimizerClipGradNorm", Napi::Function::New(env, OptimizerClipGradNorm, "optimizerClipGradNorm"));
+  exports.Set("optimizerGroups", Napi::Function::New(env, OptimizerGroups, "optimizerGroups"));
+  exports.Set("optimizerSetLr", Napi::Function::New(env, OptimizerSetLr, "optimizerSetLr"));
+  exports.Set("optimizerScaleLr", Napi::Function::New(env, OptimizerScaleLr, "optimizerScaleLr"));
+  exports.Set("optimizerStateDict", Napi::Function::New(env, OptimizerStateDict, "optimizerStateDict"));
+  exports.Set("optimizerLoadStateDict", Napi::Function::New(env, OptimizerLoadStateDict, "optimizerLoadStateDict"));
+  exports.Set("makeParameter", Napi::Function::New(env, MakeParameter, "makeParameter"));
+  exports.Set("setGradient", Napi::Function::New(env, SetGradient, "setGradient"));
+  exports.Set("gradientOf", Napi::Function::New(env, GradientOf, "gradientOf"));
+}
+
+// ---- end losses and optimizers ---------------------------------------------------------------
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pn::installCpuAllocator();
   auto* data = new AddonData();
@@ -754,6 +1028,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, SetCpuCacheLimit, "setCpuCacheLimit"));
   exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache, "emptyCpuCache"));
   RegisterAugmentation(env, exports);
+  RegisterLossesAndOptimizers(env, exports);
   return exports;
 }
 

@@ -44,3 +44,9 @@ export * as images from './data/image-source.js';
 export * as prepare from './data/prepare.js';
 /** Synthetic SIIM-shaped data: `synth.synthesize(options)`, `synth.generateImage(spec)`. */
 export * as synth from './data/synth/index.js';
+/** Segmentation losses, native: `losses.lossForwardBackward('combo', logits, target, losses.COMBO_WEIGHTS.validation)`. */
+export * as losses from './training/losses.js';
+/** Optimizers over named tensors (Adam, AdamW, SGD, RAdam; groups, clipping, state): `optim.Optimizer.create(params, spec)`. */
+export * as optim from './training/optimizers.js';
+/** Learning-rate schedules with PyTorch semantics, serialisable: `schedules.CosineAnnealing`, `schedules.ReduceLROnPlateau`. */
+export * as schedules from './training/schedules.js';

@@ -102,6 +102,59 @@ export interface NativeAugmentResult {
 }
 
 /** Everything the addon exports. */
+// ---- losses and optimizers ----
+
+/** Loss names of `lossForwardBackward` (native/losses/loss_api.h). */
+export type NativeLossKind = 'combo' | 'combo-reference' | 'soft-dice' | 'balanced-bce' | 'lovasz';
+
+/** Options of every loss kind; each kind reads its own (defaults in loss_api.h). */
+export interface NativeLossOptions {
+  bceWeight?: number;
+  diceWeight?: number;
+  focalWeight?: number;
+  perImageDice?: boolean;
+  smooth?: number;
+  alpha?: number;
+  positiveMargin?: number;
+  negativeMargin?: number;
+  symmetric?: boolean;
+}
+
+export interface NativeLossResult {
+  loss: number;
+  grad: NativeTensor;
+}
+
+/** What `createOptimizer` builds (native/optim/optim_api.h, OptimizerSpec). */
+export interface NativeOptimizerSpec {
+  algorithm: 'adam' | 'adamw' | 'sgd' | 'radam';
+  lr?: number;
+  weightDecay?: number;
+  decayBiasesAndNorms?: boolean;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  amsgrad?: boolean;
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+  /** [name prefix, lr] pairs; the first match wins. */
+  lrRules?: [string, number][];
+}
+
+export interface NativeOptimizerGroup {
+  name: string;
+  lr: number;
+  initialLr: number;
+  weightDecay: number;
+  parameters: string[];
+}
+
+/** An opaque, type-tagged handle to a native optimizer. */
+export interface NativeOptimizerHandle {
+  readonly __brand: 'NativeOptimizerHandle';
+}
+
 export interface NativeBinding {
   version: string;
   napiVersion: number;
@@ -133,6 +186,22 @@ export interface NativeBinding {
   // ---- augmentation ----
   /** Augments a uint8 (or float32 0-255) batch [B,1,H,W] (+ masks) following an encoded plan (src/training/augment/plan.ts). */
   augmentBatch(images: NativeTensor, masks: NativeTensor | null, plan: Float64Array, options: NativeAugmentOptions): Promise<NativeAugmentResult>;
+  // ---- losses and optimizers ----
+  lossForwardBackward(kind: NativeLossKind, logits: NativeTensor, target: NativeTensor, options?: NativeLossOptions): Promise<NativeLossResult>;
+  createOptimizer(parameters: [string, NativeTensor][], spec: NativeOptimizerSpec): NativeOptimizerHandle;
+  optimizerDispose(optimizer: NativeOptimizerHandle): void;
+  optimizerStep(optimizer: NativeOptimizerHandle): Promise<void>;
+  optimizerZeroGrad(optimizer: NativeOptimizerHandle): void;
+  optimizerGradNorm(optimizer: NativeOptimizerHandle): Promise<number>;
+  optimizerClipGradNorm(optimizer: NativeOptimizerHandle, maxNorm: number): Promise<number>;
+  optimizerGroups(optimizer: NativeOptimizerHandle): NativeOptimizerGroup[];
+  optimizerSetLr(optimizer: NativeOptimizerHandle, group: number, lr: number): void;
+  optimizerScaleLr(optimizer: NativeOptimizerHandle, factor: number): void;
+  optimizerStateDict(optimizer: NativeOptimizerHandle): Promise<[string, NativeTensor][]>;
+  optimizerLoadStateDict(optimizer: NativeOptimizerHandle, state: [string, NativeTensor][]): Promise<void>;
+  makeParameter(value: NativeTensor): NativeTensor;
+  setGradient(parameter: NativeTensor, gradient: NativeTensor, accumulate: boolean): void;
+  gradientOf(parameter: NativeTensor): NativeTensor | undefined;
 }
 
 /** Thrown when the compiled addon cannot be loaded; the message names the cause and the fix. */

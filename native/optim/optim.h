@@ -1,0 +1,133 @@
+// The torch-side optimizer API for the native trainer: Adam, AdamW, SGD (momentum, Nesterov) from
+// LibTorch and RAdam (not in LibTorch 1.13), over named parameters grouped by name prefix (separate
+// encoder/decoder learning rates) with weight decay off for 1-D parameters (biases, norm weights).
+// Gradient accumulation: call backward N times, then clipGradNorm (optional), step, zeroGrad.
+// The torch-free wrapper for binding.cc is optim_api.h.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace pn::optim {
+
+enum class Algorithm { Adam, AdamW, SGD, RAdam };
+
+/** Parameters whose name starts with `prefix` get learning rate `lr` (the first matching rule wins). */
+struct LrRule {
+  std::string prefix;
+  double lr = 0;
+};
+
+struct OptimizerOptions {
+  Algorithm algorithm = Algorithm::Adam;
+  /** Learning rate of parameters no rule matches. */
+  double lr = 1e-3;
+  /** L2 penalty (Adam, SGD, RAdam: added to the gradient) or decoupled decay (AdamW). */
+  double weightDecay = 0;
+  /** Also decay 1-D parameters (biases, BatchNorm/GroupNorm weights); off by default. */
+  bool decayBiasesAndNorms = false;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  bool amsgrad = false;
+  double momentum = 0;
+  double dampening = 0;
+  bool nesterov = false;
+  std::vector<LrRule> lrRules;
+};
+
+/** One parameter group: parameters sharing a learning rate and a weight decay. */
+struct GroupInfo {
+  /** The rule's prefix ("" when no rule matched), with "/no_decay" appended for 1-D parameters. */
+  std::string name;
+  double lr = 0;
+  /** The learning rate the group was created with (scaleLr multiplies it). */
+  double initialLr = 0;
+  double weightDecay = 0;
+  std::vector<std::string> parameters;
+};
+
+/** RAdam (Liu et al. 2019) exactly as PyTorch's torch.optim.RAdam (L2 weight decay). */
+struct RAdamOptions : public torch::optim::OptimizerCloneableOptions<RAdamOptions> {
+  RAdamOptions(double lr = 1e-3);  // NOLINT: implicit like LibTorch's options
+  TORCH_ARG(double, lr) = 1e-3;
+  typedef std::tuple<double, double> betas_t;
+  TORCH_ARG(betas_t, betas) = std::make_tuple(0.9, 0.999);
+  TORCH_ARG(double, eps) = 1e-8;
+  TORCH_ARG(double, weight_decay) = 0;
+
+ public:
+  double get_lr() const override { return lr(); }
+  void set_lr(const double value) override { lr(value); }
+};
+
+struct RAdamParamState : public torch::optim::OptimizerCloneableParamState<RAdamParamState> {
+  TORCH_ARG(int64_t, step) = 0;
+  TORCH_ARG(torch::Tensor, exp_avg);
+  TORCH_ARG(torch::Tensor, exp_avg_sq);
+};
+
+/**
+ * Rectified Adam: m, v as Adam; rho_inf = 2 / (1 - beta2) - 1,
+ * rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t); when rho_t > 5 the step is
+ * lr * r_t * m_hat / (sqrt(v) / sqrt(1 - beta2^t) + eps) with
+ * r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)), otherwise the
+ * un-adapted momentum step lr * m_hat.
+ */
+class RAdam : public torch::optim::Optimizer {
+ public:
+  explicit RAdam(std::vector<torch::optim::OptimizerParamGroup> groups, RAdamOptions defaults = {});
+  torch::Tensor step(LossClosure closure = nullptr) override;
+};
+
+/**
+ * An optimizer over named parameters. Parameters that do not require a gradient now (a frozen
+ * encoder) are kept: a step skips any parameter without a gradient, so unfreezing later needs no
+ * new optimizer. Not thread-safe: one caller at a time.
+ */
+class Optimizer {
+ public:
+  Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, const OptimizerOptions& options);
+
+  /** Zeroes every gradient (kept allocated). */
+  void zeroGrad();
+  /** One update from the accumulated gradients. */
+  void step();
+  /** The global L2 norm of all gradients (as if concatenated). */
+  double gradNorm() const;
+  /**
+   * Scales every gradient by maxNorm / (norm + 1e-6) when that is below 1 (torch's
+   * clip_grad_norm_); returns the norm before clipping (NaN or inf when a gradient is not finite).
+   */
+  double clipGradNorm(double maxNorm);
+
+  size_t groupCount() const;
+  GroupInfo group(size_t index) const;
+  void setLr(size_t index, double lr);
+  /** Sets every group's learning rate to its initial one times `factor` (for schedules). */
+  void scaleLr(double factor);
+
+  /**
+   * The state as named tensors: "optimizer/<param>/<field>" (step as an int64 scalar, exp_avg,
+   * exp_avg_sq, max_exp_avg_sq, momentum_buffer) and "optimizer/group/<i>/lr" (a float64 scalar).
+   * Tensors are copies.
+   */
+  std::vector<std::pair<std::string, at::Tensor>> stateDict() const;
+  /** Restores what stateDict wrote (same parameter names and shapes); unknown names are an error. */
+  void loadStateDict(const std::vector<std::pair<std::string, at::Tensor>>& state);
+
+  const OptimizerOptions& options() const { return options_; }
+  const std::vector<std::pair<std::string, at::Tensor>>& parameters() const { return parameters_; }
+
+ private:
+  OptimizerOptions options_;
+  std::vector<std::pair<std::string, at::Tensor>> parameters_;
+  std::vector<GroupInfo> groups_;
+  std::unique_ptr<torch::optim::Optimizer> impl_;
+};
+
+}  // namespace pn::optim
