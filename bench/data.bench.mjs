@@ -165,6 +165,7 @@ export async function run(ctx) {
     if (!map.has(size) || map.get(size).imagesPerSecond < result.imagesPerSecond) map.set(size, result);
   };
   const node = await startNode(files);
+  await measureNative(files.slice(0, 8), SIZES[0]); // warm-up: first LibTorch/libjpeg-turbo calls
   let python;
   try {
     for (let round = 0; round < repeat; round += 1) {

@@ -50,3 +50,5 @@ export * as losses from './training/losses.js';
 export * as optim from './training/optimizers.js';
 /** Learning-rate schedules with PyTorch semantics, serialisable: `schedules.CosineAnnealing`, `schedules.ReduceLROnPlateau`. */
 export * as schedules from './training/schedules.js';
+/** Experiment configs: `config.loadConfig(path, overrides)`, the schema, the first/second place recipes. */
+export * as config from './training/config.js';

@@ -1,0 +1,521 @@
+/**
+ * Experiment configuration: one YAML or JSON file per training part, validated against a schema.
+ *
+ * - An unknown or misspelled key is an error naming it and the closest valid key (the first
+ *   place's shipped config had a `sUSE_SAMPLER` typo that crashed its trainer hours in). Keys of
+ *   the first place's own YAML files (`USE_SAMPLER`, `EPOCHES`, ...) are recognised and the
+ *   error names their equivalent here.
+ * - Every problem in a file is reported at once, each with its dotted path.
+ * - `extends: ./part0.yaml` starts from another file (deep merge), so the parts of one
+ *   experiment state only what changes.
+ * - Every option is also a CLI flag (`--optimizer.lr 1e-5`) that overrides the file.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+
+/** A (top, area, bottom) triplet of the first place's mask binarisation (SPEC section 4). */
+export type Triplet = [top: number, area: number, bottom: number];
+
+/** The first place's validation grid (SPEC section 4). */
+export const DEFAULT_TRIPLETS: Triplet[] = [
+  [0.75, 1000, 0.3],
+  [0.75, 1000, 0.4],
+  [0.75, 2000, 0.3],
+  [0.75, 2000, 0.4],
+  [0.6, 2000, 0.3],
+  [0.6, 2000, 0.4],
+  [0.6, 3000, 0.3],
+  [0.6, 3000, 0.4],
+];
+
+/** One training part of an experiment, fully resolved (every default filled in). */
+export interface ExperimentConfig {
+  /** Experiment name: outputs go to `<output.dir>/<name>/part<part>/fold<k>/`. */
+  name: string;
+  /** Part index (0, 1, 2, ...): each part starts from the previous part's best checkpoint of the same fold. */
+  part: number;
+  /** Marks the second stage (trains on the always-train fold too). */
+  secondStage: boolean;
+  seed: number;
+  /** "auto" (first GPU, else CPU), "cpu", "cuda" or "cuda:N". */
+  device: string;
+  data: {
+    /** A folder written by `pneumo-native prepare` (train/, mask/), or DICOMs with `dicomDir`. */
+    dir: string | null;
+    /** Read training DICOMs directly (no prepare step), with `labels`. */
+    dicomDir: string | null;
+    /** Train labels CSV (stage 1 or stage 2 format); required with `dicomDir`. */
+    labels: string | null;
+    /** Folds file (`fname,fold,exist_labels`) from `pneumo-native folds`. */
+    folds: string;
+    imgSize: number;
+    /** Worker threads decoding and augmenting the next batches. */
+    workers: number;
+  };
+  model: {
+    /** Registry name, e.g. albunet34, unet_se50, scseunet_se50, unet_r50. */
+    backbone: string;
+    /** A TorchScript encoder file (pretrained weights exported from Python). */
+    encoderPath: string | null;
+    /** Start from these weights (a checkpoint or a safetensors state dict). */
+    weights: string | null;
+    /** Start from the best checkpoint of this earlier part of the same experiment and fold. */
+    fromPart: number | null;
+  };
+  folds: {
+    /** Folds to train, one after another. */
+    use: number[];
+  };
+  sampler: {
+    /** The sliding sample rate: all positives plus int(n_pos (1-p)/p) negatives per epoch. */
+    enabled: boolean;
+    /** "sliding" (the first place), "positive-only" (the second place), "balanced" (classifiers). */
+    mode: 'sliding' | 'positive-only' | 'balanced';
+    /** p at the first epoch. */
+    positiveRate: number;
+    /** p at the last epoch (slides linearly); null keeps positiveRate. */
+    positiveRateEnd: number | null;
+  };
+  augment: {
+    /** A shipped pipeline ("first-place", "none") or a JSON file of a pipeline. */
+    preset: string;
+    file: string | null;
+  };
+  loss: {
+    /** combo (the first place), soft-dice (the second place), bce-lovasz (the 42nd place). */
+    kind: 'combo' | 'soft-dice' | 'bce-lovasz';
+    weights: { bce: number; dice: number; focal: number };
+    /** Dice per image then averaged, instead of over the whole batch. */
+    perImage: boolean;
+  };
+  optimizer: {
+    kind: 'adam' | 'adamw' | 'sgd' | 'radam';
+    lr: number;
+    /** Learning rate of the encoder; null uses `lr`. */
+    encoderLr: number | null;
+    weightDecay: number;
+    /** No weight decay on biases and normalisation parameters. */
+    noDecayOnBiasNorm: boolean;
+    momentum: number;
+    nesterov: boolean;
+    betas: [number, number];
+  };
+  scheduler: {
+    kind: 'plateau' | 'cosine' | 'warm-restarts' | 'constant';
+    /** plateau: factor, patience, threshold, cooldown, minLr (mode max on the validation score). */
+    factor: number;
+    patience: number;
+    threshold: number;
+    cooldown: number;
+    minLr: number;
+    /** cosine: tMax epochs (null: the run's epochs); warm-restarts: t0, tMult. */
+    tMax: number | null;
+    t0: number;
+    tMult: number;
+    /** Linear warm-up over this fraction of the run (0: none). */
+    warmup: number;
+  };
+  training: {
+    epochs: number;
+    batchSize: number;
+    /** Gradient accumulation steps. */
+    accumulation: number;
+    /** Clip the global gradient norm at this value (0: off). */
+    gradClip: number;
+    /** Encoder frozen for the first N epochs. */
+    freezeEncoderEpochs: number;
+    /** Stop after N validations without improvement (0: never). */
+    earlyStopping: number;
+    validateEvery: number;
+    /** Mixed precision on CUDA (ignored on CPU). */
+    mixedPrecision: boolean;
+    /** Batches per epoch cap for quick runs (0: the whole epoch). */
+    maxStepsPerEpoch: number;
+  };
+  validation: {
+    /** The triplet grid scored at every validation; the best mean Dice is the epoch's score. */
+    triplets: Triplet[];
+    /** Triplet areas are counted at this size (the SIIM maps are 1024 x 1024). */
+    areaSize: number;
+  };
+  checkpoints: {
+    /** Keep the best K checkpoints per fold, delete the rest. */
+    topK: number;
+  };
+  output: {
+    dir: string;
+  };
+}
+
+// ---- the schema ---------------------------------------------------------------------------------
+
+type Leaf =
+  | { kind: 'number'; min?: number; max?: number; integer?: boolean; nullable?: boolean; exclusiveMin?: boolean }
+  | { kind: 'string'; values?: readonly string[]; nullable?: boolean }
+  | { kind: 'boolean' }
+  | { kind: 'integers'; min?: number }
+  | { kind: 'pair'; min?: number; max?: number }
+  | { kind: 'triplets' };
+
+interface Node {
+  [key: string]: Leaf | Node;
+}
+
+/** Leaves carry a string `kind`; nodes that have a `kind` key hold a Leaf object under it. */
+function isLeaf(x: Leaf | Node): x is Leaf {
+  return typeof (x as Leaf).kind === 'string';
+}
+
+const num = (min?: number, max?: number, extra: Partial<Extract<Leaf, { kind: 'number' }>> = {}): Leaf => ({ kind: 'number', ...(min !== undefined ? { min } : {}), ...(max !== undefined ? { max } : {}), ...extra });
+const int = (min?: number, max?: number, extra: Partial<Extract<Leaf, { kind: 'number' }>> = {}): Leaf => num(min, max, { integer: true, ...extra });
+const str = (values?: readonly string[], nullable = false): Leaf => ({ kind: 'string', ...(values ? { values } : {}), ...(nullable ? { nullable } : {}) });
+const bool: Leaf = { kind: 'boolean' };
+
+/** The schema: every key a config file may hold, with its type and range. */
+export const SCHEMA: Node = {
+  extends: str(undefined, true),
+  name: str(),
+  part: int(0, 100),
+  secondStage: bool,
+  seed: int(0, 2 ** 32 - 1),
+  device: str(),
+  data: { dir: str(undefined, true), dicomDir: str(undefined, true), labels: str(undefined, true), folds: str(), imgSize: int(32, 4096), workers: int(0, 64) },
+  model: { backbone: str(), encoderPath: str(undefined, true), weights: str(undefined, true), fromPart: int(0, 100, { nullable: true }) },
+  folds: { use: { kind: 'integers', min: -1 } },
+  sampler: { enabled: bool, mode: str(['sliding', 'positive-only', 'balanced']), positiveRate: num(0, 1, { exclusiveMin: true }), positiveRateEnd: num(0, 1, { nullable: true, exclusiveMin: true }) },
+  augment: { preset: str(), file: str(undefined, true) },
+  loss: { kind: str(['combo', 'soft-dice', 'bce-lovasz']), weights: { bce: num(0), dice: num(0), focal: num(0) }, perImage: bool },
+  optimizer: {
+    kind: str(['adam', 'adamw', 'sgd', 'radam']),
+    lr: num(0, 10, { exclusiveMin: true }),
+    encoderLr: num(0, 10, { nullable: true, exclusiveMin: true }),
+    weightDecay: num(0, 1),
+    noDecayOnBiasNorm: bool,
+    momentum: num(0, 1),
+    nesterov: bool,
+    betas: { kind: 'pair', min: 0, max: 1 },
+  },
+  scheduler: {
+    kind: str(['plateau', 'cosine', 'warm-restarts', 'constant']),
+    factor: num(0, 1, { exclusiveMin: true }),
+    patience: int(0),
+    threshold: num(0),
+    cooldown: int(0),
+    minLr: num(0),
+    tMax: int(1, undefined, { nullable: true }),
+    t0: int(1),
+    tMult: int(1),
+    warmup: num(0, 1),
+  },
+  training: {
+    epochs: int(1, 100000),
+    batchSize: int(1, 4096),
+    accumulation: int(1, 1024),
+    gradClip: num(0),
+    freezeEncoderEpochs: int(0),
+    earlyStopping: int(0),
+    validateEvery: int(1),
+    mixedPrecision: bool,
+    maxStepsPerEpoch: int(0),
+  },
+  validation: { triplets: { kind: 'triplets' }, areaSize: int(1, 16384) },
+  checkpoints: { topK: int(1, 1000) },
+  output: { dir: str() },
+};
+
+/** Every default: a file only states what differs. */
+export function defaultConfig(): ExperimentConfig {
+  return {
+    name: 'experiment',
+    part: 0,
+    secondStage: false,
+    seed: 42,
+    device: 'auto',
+    data: { dir: null, dicomDir: null, labels: null, folds: 'folds.csv', imgSize: 512, workers: 2 },
+    model: { backbone: 'albunet34', encoderPath: null, weights: null, fromPart: null },
+    folds: { use: [0, 1, 2, 3, 4] },
+    sampler: { enabled: true, mode: 'sliding', positiveRate: 0.8, positiveRateEnd: null },
+    augment: { preset: 'first-place', file: null },
+    loss: { kind: 'combo', weights: { bce: 3, dice: 1, focal: 4 }, perImage: false },
+    optimizer: { kind: 'adam', lr: 1e-4, encoderLr: null, weightDecay: 5e-6, noDecayOnBiasNorm: true, momentum: 0.9, nesterov: false, betas: [0.9, 0.999] },
+    scheduler: { kind: 'plateau', factor: 0.1, patience: 2, threshold: 1e-7, cooldown: 0, minLr: 1e-7, tMax: null, t0: 8, tMult: 1, warmup: 0 },
+    training: { epochs: 50, batchSize: 4, accumulation: 1, gradClip: 0.1, freezeEncoderEpochs: 0, earlyStopping: 10, validateEvery: 1, mixedPrecision: true, maxStepsPerEpoch: 0 },
+    validation: { triplets: DEFAULT_TRIPLETS.map((t) => [...t] as Triplet), areaSize: 1024 },
+    checkpoints: { topK: 5 },
+    output: { dir: 'experiments' },
+  };
+}
+
+/**
+ * Keys of the first place's YAML configs and their equivalents here, so that a ported file
+ * gets a precise error instead of a guess.
+ */
+const FIRST_PLACE_KEYS: Record<string, string> = {
+  data_directory: 'data.dir',
+  seed: 'seed',
+  num_workers: 'data.workers',
+  device: 'device',
+  batch_size: 'training.batchSize',
+  use_sampler: 'sampler.enabled',
+  non_empty_mask_proba: 'sampler.positiveRate',
+  train_transforms: 'augment.file',
+  epoches: 'training.epochs',
+  epochs: 'training.epochs',
+  accumulation_steps: 'training.accumulation',
+  early_stopping: 'training.earlyStopping',
+  criterion: 'loss',
+  optimizer: 'optimizer',
+  scheduler: 'scheduler',
+  checkpoints: 'checkpoints.topK',
+  mask_binarizer: 'validation.triplets',
+  fold: 'folds.use',
+  model: 'model.backbone',
+};
+
+// ---- validation ---------------------------------------------------------------------------------
+
+/** Thrown for an invalid config: lists every problem, each with its dotted path. */
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`${source}: invalid experiment config:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Levenshtein distance, case-insensitive, ignoring '_' and '-'. */
+function distance(a: string, b: string): number {
+  const x = a.toLowerCase().replace(/[_-]/g, '');
+  const y = b.toLowerCase().replace(/[_-]/g, '');
+  const row = Array.from({ length: y.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= x.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= y.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (x[i - 1] === y[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[y.length]!;
+}
+
+/** Every dotted leaf path of the schema (for suggestions and CLI flags). */
+export function schemaPaths(node: Node = SCHEMA, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const [key, child] of Object.entries(node)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (isLeaf(child)) out.push(path);
+    else out.push(...schemaPaths(child, path));
+  }
+  return out;
+}
+
+function suggest(key: string, siblings: string[], prefix: string): string {
+  // A key of the first place's YAML, exact or misspelled (its own sUSE_SAMPLER typo).
+  const lower = key.toLowerCase();
+  const firstPlace = Object.keys(FIRST_PLACE_KEYS)
+    .map((k) => ({ k, d: distance(lower, k) }))
+    .sort((a, b) => a.d - b.d)[0];
+  const screamingCase = /[A-Z]{3}/.test(key); // the first place's style: USE_SAMPLER, EPOCHES
+  if (firstPlace && (screamingCase || key.includes('_')) && (firstPlace.d === 0 || (screamingCase && firstPlace.d <= 2))) {
+    const name = firstPlace.k.toUpperCase();
+    const here = FIRST_PLACE_KEYS[firstPlace.k];
+    return firstPlace.d === 0 ? ` (the first place's ${name} is '${here}' here)` : ` (did you mean the first place's ${name}? Here it is '${here}')`;
+  }
+  let best: { name: string; d: number } | undefined;
+  for (const s of siblings) {
+    const d = distance(key, s);
+    if (!best || d < best.d) best = { name: s, d };
+  }
+  if (best && best.d <= Math.max(2, Math.floor(best.name.length / 3))) return ` (did you mean '${prefix}${best.name}'?)`;
+  // The key may belong elsewhere: search every leaf.
+  const leaf = schemaPaths().find((p) => distance(p.split('.').pop()!, key) <= 1);
+  if (leaf) return ` (did you mean '${leaf}'?)`;
+  return ` (valid keys here: ${siblings.join(', ')})`;
+}
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : Array.isArray(value) ? `[${value.map(describe).join(', ')}]` : String(value);
+}
+
+function checkLeaf(leaf: Leaf, value: unknown, path: string, problems: string[]): void {
+  switch (leaf.kind) {
+    case 'number': {
+      if (value === null && leaf.nullable) return;
+      const ok =
+        typeof value === 'number' &&
+        Number.isFinite(value) &&
+        (!leaf.integer || Number.isInteger(value)) &&
+        (leaf.min === undefined || (leaf.exclusiveMin ? value > leaf.min : value >= leaf.min)) &&
+        (leaf.max === undefined || value <= leaf.max);
+      if (!ok) {
+        const range = [leaf.min !== undefined ? `${leaf.exclusiveMin ? '>' : '>='} ${leaf.min}` : '', leaf.max !== undefined ? `<= ${leaf.max}` : ''].filter(Boolean).join(' and ');
+        problems.push(`${path}: expected ${leaf.integer ? 'an integer' : 'a number'}${range ? ` ${range}` : ''}${leaf.nullable ? ' or null' : ''} but got ${describe(value)}`);
+      }
+      return;
+    }
+    case 'string':
+      if (value === null && leaf.nullable) return;
+      if (typeof value !== 'string' || (leaf.values && !leaf.values.includes(value))) {
+        problems.push(`${path}: expected ${leaf.values ? `one of ${leaf.values.join(', ')}` : 'a string'}${leaf.nullable ? ' or null' : ''} but got ${describe(value)}`);
+      }
+      return;
+    case 'boolean':
+      if (typeof value !== 'boolean') problems.push(`${path}: expected true or false but got ${describe(value)}`);
+      return;
+    case 'integers':
+      if (!Array.isArray(value) || value.length === 0 || !value.every((v) => Number.isInteger(v) && v >= (leaf.min ?? -Infinity))) {
+        problems.push(`${path}: expected a non-empty list of integers${leaf.min !== undefined ? ` >= ${leaf.min}` : ''} but got ${describe(value)}`);
+      }
+      return;
+    case 'pair':
+      if (!Array.isArray(value) || value.length !== 2 || !value.every((v) => typeof v === 'number' && v >= (leaf.min ?? -Infinity) && v <= (leaf.max ?? Infinity))) {
+        problems.push(`${path}: expected two numbers${leaf.min !== undefined ? ` in [${leaf.min}, ${leaf.max}]` : ''} but got ${describe(value)}`);
+      }
+      return;
+    case 'triplets':
+      if (
+        !Array.isArray(value) ||
+        value.length === 0 ||
+        !value.every((t) => Array.isArray(t) && t.length === 3 && t[0] >= 0 && t[0] <= 1 && Number.isInteger(t[1]) && t[1] >= 0 && t[2] >= 0 && t[2] <= 1)
+      ) {
+        problems.push(`${path}: expected a non-empty list of [top (0-1), area (integer >= 0), bottom (0-1)] triplets but got ${describe(value)}`);
+      }
+      return;
+  }
+}
+
+function checkNode(node: Node, value: unknown, prefix: string, problems: string[]): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    problems.push(`${prefix || '(root)'}: expected a mapping of keys but got ${describe(value)}`);
+    return;
+  }
+  const siblings = Object.keys(node);
+  for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    const spec = Object.hasOwn(node, key) ? node[key] : undefined;
+    if (spec === undefined) {
+      problems.push(`unknown key '${path}'${suggest(key, siblings, prefix ? `${prefix}.` : '')}`);
+      continue;
+    }
+    if (isLeaf(spec)) checkLeaf(spec, child, path, problems);
+    else checkNode(spec, child, path, problems);
+  }
+}
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** Deep-merges `over` onto `base` (arrays and scalars replace). */
+export function deepMerge<T>(base: T, over: unknown): T {
+  if (!isPlainObject(base) || !isPlainObject(over)) return (over === undefined ? base : over) as T;
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(out[k]) && isPlainObject(v) ? deepMerge(out[k], v) : v;
+  return out as T;
+}
+
+/**
+ * Validates a parsed config object (defaults filled in for what it leaves out).
+ * @throws ConfigError listing every problem with its path
+ */
+export function validateConfig(raw: unknown, source = '<config>'): ExperimentConfig {
+  const problems: string[] = [];
+  checkNode(SCHEMA, raw, '', problems);
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  const { extends: _ignored, ...rest } = raw as Record<string, unknown>;
+  void _ignored;
+  const config = deepMerge(defaultConfig(), rest);
+  const cross: string[] = [];
+  if (config.data.dir === null && config.data.dicomDir === null) cross.push('data: set data.dir (prepared PNGs) or data.dicomDir (DICOMs read directly)');
+  if (config.data.dicomDir !== null && config.data.labels === null) cross.push('data.labels: required with data.dicomDir (the train-rle.csv to read masks from)');
+  if (config.model.fromPart !== null && config.model.fromPart >= config.part) cross.push(`model.fromPart: must be an earlier part than part ${config.part} but got ${config.model.fromPart}`);
+  if (config.sampler.mode === 'balanced' && config.training.batchSize % 2 !== 0) cross.push(`training.batchSize: balanced batches need an even batch size but got ${config.training.batchSize}`);
+  if (cross.length > 0) throw new ConfigError(source, cross);
+  return config;
+}
+
+/** Parses YAML or JSON text (JSON is YAML). */
+export function parseConfigText(text: string, source: string): unknown {
+  try {
+    return parseYaml(text) ?? {};
+  } catch (err) {
+    throw new ConfigError(source, [`not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`]);
+  }
+}
+
+/** Reads a config file and the chain of files it `extends`, merged base-first (not validated). */
+export function readConfigChain(path: string, seen: string[] = []): Record<string, unknown> {
+  const abs = resolve(path);
+  if (seen.includes(abs)) throw new ConfigError(path, [`extends: a cycle: ${[...seen, abs].join(' -> ')}`]);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
+  }
+  const raw = parseConfigText(text, path);
+  if (!isPlainObject(raw)) throw new ConfigError(path, [`expected a mapping of keys at the top level but got ${describe(raw)}`]);
+  const parent = raw.extends;
+  if (parent === undefined || parent === null) return raw;
+  if (typeof parent !== 'string') throw new ConfigError(path, [`extends: expected a file path but got ${describe(parent)}`]);
+  const base = readConfigChain(resolve(dirname(abs), parent), [...seen, abs]);
+  const { extends: _e, ...own } = raw;
+  void _e;
+  return deepMerge(base, own);
+}
+
+/**
+ * Loads an experiment part: the file (and what it extends), then `overrides` (e.g. from CLI
+ * flags, as a nested object), validated. Relative data/output paths resolve against the
+ * current directory, as a user typing them would expect.
+ * @throws ConfigError listing every problem
+ */
+export function loadConfig(path: string, overrides: Record<string, unknown> = {}): ExperimentConfig {
+  const merged = deepMerge(readConfigChain(path), overrides);
+  return validateConfig(merged, path);
+}
+
+/** The yargs option type of a schema path (for generating `--a.b` CLI flags). */
+export function flagType(path: string): 'number' | 'string' | 'boolean' | 'array' {
+  let node: Leaf | Node = SCHEMA;
+  for (const part of path.split('.')) node = (node as Node)[part]!;
+  const leaf = node as Leaf;
+  if (leaf.kind === 'number') return 'number';
+  if (leaf.kind === 'boolean') return 'boolean';
+  if (leaf.kind === 'string') return 'string';
+  return 'array';
+}
+
+/**
+ * Picks config overrides out of parsed CLI arguments: for every schema path given on the command
+ * line as `--a.b value`, the nested object `{ a: { b: value } }`. Lists take JSON
+ * (`--validation.triplets '[[0.7,600,0.3]]'`).
+ */
+export function overridesFromArgs(args: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const path of schemaPaths()) {
+    if (path === 'extends') continue;
+    const parts = path.split('.');
+    let value: unknown = args;
+    for (const p of parts) value = isPlainObject(value) ? value[p] : undefined;
+    if (value === undefined) continue;
+    const type = flagType(path);
+    if (type === 'array' && typeof value === 'string') {
+      try {
+        value = JSON.parse(value);
+      } catch {
+        throw new ConfigError('command line', [`--${path}: expected JSON (e.g. [[0.75,2000,0.3]]) but got ${describe(value)}`]);
+      }
+    }
+    if (value === 'null') value = null;
+    let node = out;
+    for (const p of parts.slice(0, -1)) node = (node[p] ??= {}) as Record<string, unknown>;
+    node[parts.at(-1)!] = value;
+  }
+  return out;
+}
