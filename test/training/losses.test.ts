@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/core/tensor.js';
+import { getThreads, setThreads } from '../../src/core/runtime.js';
 import { Random, normal } from '../../src/core/random.js';
 import { lossForwardBackward, type LossKind, type LossOptions } from '../../src/training/losses.js';
 import { runTorch, torchAvailable } from './torch-reference.js';
@@ -97,6 +98,31 @@ describe('fused combo loss vs the ATen composition under autograd (native)', () 
     expect(x.dataSync()).toEqual(Float32Array.from(c.x));
   });
 
+  it('images spanning several chunks, ragged tails: same loss and gradient; identical for 1 and 2 threads', async () => {
+    const shape = [3, 1, 97, 101]; // 9797 pixels per image: two 8192-pixel chunks, a tail that is not a multiple of 8
+    const threads = getThreads();
+    try {
+      for (const dtype of ['float32', 'float64'] as const) {
+        for (const perImageDice of [false, true]) {
+          const { x, t } = tensors(makeCase(11, shape, 'mixed'), shape, dtype);
+          const options = { bceWeight: 3, diceWeight: 1, focalWeight: 4, perImageDice };
+          setThreads(2);
+          const two = await evaluate('combo', x, t, options);
+          setThreads(1);
+          const one = await evaluate('combo', x, t, options);
+          expect(one.loss).toBe(two.loss);
+          expect(one.grad).toEqual(two.grad);
+          const reference = await evaluate('combo-reference', x, t, options);
+          const tol = dtype === 'float64' ? 1e-10 : 1e-5;
+          expect(relError(two.loss, reference.loss)).toBeLessThan(tol);
+          expect(maxRelError(two.grad, reference.grad)).toBeLessThan(tol);
+        }
+      }
+    } finally {
+      setThreads(threads);
+    }
+  });
+
   it('clamps the total at 1e-5 from below, with a zero gradient there', async () => {
     const n = 2 * 16 * 16;
     const x = Tensor.from(new Float32Array(n).fill(-30), [2, 1, 16, 16]);
@@ -128,50 +154,49 @@ describe('fused combo loss vs the ATen composition under autograd (native)', () 
   });
 });
 
-const COMBO_PY = (o: Required<Pick<LossOptions, 'bceWeight' | 'diceWeight' | 'focalWeight' | 'perImageDice'>>) => `
-x = inp['x'].to(torch.float64).requires_grad_(True)
-t = inp['t'].to(torch.float64)
-p = torch.sigmoid(x)
-bce = torch.nn.functional.binary_cross_entropy_with_logits(x, t)
-if ${o.perImageDice ? 'True' : 'False'}:
-    b = x.shape[0]
-    pi, ti = p.reshape(b, -1), t.reshape(b, -1)
-    dice = (1 - (2 * (pi * ti).sum(1) + 1e-6) / (pi.sum(1) + ti.sum(1) + 1e-6)).mean()
-else:
-    dice = 1 - (2 * (p * t).sum() + 1e-6) / (p.sum() + t.sum() + 1e-6)
-pc = p.clamp(1e-8, 1 - 1e-8)
-pt = (1 - t) * (1 - pc) + t * pc
-focal = (-(1 - pt) ** 2 * torch.log(pt)).mean()
-loss = (${o.bceWeight} * bce + ${o.diceWeight} * dice + ${o.focalWeight} * focal).clamp(min=1e-5)
-loss.backward()
-out['loss'] = loss
-out['grad'] = x.grad
+// Each reference is a Python function (logits, target) -> (loss, grad); one process runs every case of a test.
+const COMBO_PY = `
+def combo(x, t, wb, wd, wf, per_image):
+    x = x.to(torch.float64).requires_grad_(True)
+    t = t.to(torch.float64)
+    p = torch.sigmoid(x)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(x, t)
+    if per_image:
+        b = x.shape[0]
+        pi, ti = p.reshape(b, -1), t.reshape(b, -1)
+        dice = (1 - (2 * (pi * ti).sum(1) + 1e-6) / (pi.sum(1) + ti.sum(1) + 1e-6)).mean()
+    else:
+        dice = 1 - (2 * (p * t).sum() + 1e-6) / (p.sum() + t.sum() + 1e-6)
+    pc = p.clamp(1e-8, 1 - 1e-8)
+    pt = (1 - t) * (1 - pc) + t * pc
+    focal = (-(1 - pt) ** 2 * torch.log(pt)).mean()
+    loss = (wb * bce + wd * dice + wf * focal).clamp(min=1e-5)
+    loss.backward()
+    return loss, x.grad
 `;
 
 const SOFT_DICE_PY = `
-x = inp['x'].requires_grad_(True)
-t = inp['t']
-b = x.shape[0]
-p = torch.sigmoid(x).reshape(b, -1)
-tt = t.reshape(b, -1)
-loss = (1 - (2 * (p * tt).sum(1) + 0.01) / ((p ** 2).sum(1) + (tt ** 2).sum(1) + 0.01)).mean()
-loss.backward()
-out['loss'] = loss
-out['grad'] = x.grad
+def loss_fn(x, t):
+    x = x.clone().requires_grad_(True)
+    b = x.shape[0]
+    p = torch.sigmoid(x).reshape(b, -1)
+    tt = t.reshape(b, -1)
+    loss = (1 - (2 * (p * tt).sum(1) + 0.01) / ((p ** 2).sum(1) + (tt ** 2).sum(1) + 0.01)).mean()
+    loss.backward()
+    return loss, x.grad
 `;
 
 const BALANCED_BCE_PY = `
-x = inp['x'].requires_grad_(True)
-t = inp['t']
-e = torch.nn.functional.binary_cross_entropy_with_logits(x, t, reduction='none')
-pos = t > 0.5
-neg = ~pos
-pos_term = e[pos].mean() if pos.any() else torch.zeros(())
-neg_term = e[neg].mean() if neg.any() else torch.zeros(())
-loss = 0.25 * pos_term + 0.75 * neg_term
-loss.backward()
-out['loss'] = loss
-out['grad'] = x.grad
+def loss_fn(x, t):
+    x = x.clone().requires_grad_(True)
+    e = torch.nn.functional.binary_cross_entropy_with_logits(x, t, reduction='none')
+    pos = t > 0.5
+    neg = ~pos
+    pos_term = e[pos].mean() if pos.any() else torch.zeros(())
+    neg_term = e[neg].mean() if neg.any() else torch.zeros(())
+    loss = 0.25 * pos_term + 0.75 * neg_term
+    loss.backward()
+    return loss, x.grad
 `;
 
 // Berman's reference (lovasz_losses.py) with per-class margins, per image, symmetric.
@@ -194,38 +219,44 @@ def hinge_flat(logits, labels):
     grad = lovasz_grad(labels[perm])
     return torch.dot(torch.relu(errors_sorted), grad)
 
-x = inp['x'].requires_grad_(True)
-t = (inp['t'] > 0.5).to(torch.float64)
-b = x.shape[0]
-losses = []
-for i in range(b):
-    xi, ti = x[i].reshape(-1), t[i].reshape(-1)
-    losses.append((hinge_flat(xi, ti) + hinge_flat(-xi, 1 - ti)) / 2)
-loss = torch.stack(losses).mean()
-loss.backward()
-out['loss'] = loss
-out['grad'] = x.grad
+def loss_fn(x, t):
+    x = x.clone().requires_grad_(True)
+    t = (t > 0.5).to(torch.float64)
+    losses = []
+    for i in range(x.shape[0]):
+        xi, ti = x[i].reshape(-1), t[i].reshape(-1)
+        losses.append((hinge_flat(xi, ti) + hinge_flat(-xi, 1 - ti)) / 2)
+    loss = torch.stack(losses).mean()
+    loss.backward()
+    return loss, x.grad
 `;
 
 describe.skipIf(!torchAvailable())('losses vs independent PyTorch compositions (/usr/bin/python3 + torch)', () => {
-  for (const target of TARGETS) {
-    it(`combo loss (float32 and float64 logits), ${target} targets`, async () => {
-      for (const [k, options] of [
-        { bceWeight: 3, diceWeight: 1, focalWeight: 4, perImageDice: false },
-        { bceWeight: 1, diceWeight: 1, focalWeight: 1, perImageDice: true },
-      ].entries()) {
-        const c = makeCase(200 + k, SHAPE, target);
-        for (const dtype of ['float32', 'float64'] as const) {
-          const { x, t, data } = tensors(c, SHAPE, dtype);
-          const ref = runTorch(COMBO_PY(options), { x: { data: data.x, shape: SHAPE }, t: { data: data.t, shape: SHAPE } });
-          const fused = await evaluate('combo', x, t, options);
-          const tol = dtype === 'float64' ? 1e-10 : 1e-5;
-          expect(relError(fused.loss, ref.loss![0]!)).toBeLessThan(tol);
-          expect(maxRelError(fused.grad, ref.grad!)).toBeLessThan(tol);
-        }
-      }
+  const comboOptions = [
+    { bceWeight: 3, diceWeight: 1, focalWeight: 4, perImageDice: false },
+    { bceWeight: 1, diceWeight: 1, focalWeight: 1, perImageDice: true },
+  ];
+  it('combo loss (float32 and float64 logits, batch and per-image Dice) on every target kind', async () => {
+    const cases = TARGETS.flatMap((target, ti) =>
+      comboOptions.flatMap((options, k) => (['float32', 'float64'] as const).map((dtype) => ({ target, options, dtype, c: makeCase(200 + 10 * ti + k, SHAPE, target) }))),
+    );
+    const inputs: Record<string, { data: Float32Array | Float64Array; shape: number[] }> = {};
+    const calls: string[] = [];
+    cases.forEach(({ options: o, dtype, c }, i) => {
+      inputs[`x${i}`] = { data: dtype === 'float32' ? Float32Array.from(c.x) : c.x, shape: SHAPE };
+      inputs[`t${i}`] = { data: dtype === 'float32' ? Float32Array.from(c.t) : c.t, shape: SHAPE };
+      calls.push(`out['loss${i}'], out['grad${i}'] = combo(inp['x${i}'], inp['t${i}'], ${o.bceWeight}, ${o.diceWeight}, ${o.focalWeight}, ${o.perImageDice ? 'True' : 'False'})`);
     });
-  }
+    const ref = runTorch(`${COMBO_PY}\n${calls.join('\n')}\n`, inputs);
+    for (const [i, { target, options, dtype, c }] of cases.entries()) {
+      const { x, t } = tensors(c, SHAPE, dtype);
+      const fused = await evaluate('combo', x, t, options);
+      const tol = dtype === 'float64' ? 1e-10 : 1e-5;
+      const label = `${target} ${dtype} ${JSON.stringify(options)}`;
+      expect(relError(fused.loss, ref[`loss${i}`]![0]!), label).toBeLessThan(tol);
+      expect(maxRelError(fused.grad, ref[`grad${i}`]!), label).toBeLessThan(tol);
+    }
+  });
 
   for (const [kind, script] of [
     ['soft-dice', SOFT_DICE_PY],
@@ -233,18 +264,24 @@ describe.skipIf(!torchAvailable())('losses vs independent PyTorch compositions (
     ['lovasz', LOVASZ_PY],
   ] as const) {
     it(`${kind}: loss and gradient on every target kind`, async () => {
-      for (const target of TARGETS) {
-        const c = makeCase(300, SHAPE, target);
+      const cases = TARGETS.map((target) => ({ target, c: makeCase(300, SHAPE, target) }));
+      const inputs: Record<string, { data: Float64Array; shape: number[] }> = {};
+      cases.forEach(({ c }, i) => {
+        inputs[`x${i}`] = { data: c.x, shape: SHAPE };
+        inputs[`t${i}`] = { data: c.t, shape: SHAPE };
+      });
+      const calls = cases.map((_, i) => `out['loss${i}'], out['grad${i}'] = loss_fn(inp['x${i}'], inp['t${i}'])`);
+      const ref = runTorch(`${script}\n${calls.join('\n')}\n`, inputs);
+      for (const [i, { target, c }] of cases.entries()) {
         const { x, t } = tensors(c, SHAPE, 'float64');
-        const ref = runTorch(script, { x: { data: c.x, shape: SHAPE }, t: { data: c.t, shape: SHAPE } });
         const ours = await evaluate(kind, x, t);
-        expect(Number.isFinite(ours.loss)).toBe(true);
-        expect(relError(ours.loss, ref.loss![0]!)).toBeLessThan(1e-10);
-        expect(maxRelError(ours.grad, ref.grad!)).toBeLessThan(1e-10);
+        expect(Number.isFinite(ours.loss), target).toBe(true);
+        expect(relError(ours.loss, ref[`loss${i}`]![0]!), target).toBeLessThan(1e-10);
+        expect(maxRelError(ours.grad, ref[`grad${i}`]!), target).toBeLessThan(1e-10);
         // float32 logits: the same loss to float precision.
         const x32 = Tensor.from(Float32Array.from(c.x), SHAPE);
         const ours32 = await evaluate(kind, x32, t);
-        expect(relError(ours32.loss, ref.loss![0]!)).toBeLessThan(1e-5);
+        expect(relError(ours32.loss, ref[`loss${i}`]![0]!), target).toBeLessThan(1e-5);
       }
     });
   }
