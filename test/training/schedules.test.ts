@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   ConstantLr,
   CosineAnnealing,
@@ -10,24 +10,42 @@ import {
 } from '../../src/training/schedules.js';
 import { runTorch, torchAvailable } from './torch-reference.js';
 
-/** The learning rates a PyTorch scheduler gives for epochs 0..n-1 (`body` builds `sched` over `opt`, base lr 0.1). */
-function torchLrs(body: string, n: number, metrics?: number[]): number[] {
+/** PyTorch schedulers (python expressions of `opt`, an SGD optimizer with lr 0.1), run for n epochs each. */
+interface TorchCase {
+  make: string;
+  n: number;
+  metrics?: number[];
+}
+
+/** The learning rates of every case for epochs 0..n-1, from one Python process. */
+function torchLrs(cases: Record<string, TorchCase>): Record<string, number[]> {
+  const calls = Object.entries(cases).map(
+    ([name, c]) => `out['${name}'] = run(lambda opt: ${c.make}, ${c.n}, ${c.metrics ? `[${c.metrics.join(', ')}]` : 'None'})`,
+  );
   const script = `
-param = torch.zeros(1, requires_grad=True)
-opt = torch.optim.SGD([param], lr=0.1)
-${body}
-lrs = []
-metrics = ${metrics ? `[${metrics.join(', ')}]` : 'None'}
-for e in range(${n}):
-    lrs.append(opt.param_groups[0]['lr'])
-    opt.step()
-    if metrics is None:
-        sched.step()
-    else:
-        sched.step(metrics[e])
-out['lrs'] = torch.tensor(lrs, dtype=torch.float64)
+def sequential(opt):
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, end_factor=1.0, total_iters=5)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [warm, cos], milestones=[5])
+
+def run(make, n, metrics):
+    param = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([param], lr=0.1)
+    sched = make(opt)
+    lrs = []
+    for e in range(n):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        if metrics is None:
+            sched.step()
+        else:
+            sched.step(metrics[e])
+    return torch.tensor(lrs, dtype=torch.float64)
+
+${calls.join('\n')}
 `;
-  return Array.from(runTorch(script, {}).lrs!);
+  const out = runTorch(script, {});
+  return Object.fromEntries(Object.keys(cases).map((name) => [name, Array.from(out[name]!)]));
 }
 
 function lrsOf(schedule: LrSchedule, n: number): number[] {
@@ -108,49 +126,59 @@ describe('ReduceLROnPlateau (hand-computed)', () => {
   });
 });
 
+const RESTARTS = [
+  [3, 2],
+  [5, 1],
+  [2, 3],
+] as const;
+const METRICS = [0.5, 0.6, 0.6, 0.59, 0.6, 0.6005, 0.61, 0.605, 0.6, 0.6, 0.6, 0.62, 0.62, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6];
+const PLATEAUS = [
+  ['max', 'rel', 0, 1e-4],
+  ['max', 'abs', 1, 0.01],
+  ['min', 'rel', 2, 1e-4],
+  ['min', 'abs', 0, 0.005],
+] as const;
+
 describe.skipIf(!torchAvailable())('schedules vs torch.optim.lr_scheduler', () => {
-  it('CosineAnnealingLR (T_max 8, eta_min 1e-7), past T_max too', () => {
-    expectAllClose(lrsOf(new CosineAnnealing({ baseLr: 0.1, tMax: 8, etaMin: 1e-7 }), 20), torchLrs('sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=8, eta_min=1e-7)', 20));
+  let ref: Record<string, number[]> = {};
+  beforeAll(() => {
+    const cases: Record<string, TorchCase> = {
+      cosine: { make: 'torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=8, eta_min=1e-7)', n: 20 },
+      warmup: { make: 'sequential(opt)', n: 15 },
+    };
+    for (const [t0, tMult] of RESTARTS) {
+      cases[`restarts_${t0}_${tMult}`] = { make: `torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=${t0}, T_mult=${tMult}, eta_min=1e-6)`, n: 40 };
+    }
+    PLATEAUS.forEach(([mode, thresholdMode, cooldown, threshold], i) => {
+      cases[`plateau_${i}`] = {
+        make: `torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode='${mode}', factor=0.5, patience=1, threshold=${threshold}, threshold_mode='${thresholdMode}', cooldown=${cooldown}, min_lr=0.01)`,
+        n: METRICS.length,
+        metrics: METRICS,
+      };
+    });
+    ref = torchLrs(cases);
   });
 
-  for (const [t0, tMult] of [
-    [3, 2],
-    [5, 1],
-    [2, 3],
-  ] as const) {
+  it('CosineAnnealingLR (T_max 8, eta_min 1e-7), past T_max too', () => {
+    expectAllClose(lrsOf(new CosineAnnealing({ baseLr: 0.1, tMax: 8, etaMin: 1e-7 }), 20), ref.cosine!);
+  });
+
+  for (const [t0, tMult] of RESTARTS) {
     it(`CosineAnnealingWarmRestarts (T_0 ${t0}, T_mult ${tMult})`, () => {
-      expectAllClose(
-        lrsOf(new CosineWarmRestarts({ baseLr: 0.1, t0, tMult, etaMin: 1e-6 }), 40),
-        torchLrs(`sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=${t0}, T_mult=${tMult}, eta_min=1e-6)`, 40),
-      );
+      expectAllClose(lrsOf(new CosineWarmRestarts({ baseLr: 0.1, t0, tMult, etaMin: 1e-6 }), 40), ref[`restarts_${t0}_${tMult}`]!);
     });
   }
 
   it('linear warm-up then cosine (LinearLR + CosineAnnealingLR in SequentialLR)', () => {
     const ours = new LinearWarmup({ steps: 5, startFactor: 0.1, then: new CosineAnnealing({ baseLr: 0.1, tMax: 10, etaMin: 0 }) });
-    const body = `
-warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, end_factor=1.0, total_iters=5)
-cos = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
-sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cos], milestones=[5])`;
-    expectAllClose(lrsOf(ours, 15), torchLrs(body, 15));
+    expectAllClose(lrsOf(ours, 15), ref.warmup!);
   });
 
-  const metrics = [0.5, 0.6, 0.6, 0.59, 0.6, 0.6005, 0.61, 0.605, 0.6, 0.6, 0.6, 0.62, 0.62, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6];
-  for (const [mode, thresholdMode, cooldown, threshold] of [
-    ['max', 'rel', 0, 1e-4],
-    ['max', 'abs', 1, 0.01],
-    ['min', 'rel', 2, 1e-4],
-    ['min', 'abs', 0, 0.005],
-  ] as const) {
+  PLATEAUS.forEach(([mode, thresholdMode, cooldown, threshold], i) => {
     it(`ReduceLROnPlateau mode ${mode}, threshold ${thresholdMode} ${threshold}, cooldown ${cooldown}`, () => {
       const ours = new ReduceLROnPlateau(0.1, { mode, factor: 0.5, patience: 1, threshold, thresholdMode, cooldown, minLr: 0.01 });
-      const lrs = [0.1, ...metrics.slice(0, -1).map((m) => ours.step(m))];
-      const ref = torchLrs(
-        `sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode='${mode}', factor=0.5, patience=1, threshold=${threshold}, threshold_mode='${thresholdMode}', cooldown=${cooldown}, min_lr=0.01)`,
-        metrics.length,
-        metrics,
-      );
-      expectAllClose(lrs, ref);
+      const lrs = [0.1, ...METRICS.slice(0, -1).map((m) => ours.step(m))];
+      expectAllClose(lrs, ref[`plateau_${i}`]!);
     });
-  }
+  });
 });
