@@ -162,6 +162,39 @@ describe('geometric transforms', () => {
     });
   });
 
+  it('applies each cv2 border mode to a shift (constant, replicate, reflect, wrap, reflect-101)', async () => {
+    // Square, so that dy = dx (both drawn from shift_limit) is a whole number of pixels too.
+    const h = 16;
+    const w = 16;
+    const img = noiseImage(h, w, 17);
+    const shift = 5;
+    const modes = [0, 1, 2, 3, 4];
+    const plan = modes.flatMap((border_mode) =>
+      drawn([{ type: 'ShiftScaleRotate', p: 1, shift_limit: [shift / w, shift / w], scale_limit: 0, rotate_limit: 0, border_mode }], 1, h, w),
+    );
+    const out = await applyPlan(new Array(modes.length).fill(img), h, w, plan);
+    const source = (mode: number, x: number): number => {
+      if (x >= 0 && x < w) return x;
+      if (mode === 0) return -1;
+      if (mode === 1) return Math.min(w - 1, Math.max(0, x));
+      if (mode === 2) return x < 0 ? -x - 1 : 2 * w - x - 1;
+      if (mode === 3) return ((x % w) + w) % w;
+      return reflect101(x, w);
+    };
+    modes.forEach((mode, b) => {
+      const expected = new Float32Array(h * w);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          // dx = shift / w moves content right (and dy = shift / h down): output (x, y) reads (x - 5, y - 5).
+          const sx = source(mode, x - shift);
+          const sy = source(mode, y - shift);
+          expected[y * w + x] = sx < 0 || sy < 0 ? 0 : (img[sy * w + sx] as number);
+        }
+      }
+      expect(maxAbsDiff(out.images.subarray(b * h * w, (b + 1) * h * w), expected), `border_mode ${mode}`).toBeLessThan(2e-3);
+    });
+  });
+
   it('composes all geometric steps into one resampling: 45 + 45 degrees equals np.rot90 without the blur of two passes', async () => {
     const n = 64;
     const img = noiseImage(n, n, 4);
@@ -413,6 +446,18 @@ describe('pipeline', () => {
       expect(a.images).not.toEqual(c.images);
       expect(a.images.every(Number.isFinite)).toBe(true);
     }
+  });
+
+  it('accepts float32 images and masks on the 0-255 scale, giving what uint8 gives', async () => {
+    const n = 24;
+    const img = smoothImage(n, n);
+    const mask = img.map((v) => (v > 150 ? 255 : 0));
+    const pipeline = new AugmentPipeline([{ type: 'ShiftScaleRotate', p: 1 }, { type: 'RandomGamma', p: 1 }]);
+    const plan = pipeline.sample(4, 1, n, n);
+    const fromU8 = await pipeline.apply(Tensor.from(img, [1, 1, n, n]), Tensor.from(mask, [1, 1, n, n]), plan);
+    const fromF32 = await pipeline.apply(Tensor.from(Float32Array.from(img), [1, 1, n, n]), Tensor.from(Float32Array.from(mask), [1, 1, n, n]), plan);
+    expect(fromF32.images.takeData('float32')).toEqual(fromU8.images.takeData('float32'));
+    expect(fromF32.masks?.takeData('float32')).toEqual(fromU8.masks?.takeData('float32'));
   });
 
   it('rejects bad inputs with clear errors', async () => {
