@@ -196,6 +196,7 @@ export async function loadPreviewSamples(options: LoadPreviewOptions): Promise<P
       const full = decodeUnion(rows, labelSize, labelSize, id);
       const { data } = await sharp(full, { raw: { width: labelSize, height: labelSize, channels: 1 } })
         .resize(options.size, options.size, { fit: 'fill', kernel: 'nearest' })
+        .toColourspace('b-w')
         .raw()
         .toBuffer({ resolveWithObject: true });
       return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);

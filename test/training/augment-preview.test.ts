@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeDicom } from '../../src/data/dicom-write.js';
+import { encode } from '../../src/data/rle.js';
 import { previewLayout } from '../../src/training/preview.js';
 import type { AugmentPreviewReport } from '../../src/training/preview.js';
 import { parseJson, runCli } from '../helpers/cli.js';
@@ -51,6 +53,27 @@ describe('augment-preview', () => {
     const second = parseJson<AugmentPreviewReport>(fromConfig);
     expect(second.plan.every((r) => r.applied.join() === 'HorizontalFlip,ShiftScaleRotate')).toBe(true);
     expect((await sharp(join(root, 'g2.png')).metadata()).width).toBe(previewLayout(6, S).width);
+  });
+
+  it('reads raw DICOMs with RLE labels, resizing the masks to the preview size', async () => {
+    const dicomDir = join(root, 'dicom-images-train', 'study', 'series');
+    mkdirSync(dicomDir, { recursive: true });
+    const rows = ['ImageId, EncodedPixels'];
+    for (let i = 0; i < 3; i++) {
+      const pixels = new Uint8Array(96 * 96).map((_, k) => 60 + ((k + i * 7) % 90));
+      writeFileSync(join(dicomDir, `d${i}.dcm`), await writeDicom({ pixels, width: 96, height: 96 }, { encoding: 'explicit-le' }));
+      const mask = new Uint8Array(96 * 96);
+      if (i > 0) for (let y = 20; y < 50; y++) for (let x = 30; x < 60; x++) mask[y * 96 + x] = 1;
+      rows.push(`d${i}, ${i > 0 ? encode(mask, 96, 96) : '-1'}`);
+    }
+    writeFileSync(join(root, 'train-rle.csv'), `${rows.join('\n')}\n`);
+    const out = join(root, 'dicom-grid.png');
+    const result = await runCli(['augment-preview', '--images', join(root, 'dicom-images-train'), '--labels', join(root, 'train-rle.csv'), '--label-size', '96', '--preset', 'second-place', '--n', '3', '--size', '48', '--out', out, '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const report = parseJson<AugmentPreviewReport>(result);
+    expect(report.ids.slice(0, 2).sort()).toEqual(['d1', 'd2']);
+    const meta = await sharp(out).metadata();
+    expect([meta.width, meta.height]).toEqual([previewLayout(3, 48).width, previewLayout(3, 48).height]);
   });
 
   it('names the closest transform for a typo in the config', async () => {
