@@ -61,11 +61,18 @@ std::vector<GeometricStep> simplify(const std::vector<GeometricStep>& steps, int
     if (step.kind == GeometricStep::Kind::Affine) {
       if (isIdentity(step.matrix)) continue;
       // In forward order the current step is applied after out.back() to the image, so to the
-      // coordinates before it: it is the inner map.
-      if (!out.empty() && out.back().kind == GeometricStep::Kind::Affine && staysInside(step.matrix, height, width)) {
-        out.back().matrix = compose(step.matrix, out.back().matrix);
-        if (isIdentity(out.back().matrix)) out.pop_back();
-        continue;
+      // coordinates before it: it is the inner map. Merging is exact when the inner map never
+      // leaves the frame (its border rule never applies; the outer's stays), or when the outer
+      // is a lattice permutation (a flip or quarter turn commutes with every border rule, which
+      // are all symmetric about the frame's centre; the inner's rule stays).
+      if (!out.empty() && out.back().kind == GeometricStep::Kind::Affine) {
+        const bool innerInside = staysInside(step.matrix, height, width);
+        if (innerInside || isLattice(out.back().matrix, height, width)) {
+          out.back().matrix = compose(step.matrix, out.back().matrix);
+          if (!innerInside) out.back().border = step.border;
+          if (isIdentity(out.back().matrix)) out.pop_back();
+          continue;
+        }
       }
     }
     out.push_back(step);

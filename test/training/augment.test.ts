@@ -195,6 +195,33 @@ describe('geometric transforms', () => {
     });
   });
 
+  it('merges a flip with a following shift-scale-rotate exactly (flip first, then the affine with its border rule)', async () => {
+    const h = 40;
+    const w = 40;
+    const img = smoothImage(h, w);
+    const flipped = new Uint8Array(h * w);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) flipped[y * w + x] = img[y * w + (w - 1 - x)] as number;
+    const plan = drawn([{ type: 'HorizontalFlip', p: 1 }, { type: 'ShiftScaleRotate', p: 1, rotate_limit: 40 }], 2, h, w, 3);
+    const out = await applyPlan([img, img], h, w, plan);
+    plan.forEach((record, b) => {
+      const step = record.geometry[1];
+      if (step?.kind !== 'affine') throw new Error('expected an affine step');
+      const { angle, scale, dx, dy } = step.params as { angle: number; scale: number; dx: number; dy: number };
+      const t = (angle * Math.PI) / 180;
+      const c = (w - 1) / 2;
+      let worst = 0;
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const u = (x - c - dx * w) / scale;
+          const v = (y - c - dy * h) / scale;
+          const ref = bilinear(flipped, h, w, Math.cos(t) * u - Math.sin(t) * v + c, Math.sin(t) * u + Math.cos(t) * v + c);
+          worst = Math.max(worst, Math.abs((out.images[b * h * w + y * w + x] as number) - ref));
+        }
+      }
+      expect(worst).toBeLessThan(2e-3);
+    });
+  });
+
   it('composes all geometric steps into one resampling: 45 + 45 degrees equals np.rot90 without the blur of two passes', async () => {
     const n = 64;
     const img = noiseImage(n, n, 4);
