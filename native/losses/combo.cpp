@@ -404,6 +404,7 @@ struct ComboLossFunction : public torch::autograd::Function<ComboLossFunction> {
     at::Tensor loss, coef;
     if (logits.is_cuda()) {
 #ifdef PN_WITH_CUDA
+      const c10::DeviceGuard deviceGuard(logits.device());  // kernels launch on the current device
       cuda::ComboConfig config;
       config.numel = logits.numel();
       config.images = images;
@@ -448,6 +449,7 @@ struct ComboLossFunction : public torch::autograd::Function<ComboLossFunction> {
     at::Tensor grad = at::empty_like(logits, at::MemoryFormat::Contiguous);
     if (logits.is_cuda()) {
 #ifdef PN_WITH_CUDA
+      const c10::DeviceGuard deviceGuard(logits.device());
       cuda::ComboConfig config;
       config.numel = logits.numel();
       config.images = images;
