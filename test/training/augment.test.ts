@@ -222,6 +222,38 @@ describe('geometric transforms', () => {
     });
   });
 
+  it('crops and resizes like cv2.resize (half-pixel centres, edges replicated) for both crop transforms', async () => {
+    const h = 32;
+    const w = 32;
+    const img = smoothImage(h, w);
+    const plan = [
+      ...drawn([{ type: 'RandomSizedCrop', p: 1, min_max_height: [12, 24] }], 2, h, w, 4),
+      ...drawn([{ type: 'RandomResizedCrop', p: 1, scale: [0.2, 0.6] }], 2, h, w, 5),
+    ];
+    const out = await applyPlan([img, img, img, img], h, w, plan);
+    const clampAt = (xx: number, yy: number): number => img[Math.min(h - 1, Math.max(0, yy)) * w + Math.min(w - 1, Math.max(0, xx))] as number;
+    plan.forEach((record, b) => {
+      const step = record.geometry[0];
+      if (step?.kind !== 'affine') throw new Error('expected an affine step');
+      const { x, y, width, height } = step.params as { x: number; y: number; width: number; height: number };
+      expect(x >= 0 && y >= 0 && x + width <= w && y + height <= h && width < w).toBe(true);
+      let worst = 0;
+      for (let v = 0; v < h; v++) {
+        for (let u = 0; u < w; u++) {
+          const sx = x + ((u + 0.5) * width) / w - 0.5;
+          const sy = y + ((v + 0.5) * height) / h - 0.5;
+          const x0 = Math.floor(sx);
+          const y0 = Math.floor(sy);
+          const fx = sx - x0;
+          const fy = sy - y0;
+          const ref = (clampAt(x0, y0) * (1 - fx) + clampAt(x0 + 1, y0) * fx) * (1 - fy) + (clampAt(x0, y0 + 1) * (1 - fx) + clampAt(x0 + 1, y0 + 1) * fx) * fy;
+          worst = Math.max(worst, Math.abs((out.images[b * h * w + v * w + u] as number) - ref));
+        }
+      }
+      expect(worst).toBeLessThan(2e-3);
+    });
+  });
+
   it('composes all geometric steps into one resampling: 45 + 45 degrees equals np.rot90 without the blur of two passes', async () => {
     const n = 64;
     const img = noiseImage(n, n, 4);
