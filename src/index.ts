@@ -50,5 +50,11 @@ export * as losses from './training/losses.js';
 export * as optim from './training/optimizers.js';
 /** Learning-rate schedules with PyTorch semantics, serialisable: `schedules.CosineAnnealing`, `schedules.ReduceLROnPlateau`. */
 export * as schedules from './training/schedules.js';
+/** Augmentation: albumentations-style pipelines drawn in TS, applied natively per batch: `augment.AugmentPipeline.preset('first-place')`. */
+export * as augment from './training/augment/index.js';
+/** Epoch sampling: the first place's sliding sample rate, positive-only, balanced batches: `sampler.EpochSampler`. */
+export * as sampler from './training/sampler.js';
+/** PNG grids of augmented images with their masks: `preview.renderAugmentPreview(samples, options)`. */
+export * as preview from './training/preview.js';
 /** Experiment configs: `config.loadConfig(path, overrides)`, the schema, the first/second place recipes. */
 export * as config from './training/config.js';

@@ -68,17 +68,21 @@ export interface ExperimentConfig {
     use: number[];
   };
   sampler: {
-    /** The sliding sample rate: all positives plus int(n_pos (1-p)/p) negatives per epoch. */
+    /** false: every image once per epoch (mode "all"), whatever `mode` says. */
     enabled: boolean;
-    /** "sliding" (the first place), "positive-only" (the second place), "balanced" (classifiers). */
-    mode: 'sliding' | 'positive-only' | 'balanced';
+    /**
+     * "sample-rate" (the first place: all positives plus int(n_pos (1-p)/p) negatives drawn with
+     * replacement), "positive-only" (the second place), "all", "balanced" (50/50 batches, classifiers).
+     * The names of `sampler.EpochSampler`'s modes.
+     */
+    mode: 'sample-rate' | 'positive-only' | 'all' | 'balanced';
     /** p at the first epoch. */
     positiveRate: number;
     /** p at the last epoch (slides linearly); null keeps positiveRate. */
     positiveRateEnd: number | null;
   };
   augment: {
-    /** A shipped pipeline ("first-place", "none") or a JSON file of a pipeline. */
+    /** A shipped pipeline ("first-place", "second-place", "none"); `file` (a pipeline JSON) wins. */
     preset: string;
     file: string | null;
   };
@@ -183,7 +187,7 @@ export const SCHEMA: Node = {
   data: { dir: str(undefined, true), dicomDir: str(undefined, true), labels: str(undefined, true), folds: str(), imgSize: int(32, 4096), workers: int(0, 64) },
   model: { backbone: str(), encoderPath: str(undefined, true), weights: str(undefined, true), fromPart: int(0, 100, { nullable: true }) },
   folds: { use: { kind: 'integers', min: -1 } },
-  sampler: { enabled: bool, mode: str(['sliding', 'positive-only', 'balanced']), positiveRate: num(0, 1, { exclusiveMin: true }), positiveRateEnd: num(0, 1, { nullable: true, exclusiveMin: true }) },
+  sampler: { enabled: bool, mode: str(['sample-rate', 'positive-only', 'all', 'balanced']), positiveRate: num(0, 1, { exclusiveMin: true }), positiveRateEnd: num(0, 1, { nullable: true, exclusiveMin: true }) },
   augment: { preset: str(), file: str(undefined, true) },
   loss: { kind: str(['combo', 'soft-dice', 'bce-lovasz']), weights: { bce: num(0), dice: num(0), focal: num(0) }, perImage: bool },
   optimizer: {
@@ -235,7 +239,7 @@ export function defaultConfig(): ExperimentConfig {
     data: { dir: null, dicomDir: null, labels: null, folds: 'folds.csv', imgSize: 512, workers: 2 },
     model: { backbone: 'albunet34', encoderPath: null, weights: null, fromPart: null },
     folds: { use: [0, 1, 2, 3, 4] },
-    sampler: { enabled: true, mode: 'sliding', positiveRate: 0.8, positiveRateEnd: null },
+    sampler: { enabled: true, mode: 'sample-rate', positiveRate: 0.8, positiveRateEnd: null },
     augment: { preset: 'first-place', file: null },
     loss: { kind: 'combo', weights: { bce: 3, dice: 1, focal: 4 }, perImage: false },
     optimizer: { kind: 'adam', lr: 1e-4, encoderLr: null, weightDecay: 5e-6, noDecayOnBiasNorm: true, momentum: 0.9, nesterov: false, betas: [0.9, 0.999] },
