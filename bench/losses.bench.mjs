@@ -20,30 +20,38 @@ function makeInputs(shape) {
   return { x: Tensor.from(x, shape), t: Tensor.from(t, shape) };
 }
 
-async function once(kind, x, t) {
+async function once(kind, x, t, keepGrad = false) {
   const start = process.hrtime.bigint();
   const r = await losses.lossForwardBackward(kind, x, t, losses.COMBO_WEIGHTS.validation);
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  r.grad.dispose();
-  return { ms, loss: r.loss };
+  const grad = keepGrad ? r.grad.takeData('float32') : (r.grad.dispose(), undefined);
+  return { ms, loss: r.loss, grad };
+}
+
+/** Largest gradient difference between the two, relative to the largest gradient element. */
+function gradDifference(a, b) {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
 }
 
 /** Median of alternating rounds (each round: one fused and one unfused call). */
 async function compare(x, t, rounds) {
-  await once('combo', x, t);
-  await once('combo-reference', x, t);
+  const a = await once('combo', x, t, true);
+  const b = await once('combo-reference', x, t, true);
+  const agreement = { loss: Math.abs(a.loss - b.loss) / Math.abs(b.loss), grad: gradDifference(a.grad, b.grad) };
   const fused = [];
   const unfused = [];
-  let maxLossDiff = 0;
   for (let r = 0; r < rounds; r++) {
-    const a = await once('combo', x, t);
-    const b = await once('combo-reference', x, t);
-    fused.push(a.ms);
-    unfused.push(b.ms);
-    maxLossDiff = Math.max(maxLossDiff, Math.abs(a.loss - b.loss) / Math.abs(b.loss));
+    fused.push((await once('combo', x, t)).ms);
+    unfused.push((await once('combo-reference', x, t)).ms);
   }
   const median = (v) => v.sort((p, q) => p - q)[Math.floor(v.length / 2)];
-  return { fused: median(fused), unfused: median(unfused), maxLossDiff };
+  return { fused: median(fused), unfused: median(unfused), agreement };
 }
 
 export async function run({ quick, log }) {
@@ -59,7 +67,7 @@ export async function run({ quick, log }) {
     x.dispose();
     t.dispose();
     const label = `[${shape.join(',')}]`;
-    log(`${label}: fused ${r.fused.toFixed(2)} ms, ATen composition ${r.unfused.toFixed(2)} ms (${(r.unfused / r.fused).toFixed(2)}x), loss rel. diff ${r.maxLossDiff.toExponential(1)}`);
+    log(`${label}: fused ${r.fused.toFixed(2)} ms, ATen composition ${r.unfused.toFixed(2)} ms (${(r.unfused / r.fused).toFixed(2)}x); loss rel. diff ${r.agreement.loss.toExponential(1)}, gradient ${r.agreement.grad.toExponential(1)}`);
     entries.push({
       group: 'losses',
       name: `combo loss forward+backward ${label} float32`,
@@ -68,7 +76,7 @@ export async function run({ quick, log }) {
       baseline: { name: 'ATen composition + autograd', value: r.unfused },
       higherIsBetter: false,
       goal: 3,
-      notes: `${threads} threads, weights (3,1,4), median of ${rounds} alternating rounds, loss rel. diff ${r.maxLossDiff.toExponential(1)}`,
+      notes: `${threads} threads, weights (3,1,4), median of ${rounds} alternating rounds; max gradient difference ${r.agreement.grad.toExponential(1)} of the largest element`,
     });
   }
   return entries;

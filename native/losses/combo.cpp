@@ -12,6 +12,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -312,6 +313,21 @@ struct ChunkPlan {
   int64_t image(int64_t c) const { return c / chunksPerImage; }
 };
 
+/**
+ * Runs fn(chunk) for every chunk on LibTorch's intra-op threads, each thread taking the next chunk
+ * as it finishes one: a thread that the OS preempts (a busy machine) delays only the chunk it holds,
+ * not a fixed half of the work. Chunks write their own slots, so the result is the same whatever
+ * thread ran them.
+ */
+template <typename Fn>
+void forEachChunk(int64_t chunks, const Fn& fn) {
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks));
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks; c = next.fetch_add(1, std::memory_order_relaxed)) fn(c);
+  });
+}
+
 /** Per-image sums [images][5] of the CPU forward. */
 template <typename T>
 std::vector<double> cpuSums(const at::Tensor& logits, const at::Tensor& target, int64_t images) {
@@ -320,9 +336,7 @@ std::vector<double> cpuSums(const at::Tensor& logits, const at::Tensor& target, 
   std::vector<double> partial(static_cast<size_t>(chunks) * 5);
   const T* x = logits.data_ptr<T>();
   const T* t = target.data_ptr<T>();
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) forwardRange(x + plan.begin(c), t + plan.begin(c), plan.length(c), &partial[c * 5]);
-  });
+  forEachChunk(chunks, [&](int64_t c) { forwardRange(x + plan.begin(c), t + plan.begin(c), plan.length(c), &partial[c * 5]); });
   std::vector<double> sums(static_cast<size_t>(images) * 5, 0.0);
   for (int64_t c = 0; c < chunks; ++c) {
     for (int s = 0; s < 5; ++s) sums[plan.image(c) * 5 + s] += partial[c * 5 + s];
@@ -383,13 +397,10 @@ void cpuBackward(const at::Tensor& logits, const at::Tensor& target, at::Tensor&
   const T* t = target.data_ptr<T>();
   T* g = grad.data_ptr<T>();
   const double go = gradOutput * coef[images * 2];
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t b = plan.image(c);
-      const GradCoef gc{go / static_cast<double>(logits.numel()), o.bceWeight, o.focalWeight, go * coef[b * 2],
-                        go * coef[b * 2 + 1]};
-      backwardRange(x + plan.begin(c), t + plan.begin(c), g + plan.begin(c), plan.length(c), gc);
-    }
+  forEachChunk(chunks, [&](int64_t c) {
+    const int64_t b = plan.image(c);
+    const GradCoef gc{go / static_cast<double>(logits.numel()), o.bceWeight, o.focalWeight, go * coef[b * 2], go * coef[b * 2 + 1]};
+    backwardRange(x + plan.begin(c), t + plan.begin(c), g + plan.begin(c), plan.length(c), gc);
   });
 }
 
