@@ -134,6 +134,18 @@ std::vector<std::pair<std::string, at::Tensor>> stateFields(const torch::optim::
 
 }  // namespace
 
+std::vector<std::pair<std::string, at::Tensor>> namedParameters(const torch::jit::Module& module) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) out.emplace_back(p.name, p.value);
+  return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> namedParameters(const torch::nn::Module& module) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
 Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters, const OptimizerOptions& options)
     : options_(options), parameters_(std::move(parameters)) {
   checkOptions(options_);

@@ -3,6 +3,16 @@
 // encoder/decoder learning rates) with weight decay off for 1-D parameters (biases, norm weights).
 // Gradient accumulation: call backward N times, then clipGradNorm (optional), step, zeroGrad.
 // The torch-free wrapper for binding.cc is optim_api.h.
+//
+//   pn::optim::OptimizerOptions o;
+//   o.algorithm = pn::optim::Algorithm::Adam;
+//   o.lr = 1e-4;
+//   o.weightDecay = 5e-6;
+//   o.lrRules = {{"encoder.", 1e-5}};
+//   pn::optim::Optimizer optimizer(pn::optim::namedParameters(module), o);
+//   for (step...) { for (k < accumulate) comboLoss(...).backward(); optimizer.clipGradNorm(0.1);
+//                   optimizer.step(); optimizer.zeroGrad(); }
+//   checkpoint extras: optimizer.stateDict() / optimizer.loadStateDict(...)
 #pragma once
 
 #include <torch/torch.h>
@@ -83,6 +93,11 @@ class RAdam : public torch::optim::Optimizer {
   explicit RAdam(std::vector<torch::optim::OptimizerParamGroup> groups, RAdamOptions defaults = {});
   torch::Tensor step(LossClosure closure = nullptr) override;
 };
+
+/** Every parameter of a TorchScript module with its dotted name ("encoder.layer1.0.conv1.weight"). */
+std::vector<std::pair<std::string, at::Tensor>> namedParameters(const torch::jit::Module& module);
+/** Every parameter of a C++ frontend module with its dotted name. */
+std::vector<std::pair<std::string, at::Tensor>> namedParameters(const torch::nn::Module& module);
 
 /**
  * An optimizer over named parameters. Parameters that do not require a gradient now (a frozen
