@@ -123,6 +123,18 @@ describe('fused combo loss vs the ATen composition under autograd (native)', () 
     }
   });
 
+  it('computes float16 logits in float32 (the cast is part of the graph) and returns a float16 gradient', async () => {
+    const c = makeCase(21, SHAPE, 'blobs');
+    const x16 = Tensor.from(Float32Array.from(c.x), SHAPE, { dtype: 'float16' });
+    const x32 = await x16.to('cpu', 'float32');
+    const t = Tensor.from(Float32Array.from(c.t), SHAPE);
+    const half = await lossForwardBackward('combo', x16, t, { perImageDice: true });
+    expect(half.grad.dtype).toBe('float16');
+    const full = await evaluate('combo', x32, t, { perImageDice: true });
+    expect(half.loss).toBe(full.loss);
+    expect(maxRelError(half.grad.takeData('float32'), full.grad)).toBeLessThan(2e-3);
+  });
+
   it('clamps the total at 1e-5 from below, with a zero gradient there', async () => {
     const n = 2 * 16 * 16;
     const x = Tensor.from(new Float32Array(n).fill(-30), [2, 1, 16, 16]);
