@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/api.h"
+#include "models/model_api.h"
 #include "data/data_api.h"
 #include "augment/augment_api.h"
 #include "losses/loss_api.h"
@@ -159,6 +160,7 @@ class NativeTensor;
 
 struct AddonData {
   Napi::FunctionReference tensorConstructor;
+  Napi::FunctionReference modelConstructor;
 };
 
 Napi::Object wrapTensor(Napi::Env env, pn::Tensor tensor);
@@ -1000,6 +1002,391 @@ void RegisterLossesAndOptimizers(Napi::Env env, Napi::Object exports) {
 
 // ---- end losses and optimizers ---------------------------------------------------------------
 
+// ---- models ----------------------------------------------------------------------------------
+// NativeModel wraps a pn::Model (native/models/model_api.h). Everything that runs the network,
+// builds it or touches files is a Task; the model serialises its own work (one mutex), so JS may
+// queue several calls on one model.
+
+std::string optString(const Napi::Object& o, const char* key, const std::string& fallback = "") {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsString()) throwType(o.Env(), std::string("Expected a string for spec.") + key);
+  return v.As<Napi::String>().Utf8Value();
+}
+
+int64_t optInteger(const Napi::Object& o, const char* key, int64_t fallback) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsNumber()) throwType(o.Env(), std::string("Expected an integer for spec.") + key);
+  return static_cast<int64_t>(v.As<Napi::Number>().DoubleValue());
+}
+
+bool optBool(const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  return !v.IsUndefined() && !v.IsNull() && v.ToBoolean().Value();
+}
+
+pn::ModelSpec argModelSpec(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsObject()) throwType(info.Env(), "Expected an object for spec");
+  const auto o = info[i].As<Napi::Object>();
+  pn::ModelSpec spec;
+  spec.architecture = optString(o, "architecture");
+  spec.encoder = optString(o, "encoder");
+  spec.encoderPath = optString(o, "encoderPath");
+  const Napi::Value widths = o.Get("decoderChannels");
+  if (widths.IsArray()) {
+    const auto a = widths.As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); ++k) spec.decoderChannels.push_back(static_cast<int64_t>(a.Get(k).ToNumber().DoubleValue()));
+  }
+  spec.classes = optInteger(o, "classes", 1);
+  spec.inChannels = optInteger(o, "inChannels", 3);
+  spec.classificationHead = optBool(o, "classificationHead");
+  spec.channelsLast = optBool(o, "channelsLast");
+  spec.autocast = optBool(o, "autocast");
+  spec.json = optString(o, "json", "{}");
+  return spec;
+}
+
+/** [[name, NativeTensor], ...] -> named tensors. */
+std::vector<std::pair<std::string, pn::Tensor>> argNamedTensors(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info.Length() <= i || !info[i].IsArray()) throwType(info.Env(), std::string("Expected an array of [name, Tensor] pairs for ") + name);
+  const auto a = info[i].As<Napi::Array>();
+  std::vector<std::pair<std::string, pn::Tensor>> out;
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    const Napi::Value pair = a.Get(k);
+    if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2 || !pair.As<Napi::Array>().Get(0u).IsString()) {
+      throwType(info.Env(), std::string("Expected [name, Tensor] pairs for ") + name);
+    }
+    const Napi::Value t = pair.As<Napi::Array>().Get(1u);
+    if (!t.IsObject() || !t.As<Napi::Object>().InstanceOf(NativeTensor::constructorOf(info.Env()))) {
+      throwType(info.Env(), std::string("Expected [name, Tensor] pairs for ") + name);
+    }
+    out.emplace_back(pair.As<Napi::Array>().Get(0u).As<Napi::String>().Utf8Value(),
+                     Napi::ObjectWrap<NativeTensor>::Unwrap(t.As<Napi::Object>())->get(info.Env()));
+  }
+  return out;
+}
+
+Napi::Array namedTensorsToJs(Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& tensors) {
+  auto out = Napi::Array::New(env, tensors.size());
+  for (size_t k = 0; k < tensors.size(); ++k) {
+    auto pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::String::New(env, tensors[k].first));
+    pair.Set(1u, wrapTensor(env, std::move(tensors[k].second)));
+    out.Set(static_cast<uint32_t>(k), pair);
+  }
+  return out;
+}
+
+Napi::Array stringsToJs(Napi::Env env, const std::vector<std::string>& values) {
+  auto out = Napi::Array::New(env, values.size());
+  for (size_t k = 0; k < values.size(); ++k) out.Set(static_cast<uint32_t>(k), Napi::String::New(env, values[k]));
+  return out;
+}
+
+Napi::Object wrapModel(Napi::Env env, pn::Model model);
+
+/** A JS object owning one pn::Model; freed by dispose() or by its finalizer. */
+class NativeModel final : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {
+                           InstanceAccessor<&NativeModel::Disposed>("disposed"),
+                           InstanceAccessor<&NativeModel::Training>("training"),
+                           InstanceAccessor<&NativeModel::EncoderFrozen>("encoderFrozen"),
+                           InstanceAccessor<&NativeModel::Device>("device"),
+                           InstanceAccessor<&NativeModel::SpecJson>("specJson"),
+                           InstanceAccessor<&NativeModel::EncoderInfo>("encoderInfo"),
+                           InstanceMethod<&NativeModel::Dispose>("dispose"),
+                           InstanceMethod<&NativeModel::Forward>("forward"),
+                           InstanceMethod<&NativeModel::Encode>("encode"),
+                           InstanceMethod<&NativeModel::Train>("train"),
+                           InstanceMethod<&NativeModel::FreezeEncoder>("freezeEncoder"),
+                           InstanceMethod<&NativeModel::ParameterCounts>("parameterCounts"),
+                           InstanceMethod<&NativeModel::To>("to"),
+                           InstanceMethod<&NativeModel::StateDict>("stateDict"),
+                           InstanceMethod<&NativeModel::LoadStateDict>("loadStateDict"),
+                           InstanceMethod<&NativeModel::SaveCheckpoint>("saveCheckpoint"),
+                           InstanceMethod<&NativeModel::ExportTorchScript>("exportTorchScript"),
+                           InstanceMethod<&NativeModel::GradientStep>("gradientStep"),
+                           InstanceMethod<&NativeModel::SetInferenceOptimization>("setInferenceOptimization"),
+                       });
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throwType(info.Env(), "NativeModel cannot be constructed from JS: use createModel or loadModel");
+    }
+    model_ = *info[0].As<Napi::External<pn::Model>>().Data();
+  }
+
+  void Finalize(Napi::Env) override { model_ = pn::Model(); }
+
+  const pn::Model& get(Napi::Env env) const {
+    if (!model_.defined()) throw Napi::Error::New(env, "Model has been disposed");
+    return model_;
+  }
+
+  static Napi::Function constructorOf(Napi::Env env) { return env.GetInstanceData<AddonData>()->modelConstructor.Value(); }
+
+ private:
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !model_.defined()); }
+  Napi::Value Training(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), syncCall(info.Env(), [&] { return pn::modelIsTraining(get(info.Env())); }));
+  }
+  Napi::Value EncoderFrozen(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), syncCall(info.Env(), [&] { return pn::modelEncoderFrozen(get(info.Env())); }));
+  }
+  Napi::Value Device(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), syncCall(info.Env(), [&] { return pn::modelDevice(get(info.Env())); }));
+  }
+  Napi::Value SpecJson(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), syncCall(info.Env(), [&] { return pn::modelSpecJson(get(info.Env())); }));
+  }
+  Napi::Value EncoderInfo(const Napi::CallbackInfo& info) {
+    const pn::EncoderInfo e = syncCall(info.Env(), [&] { return pn::modelEncoderInfo(get(info.Env())); });
+    auto o = Napi::Object::New(info.Env());
+    o.Set("channels", toJsArray(info.Env(), e.channels));
+    o.Set("strides", toJsArray(info.Env(), e.strides));
+    o.Set("requiredDivisor", static_cast<double>(e.requiredDivisor));
+    return o;
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model_ = pn::Model();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    pn::Model m = get(info.Env());
+    pn::Tensor x = NativeTensor::unwrapArg(info, 0, "input");
+    return Task<pn::ModelOutput>::Run(info.Env(), "pneumo.modelForward", [m, x] { return pn::modelForward(m, x); },
+                                      [](Napi::Env env, pn::ModelOutput& r) -> Napi::Value {
+                                        auto o = Napi::Object::New(env);
+                                        o.Set("mask", wrapTensor(env, std::move(r.mask)));
+                                        if (r.label.defined()) o.Set("label", wrapTensor(env, std::move(r.label)));
+                                        return o;
+                                      });
+  }
+
+  Napi::Value Encode(const Napi::CallbackInfo& info) {
+    pn::Model m = get(info.Env());
+    pn::Tensor x = NativeTensor::unwrapArg(info, 0, "input");
+    return Task<std::vector<pn::Tensor>>::Run(info.Env(), "pneumo.modelEncode", [m, x] { return pn::modelEncode(m, x); },
+                                              [](Napi::Env env, std::vector<pn::Tensor>& r) -> Napi::Value {
+                                                auto a = Napi::Array::New(env, r.size());
+                                                for (size_t k = 0; k < r.size(); ++k) a.Set(static_cast<uint32_t>(k), wrapTensor(env, std::move(r[k])));
+                                                return a;
+                                              });
+  }
+
+  Napi::Value Train(const Napi::CallbackInfo& info) {
+    const bool on = info.Length() == 0 || info[0].ToBoolean().Value();
+    syncCall(info.Env(), [&] {
+      pn::modelSetTraining(get(info.Env()), on);
+      return 0;
+    });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value FreezeEncoder(const Napi::CallbackInfo& info) {
+    const bool on = info.Length() == 0 || info[0].ToBoolean().Value();
+    syncCall(info.Env(), [&] {
+      pn::modelFreezeEncoder(get(info.Env()), on);
+      return 0;
+    });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ParameterCounts(const Napi::CallbackInfo& info) {
+    const pn::ParameterCounts c = syncCall(info.Env(), [&] { return pn::modelParameterCounts(get(info.Env())); });
+    auto o = Napi::Object::New(info.Env());
+    o.Set("total", static_cast<double>(c.total));
+    o.Set("encoder", static_cast<double>(c.encoder));
+    o.Set("decoder", static_cast<double>(c.decoder));
+    o.Set("trainable", static_cast<double>(c.trainable));
+    return o;
+  }
+
+  Napi::Value To(const Napi::CallbackInfo& info) {
+    pn::Model m = get(info.Env());
+    const std::string device = argString(info, 0, "device");
+    return Task<int>::Run(
+        info.Env(), "pneumo.modelTo",
+        [m, device] {
+          pn::modelTo(m, device);
+          return 0;
+        },
+        [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+  }
+
+  Napi::Value StateDict(const Napi::CallbackInfo& info) {
+    pn::Model m = get(info.Env());
+    return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
+        info.Env(), "pneumo.stateDict", [m] { return pn::modelStateDict(m); },
+        [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+  }
+
+  Napi::Value LoadStateDict(const Napi::CallbackInfo& info) {
+    pn::Model m = get(info.Env());
+    auto tensors = argNamedTensors(info, 0, "tensors");
+    const std::string prefix = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
+    const bool strict = info.Length() > 2 && info[2].ToBoolean().Value();
+    return Task<pn::StateDictReport>::Run(
+        info.Env(), "pneumo.loadStateDict", [m, tensors, prefix, strict] { return pn::modelLoadStateDict(m, tensors, prefix, strict); },
+        [](Napi::Env env, pn::StateDictReport& r) -> Napi::Value {
+          auto o = Napi::Object::New(env);
+          o.Set("loaded", static_cast<double>(r.loaded));
+          o.Set("missing", stringsToJs(env, r.missing));
+          o.Set("unexpected", stringsToJs(env, r.unexpected));
+          return o;
+        });
+  }
+
+  Napi::Value SaveCheckpoint(const Napi::CallbackInfo& info) {
+    pn::Model m = get(info.Env());
+    const std::string path = argString(info, 0, "path");
+    pn::CheckpointExtras extras;
+    extras.metadataJson = argString(info, 1, "metadataJson");
+    if (info.Length() > 2 && !info[2].IsUndefined()) extras.optimizer = argNamedTensors(info, 2, "optimizer");
+    return Task<int>::Run(
+        info.Env(), "pneumo.saveCheckpoint",
+        [m, path, extras] {
+          pn::saveCheckpoint(m, path, extras);
+          return 0;
+        },
+        [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+  }
+
+  Napi::Value ExportTorchScript(const Napi::CallbackInfo& info) {
+    pn::Model m = get(info.Env());
+    const std::string path = argString(info, 0, "path");
+    return Task<int>::Run(
+        info.Env(), "pneumo.exportTorchScript",
+        [m, path] {
+          pn::exportTorchScript(m, path);
+          return 0;
+        },
+        [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+  }
+
+  Napi::Value GradientStep(const Napi::CallbackInfo& info) {
+    pn::Model m = get(info.Env());
+    pn::Tensor x = NativeTensor::unwrapArg(info, 0, "input");
+    const double lr = argNumber(info, 1, "lr");
+    const bool statistics = info.Length() < 3 || info[2].ToBoolean().Value();
+    return Task<pn::GradientReport>::Run(info.Env(), "pneumo.gradientStep",
+                                         [m, x, lr, statistics] { return pn::modelGradientStep(m, x, lr, statistics); },
+                                         [](Napi::Env env, pn::GradientReport& r) -> Napi::Value {
+                                           auto o = Napi::Object::New(env);
+                                           o.Set("loss", r.loss);
+                                           o.Set("gradientNorm", r.gradientNorm);
+                                           o.Set("finite", r.finite);
+                                           o.Set("trainableTensors", static_cast<double>(r.trainableTensors));
+                                           o.Set("tensorsWithGradient", static_cast<double>(r.tensorsWithGradient));
+                                           o.Set("tensorsWithNonzeroGradient", static_cast<double>(r.tensorsWithNonzeroGradient));
+                                           return o;
+                                         });
+  }
+
+  Napi::Value SetInferenceOptimization(const Napi::CallbackInfo& info) {
+    const bool on = info.Length() > 0 && info[0].ToBoolean().Value();
+    syncCall(info.Env(), [&] {
+      pn::modelSetInferenceOptimization(get(info.Env()), on);
+      return 0;
+    });
+    return info.Env().Undefined();
+  }
+
+  pn::Model model_;
+};
+
+Napi::Object wrapModel(Napi::Env env, pn::Model model) {
+  return NativeModel::constructorOf(env).New({Napi::External<pn::Model>::New(env, &model)});
+}
+
+/** createModel(spec, device) -> Promise<NativeModel>. */
+Napi::Value CreateModel(const Napi::CallbackInfo& info) {
+  const pn::ModelSpec spec = argModelSpec(info, 0);
+  const std::string device = argString(info, 1, "device");
+  return Task<pn::Model>::Run(info.Env(), "pneumo.createModel", [spec, device] { return pn::createModel(spec, device); },
+                              [](Napi::Env env, pn::Model& m) -> Napi::Value { return wrapModel(env, std::move(m)); });
+}
+
+/** loadModel(path, device) -> Promise<{ model, kind, metadataJson, optimizer }>. */
+Napi::Value LoadModel(const Napi::CallbackInfo& info) {
+  const std::string path = argString(info, 0, "path");
+  const std::string device = argString(info, 1, "device");
+  return Task<pn::LoadedCheckpoint>::Run(info.Env(), "pneumo.loadModel", [path, device] { return pn::loadCheckpoint(path, device); },
+                                         [](Napi::Env env, pn::LoadedCheckpoint& r) -> Napi::Value {
+                                           auto o = Napi::Object::New(env);
+                                           o.Set("model", wrapModel(env, std::move(r.model)));
+                                           o.Set("kind", r.kind);
+                                           o.Set("metadataJson", r.extras.metadataJson);
+                                           o.Set("optimizer", namedTensorsToJs(env, r.extras.optimizer));
+                                           return o;
+                                         });
+}
+
+/** readStateDict(path) -> Promise<[name, NativeTensor][]> from a Python torch.save file. */
+Napi::Value ReadStateDict(const Napi::CallbackInfo& info) {
+  const std::string path = argString(info, 0, "path");
+  return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
+      info.Env(), "pneumo.readStateDict", [path] { return pn::readTorchStateDict(path); },
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+}
+
+/** writeStateDict(path, [[name, NativeTensor], ...]) -> Promise<void> (torch.load reads it). */
+Napi::Value WriteStateDict(const Napi::CallbackInfo& info) {
+  const std::string path = argString(info, 0, "path");
+  auto tensors = argNamedTensors(info, 1, "tensors");
+  return Task<int>::Run(
+      info.Env(), "pneumo.writeStateDict",
+      [path, tensors] {
+        pn::writeTorchStateDict(path, tensors);
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+/** readSafetensors(path, dataOffset, [{ name, dtype, shape, begin, end }]) -> Promise<[name, NativeTensor][]>. */
+Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
+  const std::string path = argString(info, 0, "path");
+  const auto offset = static_cast<uint64_t>(argInteger(info, 1, "dataOffset"));
+  if (info.Length() <= 2 || !info[2].IsArray()) throwType(info.Env(), "Expected an array of entries for entries");
+  const auto a = info[2].As<Napi::Array>();
+  std::vector<pn::SafetensorsEntry> entries;
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    if (!a.Get(k).IsObject()) throwType(info.Env(), "Expected an array of entries for entries");
+    const auto e = a.Get(k).As<Napi::Object>();
+    pn::SafetensorsEntry entry;
+    entry.name = e.Get("name").ToString().Utf8Value();
+    entry.dtype = e.Get("dtype").ToString().Utf8Value();
+    const auto shape = e.Get("shape").As<Napi::Array>();
+    for (uint32_t d = 0; d < shape.Length(); ++d) entry.shape.push_back(static_cast<int64_t>(shape.Get(d).ToNumber().DoubleValue()));
+    entry.begin = static_cast<uint64_t>(e.Get("begin").ToNumber().DoubleValue());
+    entry.end = static_cast<uint64_t>(e.Get("end").ToNumber().DoubleValue());
+    entries.push_back(std::move(entry));
+  }
+  return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
+      info.Env(), "pneumo.readSafetensors", [path, offset, entries] { return pn::readSafetensors(path, offset, entries); },
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+}
+
+void RegisterModels(Napi::Env env, Napi::Object exports, AddonData* data) {
+  Napi::Function modelClass = NativeModel::Define(env);
+  data->modelConstructor = Napi::Persistent(modelClass);
+  exports.Set("NativeModel", modelClass);
+  exports.Set("createModel", Napi::Function::New(env, CreateModel, "createModel"));
+  exports.Set("loadModel", Napi::Function::New(env, LoadModel, "loadModel"));
+  exports.Set("readStateDict", Napi::Function::New(env, ReadStateDict, "readStateDict"));
+  exports.Set("writeStateDict", Napi::Function::New(env, WriteStateDict, "writeStateDict"));
+  exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors, "readSafetensors"));
+}
+
+// ---- end models --------------------------------------------------------------------------------
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pn::installCpuAllocator();
   auto* data = new AddonData();
@@ -1029,6 +1416,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache, "emptyCpuCache"));
   RegisterAugmentation(env, exports);
   RegisterLossesAndOptimizers(env, exports);
+  RegisterModels(env, exports, data);
   return exports;
 }
 

@@ -50,6 +50,8 @@ export * as losses from './training/losses.js';
 export * as optim from './training/optimizers.js';
 /** Learning-rate schedules with PyTorch semantics, serialisable: `schedules.CosineAnnealing`, `schedules.ReduceLROnPlateau`. */
 export * as schedules from './training/schedules.js';
+/** The model zoo: `models.Model.create({ backbone: 'unet_se50' })`, `models.Model.load(path)`, the registry, safetensors. */
+export * as models from './models/index.js';
 /** Augmentation: albumentations-style pipelines drawn in TS, applied natively per batch: `augment.AugmentPipeline.preset('first-place')`. */
 export * as augment from './training/augment/index.js';
 /** Epoch sampling: the first place's sliding sample rate, positive-only, balanced batches: `sampler.EpochSampler`. */

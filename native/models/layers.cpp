@@ -1,6 +1,7 @@
 // The leaf blocks of the zoo (Conv2d, BatchNorm2d, Linear, Sequential) as TorchScript modules
 // built in C++, with the parameter names and initialisation of their PyTorch counterparts.
 #include <iomanip>
+#include <regex>
 #include <sstream>
 
 #include "model_internal.h"
@@ -21,16 +22,43 @@ bool isIdentifier(const std::string& name) {
 
 }  // namespace
 
+namespace {
+thread_local std::shared_ptr<torch::jit::CompilationUnit> tCurrentUnit;
+}
+
+CompilationScope::CompilationScope() : previous_(std::move(tCurrentUnit)) {
+  tCurrentUnit = std::make_shared<torch::jit::CompilationUnit>();
+}
+
+CompilationScope::~CompilationScope() { tCurrentUnit = std::move(previous_); }
+
 Module newModule(const std::string& type) {
-  // One compilation unit per module keeps nothing alive after the model is freed; the serializer
-  // gives clashing class names unique ones when a model is saved.
-  auto cu = std::make_shared<torch::jit::CompilationUnit>();
+  // All classes of one model share a compilation unit: with one unit per class, LibTorch 1.13's
+  // alias analysis copies nested module types without end (memory blows up at nesting depth 5).
+  auto cu = tCurrentUnit ? tCurrentUnit : std::make_shared<torch::jit::CompilationUnit>();
   Module m(c10::QualifiedName("__torch__.pn." + type), cu, /*shouldMangle=*/true);
   m.register_attribute("training", c10::BoolType::get(), true);
   return m;
 }
 
-void define(Module& m, const std::string& source) { m.define(source); }
+void define(Module& m, const std::string& source) {
+  // Modules built in C++ have no __call__ sugar: `self.conv1(x)` is written for readability and
+  // compiled as `self.conv1.forward(x)` (tensor methods such as add_ are left alone).
+  static const std::regex kCall(R"((self(?:\.[A-Za-z_]\w*)+|getattr\([^()]*\))\()");
+  std::string out;
+  auto begin = std::sregex_iterator(source.begin(), source.end(), kCall);
+  size_t last = 0;
+  for (auto it = begin; it != std::sregex_iterator(); ++it) {
+    const std::smatch& match = *it;
+    const std::string target = match[1].str();
+    out += source.substr(last, static_cast<size_t>(match.position(0)) - last);
+    const bool tensorMethod = target.size() > 1 && target.back() == '_';
+    out += tensorMethod ? target + "(" : target + ".forward(";
+    last = static_cast<size_t>(match.position(0) + match.length(0));
+  }
+  out += source.substr(last);
+  m.define(out);
+}
 
 std::string literal(double value) {
   std::ostringstream out;

@@ -71,6 +71,8 @@ struct ModelOutput {
 };
 /** Runs the model (autograd on in training mode, off in eval mode). */
 ModelOutput modelForward(const Model& model, const Tensor& input);
+/** Runs the encoder alone (eval semantics follow the model's mode): the 5 feature maps. */
+std::vector<Tensor> modelEncode(const Model& model, const Tensor& input);
 void modelSetTraining(const Model& model, bool training);
 bool modelIsTraining(const Model& model);
 /** Stops (or restarts) gradients for every encoder parameter; BatchNorm keeps the module's mode. */
@@ -148,9 +150,10 @@ struct GradientReport {
 };
 /**
  * Forward, backward on mean(output^2) and, when lr > 0, one plain SGD update of the trainable
- * parameters: a hook for tests and demos (the real training step is the trainer's).
+ * parameters: a hook for tests, benchmarks and demos (the real training step is the trainer's).
+ * Without `statistics` only the loss is read back (no per-tensor gradient checks).
  */
-GradientReport modelGradientStep(const Model& model, const Tensor& input, double lr);
+GradientReport modelGradientStep(const Model& model, const Tensor& input, double lr, bool statistics = true);
 
 /** Converts eval-mode inference to a frozen, conv-BN-folded module (rebuilt after changes). */
 void modelSetInferenceOptimization(const Model& model, bool enabled);

@@ -43,6 +43,18 @@ namespace zoo {
 
 using torch::jit::Module;
 
+/** While alive, every module built on this thread joins one new compilation unit (one per model). */
+class CompilationScope {
+ public:
+  CompilationScope();
+  ~CompilationScope();
+  CompilationScope(const CompilationScope&) = delete;
+  CompilationScope& operator=(const CompilationScope&) = delete;
+
+ private:
+  std::shared_ptr<torch::jit::CompilationUnit> previous_;
+};
+
 /** A module of a fresh class type "__torch__.pn.<type>" with the `training` attribute set. */
 Module newModule(const std::string& type);
 /** Compiles `source` (TorchScript) as methods of `m`. */

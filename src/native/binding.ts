@@ -79,6 +79,92 @@ export interface NativeCounters {
   cpuCacheMisses: number;
 }
 
+/** Everything the addon exports. */
+// ---- models ----
+
+/** What `createModel` builds (see native/models/model_api.h, ModelSpec). */
+export interface NativeModelSpec {
+  architecture: string;
+  encoder: string;
+  encoderPath?: string;
+  decoderChannels?: number[];
+  classes?: number;
+  inChannels?: number;
+  classificationHead?: boolean;
+  channelsLast?: boolean;
+  autocast?: boolean;
+  /** Stored verbatim in checkpoints and exports. */
+  json?: string;
+}
+
+export interface NativeEncoderInfo {
+  channels: number[];
+  strides: number[];
+  requiredDivisor: number;
+}
+
+export interface NativeParameterCounts {
+  total: number;
+  encoder: number;
+  decoder: number;
+  trainable: number;
+}
+
+export interface NativeStateDictReport {
+  loaded: number;
+  missing: string[];
+  unexpected: string[];
+}
+
+export interface NativeGradientReport {
+  loss: number;
+  gradientNorm: number;
+  finite: boolean;
+  trainableTensors: number;
+  tensorsWithGradient: number;
+  tensorsWithNonzeroGradient: number;
+}
+
+export type NativeNamedTensors = [string, NativeTensor][];
+
+/** The wrapped pn::Model (a TorchScript module built natively). Throws once disposed. */
+export interface NativeModel {
+  readonly disposed: boolean;
+  readonly training: boolean;
+  readonly encoderFrozen: boolean;
+  readonly device: string;
+  readonly specJson: string;
+  readonly encoderInfo: NativeEncoderInfo;
+  dispose(): void;
+  forward(input: NativeTensor): Promise<{ mask: NativeTensor; label?: NativeTensor }>;
+  encode(input: NativeTensor): Promise<NativeTensor[]>;
+  train(on: boolean): void;
+  freezeEncoder(frozen: boolean): void;
+  parameterCounts(): NativeParameterCounts;
+  to(device: string): Promise<void>;
+  stateDict(): Promise<NativeNamedTensors>;
+  loadStateDict(tensors: NativeNamedTensors, prefix: string, strict: boolean): Promise<NativeStateDictReport>;
+  saveCheckpoint(path: string, metadataJson: string, optimizer?: NativeNamedTensors): Promise<void>;
+  exportTorchScript(path: string): Promise<void>;
+  gradientStep(input: NativeTensor, lr: number, statistics?: boolean): Promise<NativeGradientReport>;
+  setInferenceOptimization(enabled: boolean): void;
+}
+
+export interface NativeLoadedModel {
+  model: NativeModel;
+  kind: 'checkpoint' | 'export';
+  metadataJson: string;
+  optimizer: NativeNamedTensors;
+}
+
+export interface NativeSafetensorsEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
 // ---- augmentation ----
 
 /** Options of `augmentBatch` besides the plan (see native/augment/augment_api.h). */
@@ -101,7 +187,6 @@ export interface NativeAugmentResult {
   masks?: NativeTensor;
 }
 
-/** Everything the addon exports. */
 // ---- losses and optimizers ----
 
 /** Loss names of `lossForwardBackward` (native/losses/loss_api.h). */
@@ -183,6 +268,12 @@ export interface NativeBinding {
     std: number,
   ): Promise<NativeTensor>;
   emptyCpuCache(): void;
+  // ---- models ----
+  createModel(spec: NativeModelSpec, device: string): Promise<NativeModel>;
+  loadModel(path: string, device: string): Promise<NativeLoadedModel>;
+  readStateDict(path: string): Promise<NativeNamedTensors>;
+  writeStateDict(path: string, tensors: NativeNamedTensors): Promise<void>;
+  readSafetensors(path: string, dataOffset: number, entries: NativeSafetensorsEntry[]): Promise<NativeNamedTensors>;
   // ---- augmentation ----
   /** Augments a uint8 (or float32 0-255) batch [B,1,H,W] (+ masks) following an encoded plan (src/training/augment/plan.ts). */
   augmentBatch(images: NativeTensor, masks: NativeTensor | null, plan: Float64Array, options: NativeAugmentOptions): Promise<NativeAugmentResult>;

@@ -1,0 +1,34 @@
+// One native measurement in a fresh process (so peak RSS is this model's alone), for
+// bench/models.bench.mjs: node models.worker.mjs <backbone> <weights.pt> <size> <batch> <reps>.
+// Prints { forwardMs, trainMs, peakRssMb, peakRssEvalMb, threads } per image, like the Python baseline.
+import { Tensor, models, getThreads } from '../dist/index.js';
+
+const [backbone, weights, sizeArg, batchArg, repsArg] = process.argv.slice(2);
+const size = Number(sizeArg);
+const batch = Number(batchArg);
+const reps = Number(repsArg);
+const model = await models.Model.create({ backbone, seed: 1 });
+await model.loadStateDict(weights, { strict: true });
+const x = await Tensor.randn([batch, 3, size, size]);
+const ms = () => Number(process.hrtime.bigint()) / 1e6;
+
+model.eval();
+const forward = async () => {
+  const out = await model.forward(x);
+  out.mask.dispose();
+  out.label?.dispose();
+};
+await forward(); // builds the frozen inference module
+let t = ms();
+for (let i = 0; i < reps; i++) await forward();
+const forwardMs = (ms() - t) / reps / batch;
+const peakRssEvalMb = process.resourceUsage().maxRSS / 1024;
+
+model.train();
+const step = () => model.gradientStep(x, { lr: 0, statistics: false });
+await step();
+t = ms();
+for (let i = 0; i < reps; i++) await step();
+const trainMs = (ms() - t) / reps / batch;
+process.stdout.write(`${JSON.stringify({ forwardMs, trainMs, peakRssMb: process.resourceUsage().maxRSS / 1024, peakRssEvalMb, threads: getThreads() })}\n`);
+model.dispose();

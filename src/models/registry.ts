@@ -1,0 +1,146 @@
+/**
+ * The model zoo registry (`models/registry.json`): native encoders with their feature channels,
+ * strides, Python source and parameter count; architectures; and the backbone names the CLI
+ * accepts (`unet_se50`, `albunet34`, ...). Read once and validated, so a malformed registry fails
+ * with the entry named.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../core/package-info.js';
+
+/** The architectures the native side builds. */
+export const ARCHITECTURES = ['unet', 'scseunet', 'albunet', 'unetpp', 'deeplabv3'] as const;
+export type Architecture = (typeof ARCHITECTURES)[number];
+
+/** A native encoder: the contract is 5 feature maps at `strides` with `channels`. */
+export interface EncoderEntry {
+  name: string;
+  family: 'resnet' | 'senet' | 'efficientnet';
+  /** The Python source whose parameter names (and state dicts) the encoder follows. */
+  source: string;
+  channels: number[];
+  strides: number[];
+  /** Parameters without the source model's classifier. */
+  parameters: number;
+}
+
+export interface ArchitectureEntry {
+  name: Architecture;
+  description: string;
+  /** Input height and width must be multiples of this. */
+  divisor: number;
+  decoderChannels: number[];
+}
+
+/** A named architecture + encoder pair (a CLI backbone name). */
+export interface BackboneEntry {
+  name: string;
+  architecture: Architecture;
+  encoder: string;
+  decoderChannels?: number[];
+  note?: string;
+}
+
+export interface Registry {
+  version: number;
+  encoders: Map<string, EncoderEntry>;
+  architectures: Map<Architecture, ArchitectureEntry>;
+  backbones: Map<string, BackboneEntry>;
+}
+
+function fail(where: string, expected: string, actual: unknown): never {
+  throw new TypeError(`models/registry.json: expected ${expected} for ${where} but found ${JSON.stringify(actual)}`);
+}
+
+function intArray(where: string, v: unknown, length?: number): number[] {
+  if (!Array.isArray(v) || !v.every((x) => Number.isInteger(x) && x > 0) || (length !== undefined && v.length !== length)) {
+    fail(where, length === undefined ? 'an array of positive integers' : `an array of ${length} positive integers`, v);
+  }
+  return v as number[];
+}
+
+function str(where: string, v: unknown): string {
+  if (typeof v !== 'string' || v === '') fail(where, 'a non-empty string', v);
+  return v;
+}
+
+/** Validates a parsed registry file (exported for tests). */
+export function parseRegistry(raw: unknown): Registry {
+  if (typeof raw !== 'object' || raw === null) fail('the file', 'an object', raw);
+  const r = raw as Record<string, Record<string, Record<string, unknown>>>;
+  const encoders = new Map<string, EncoderEntry>();
+  for (const [name, e] of Object.entries(r.encoders ?? fail('encoders', 'an object', r.encoders))) {
+    const family = e.family;
+    if (family !== 'resnet' && family !== 'senet' && family !== 'efficientnet') fail(`encoders.${name}.family`, 'resnet, senet or efficientnet', family);
+    const strides = intArray(`encoders.${name}.strides`, e.strides, 5);
+    if (strides.join() !== '2,4,8,16,32') fail(`encoders.${name}.strides`, '[2, 4, 8, 16, 32]', strides);
+    if (!Number.isInteger(e.parameters) || (e.parameters as number) <= 0) fail(`encoders.${name}.parameters`, 'a positive integer', e.parameters);
+    encoders.set(name, {
+      name,
+      family,
+      source: str(`encoders.${name}.source`, e.source),
+      channels: intArray(`encoders.${name}.channels`, e.channels, 5),
+      strides,
+      parameters: e.parameters as number,
+    });
+  }
+  const architectures = new Map<Architecture, ArchitectureEntry>();
+  for (const [name, a] of Object.entries(r.architectures ?? fail('architectures', 'an object', r.architectures))) {
+    if (!(ARCHITECTURES as readonly string[]).includes(name)) fail(`architectures.${name}`, `one of ${ARCHITECTURES.join(', ')}`, name);
+    if (!Number.isInteger(a.divisor) || (a.divisor as number) < 1) fail(`architectures.${name}.divisor`, 'a positive integer', a.divisor);
+    architectures.set(name as Architecture, {
+      name: name as Architecture,
+      description: str(`architectures.${name}.description`, a.description),
+      divisor: a.divisor as number,
+      decoderChannels: intArray(`architectures.${name}.decoderChannels`, a.decoderChannels),
+    });
+  }
+  const backbones = new Map<string, BackboneEntry>();
+  for (const [name, b] of Object.entries(r.backbones ?? fail('backbones', 'an object', r.backbones))) {
+    const architecture = str(`backbones.${name}.architecture`, b.architecture);
+    if (!architectures.has(architecture as Architecture)) fail(`backbones.${name}.architecture`, 'a registered architecture', architecture);
+    const encoder = str(`backbones.${name}.encoder`, b.encoder);
+    if (!encoders.has(encoder)) fail(`backbones.${name}.encoder`, 'a registered encoder', encoder);
+    const entry: BackboneEntry = { name, architecture: architecture as Architecture, encoder };
+    if (b.decoderChannels !== undefined) entry.decoderChannels = intArray(`backbones.${name}.decoderChannels`, b.decoderChannels);
+    if (b.note !== undefined) entry.note = str(`backbones.${name}.note`, b.note);
+    backbones.set(name, entry);
+  }
+  const version = (raw as { version?: unknown }).version;
+  if (version !== 1) fail('version', '1', version);
+  return { version, encoders, architectures, backbones };
+}
+
+let cached: Registry | undefined;
+
+/** The package's registry (read once). */
+export function registry(): Registry {
+  cached ??= parseRegistry(JSON.parse(readFileSync(join(packageRoot(), 'models', 'registry.json'), 'utf8')));
+  return cached;
+}
+
+/** Every backbone name, in registry order. */
+export function backboneNames(): string[] {
+  return [...registry().backbones.keys()];
+}
+
+/** The backbone entry for `name`; throws naming the known ones otherwise. */
+export function backbone(name: string): BackboneEntry {
+  const entry = registry().backbones.get(name);
+  if (!entry) throw new TypeError(`Expected one of ${backboneNames().join(', ')} for backbone but received ${JSON.stringify(name)}`);
+  return entry;
+}
+
+/** The native encoder entry for `name`; throws naming the known ones otherwise. */
+export function encoder(name: string): EncoderEntry {
+  const entry = registry().encoders.get(name);
+  if (!entry) throw new TypeError(`Expected one of ${[...registry().encoders.keys()].join(', ')} for encoder but received ${JSON.stringify(name)}`);
+  return entry;
+}
+
+/** The architecture entry for `name`. */
+export function architecture(name: string): ArchitectureEntry {
+  const entry = registry().architectures.get(name as Architecture);
+  if (!entry) throw new TypeError(`Expected one of ${ARCHITECTURES.join(', ')} for architecture but received ${JSON.stringify(name)}`);
+  return entry;
+}
