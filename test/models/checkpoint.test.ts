@@ -94,7 +94,7 @@ describe('checkpoints', () => {
   it('exports TorchScript that the project reloads to the same output', async () => {
     const model = await Model.create({ backbone: 'albunet18', seed: 8 });
     const x = await Tensor.randn([1, 3, 64, 64]);
-    await model.gradientStep(x, { lr: 0.01 });
+    await model.gradientStep(x); // a training-mode pass moves the BatchNorm statistics
     model.eval();
     const expected = await output(model, x);
     const path = join(dir, 'albunet18.ts.pt');
@@ -107,7 +107,7 @@ describe('checkpoints', () => {
     // the un-frozen TorchScript path agrees with the frozen, conv-BN-folded one to float precision
     loaded.model.setInferenceOptimization(false);
     const plain = await output(loaded.model, x);
-    for (let i = 0; i < plain.length; i += 97) expect(plain[i]).toBeCloseTo(expected[i]!, 4);
+    for (let i = 0; i < plain.length; i += 97) expect(Math.abs(plain[i]! - expected[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(expected[i]!)));
     model.dispose();
     loaded.model.dispose();
   });

@@ -83,6 +83,25 @@ describe('forward and backward', () => {
     await expect(Model.create({ architecture: 'deeplabv3', encoder: 'efficientnet-b3' })).rejects.toThrow(/ResNet-family encoder/);
   });
 
+  it('channels-last weights and inputs give the same outputs and gradients flow', async () => {
+    const plain = await Model.create({ backbone: 'tiny_unet_r18', seed: 13 });
+    const last = await Model.create({ backbone: 'tiny_unet_r18', seed: 13, channelsLast: true, autocast: true }); // autocast: CUDA only, a no-op here
+    const x = await Tensor.randn([2, 3, 64, 64]);
+    const step = await last.gradientStep(x);
+    expect(step.finite).toBe(true);
+    expect(step.tensorsWithNonzeroGradient).toBe(step.trainableTensors);
+    await plain.gradientStep(x);
+    plain.eval();
+    last.eval();
+    const a = await (await plain.forward(x)).mask.data('float32');
+    const b = await (await last.forward(x)).mask.data('float32');
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    expect(worst).toBeLessThan(1e-3);
+    plain.dispose();
+    last.dispose();
+  });
+
   it('initialises deterministically from a seed', async () => {
     const a = await Model.create({ backbone: 'tiny_unet_r18', seed: 11 });
     const b = await Model.create({ backbone: 'tiny_unet_r18', seed: 11 });
