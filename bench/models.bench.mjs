@@ -7,7 +7,8 @@
 // Native inference runs the frozen, conv-BN-folded TorchScript module (Model.forward in eval
 // mode); Python runs model.eval() under torch.no_grad(). Training is one forward + backward of
 // mean(output^2) with gradients cleared, batch 2 (BatchNorm needs it for DeepLabV3), threads
-// equal on both sides.
+// equal on both sides. The sides alternate for PNEUMO_BENCH_ROUNDS rounds (default 2), best kept.
+// PNEUMO_BENCH_MODELS=unet_r18,albunet34 and PNEUMO_BENCH_SIZES=256 narrow a run.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,7 +34,7 @@ export async function run({ tmpDir, quick, log }) {
   }
   const backbones = (process.env.PNEUMO_BENCH_MODELS ?? '').split(',').filter(Boolean);
   const names = backbones.length ? backbones : quick ? QUICK : FULL;
-  const sizes = quick ? [256] : [256, 512];
+  const sizes = process.env.PNEUMO_BENCH_SIZES ? process.env.PNEUMO_BENCH_SIZES.split(',').map(Number) : quick ? [256] : [256, 512];
   const batch = 2;
   const entries = [];
   for (const name of names) {
@@ -47,8 +48,15 @@ export async function run({ tmpDir, quick, log }) {
       const reps = quick ? 2 : size >= 512 ? 2 : 3;
       const threads = String(getThreads());
       const env = { OMP_NUM_THREADS: threads, PNEUMO_THREADS: threads };
-      const ours = runJson(process.execPath, [join(here, 'models.worker.mjs'), name, weights, String(size), String(batch), String(reps)], env);
-      const py = runJson(PYTHON, [join(here, 'python', 'models_baseline.py'), 'bench', architecture, encoder, weights, String(size), String(batch), String(reps), '--threads', threads], env);
+      // Alternate the two sides (other work on the machine drifts) and keep each side's best round.
+      const rounds = quick ? 1 : Number(process.env.PNEUMO_BENCH_ROUNDS ?? 2);
+      let ours = null;
+      let py = null;
+      const best = (a, b) => (a === null ? b : Object.fromEntries(Object.keys(b).map((k) => [k, Math.min(a[k], b[k])])));
+      for (let round = 0; round < rounds; round++) {
+        ours = best(ours, runJson(process.execPath, [join(here, 'models.worker.mjs'), name, weights, String(size), String(batch), String(reps)], env));
+        py = best(py, runJson(PYTHON, [join(here, 'python', 'models_baseline.py'), 'bench', architecture, encoder, weights, String(size), String(batch), String(reps), '--threads', threads], env));
+      }
       log(
         `${name} @${size}: forward ${ours.forwardMs.toFixed(1)} vs ${py.forwardMs.toFixed(1)} ms/img, train ${ours.trainMs.toFixed(1)} vs ${py.trainMs.toFixed(1)} ms/img, ` +
           `peak RSS ${ours.peakRssMb.toFixed(0)} vs ${py.peakRssMb.toFixed(0)} MB (${(params / 1e6).toFixed(1)}M params, ${ours.threads} threads)`,
