@@ -60,3 +60,5 @@ export * as sampler from './training/sampler.js';
 export * as preview from './training/preview.js';
 /** Experiment configs: `config.loadConfig(path, overrides)`, the schema, the first/second place recipes. */
 export * as config from './training/config.js';
+/** Inference: the triplet rule, region filtering, non_empty_ratio, the native triplet search (`inference.summariseMaps`, `inference.scoreTriplets`). */
+export * as inference from './inference/index.js';

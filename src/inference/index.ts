@@ -1,0 +1,6 @@
+/**
+ * Inference: post-processing (the triplet rule, region filtering, non_empty_ratio), the native
+ * triplet search, and (as they land) the map store, blending, stacking and submission.
+ */
+export * from './postprocess.js';
+export * from './thresholds.js';
