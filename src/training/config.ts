@@ -37,6 +37,11 @@ export interface ExperimentConfig {
   part: number;
   /** Marks the second stage (trains on the always-train fold too). */
   secondStage: boolean;
+  /**
+   * "segment" (masks) or "classify" (the second place's classifier: a classification head on the
+   * encoder, the label of each image taken from its mask, scored by ROC AUC).
+   */
+  task: 'segment' | 'classify';
   seed: number;
   /** "auto" (first GPU, else CPU), "cpu", "cuda" or "cuda:N". */
   device: string;
@@ -142,6 +147,8 @@ export interface ExperimentConfig {
     triplets: Triplet[];
     /** Triplet areas are counted at this size (the SIIM maps are 1024 x 1024). */
     areaSize: number;
+    /** Horizontal-flip TTA when predicting the validation images. */
+    tta: boolean;
   };
   checkpoints: {
     /** Keep the best K checkpoints per fold, delete the rest. */
@@ -182,6 +189,7 @@ export const SCHEMA: Node = {
   name: str(),
   part: int(0, 100),
   secondStage: bool,
+  task: str(['segment', 'classify']),
   seed: int(0, 2 ** 32 - 1),
   device: str(),
   data: { dir: str(undefined, true), dicomDir: str(undefined, true), labels: str(undefined, true), folds: str(), imgSize: int(32, 4096), workers: int(0, 64) },
@@ -223,7 +231,7 @@ export const SCHEMA: Node = {
     mixedPrecision: bool,
     maxStepsPerEpoch: int(0),
   },
-  validation: { triplets: { kind: 'triplets' }, areaSize: int(1, 16384) },
+  validation: { triplets: { kind: 'triplets' }, areaSize: int(1, 16384), tta: bool },
   checkpoints: { topK: int(1, 1000) },
   output: { dir: str() },
 };
@@ -234,6 +242,7 @@ export function defaultConfig(): ExperimentConfig {
     name: 'experiment',
     part: 0,
     secondStage: false,
+    task: 'segment',
     seed: 42,
     device: 'auto',
     data: { dir: null, dicomDir: null, labels: null, folds: 'folds.csv', imgSize: 512, workers: 2 },
@@ -245,7 +254,7 @@ export function defaultConfig(): ExperimentConfig {
     optimizer: { kind: 'adam', lr: 1e-4, encoderLr: null, weightDecay: 5e-6, noDecayOnBiasNorm: true, momentum: 0.9, nesterov: false, betas: [0.9, 0.999] },
     scheduler: { kind: 'plateau', factor: 0.1, patience: 2, threshold: 1e-7, cooldown: 0, minLr: 1e-7, tMax: null, t0: 8, tMult: 1, warmup: 0 },
     training: { epochs: 50, batchSize: 4, accumulation: 1, gradClip: 0.1, freezeEncoderEpochs: 0, earlyStopping: 10, validateEvery: 1, mixedPrecision: true, maxStepsPerEpoch: 0 },
-    validation: { triplets: DEFAULT_TRIPLETS.map((t) => [...t] as Triplet), areaSize: 1024 },
+    validation: { triplets: DEFAULT_TRIPLETS.map((t) => [...t] as Triplet), areaSize: 1024, tta: false },
     checkpoints: { topK: 5 },
     output: { dir: 'experiments' },
   };
@@ -438,6 +447,7 @@ export function validateConfig(raw: unknown, source = '<config>'): ExperimentCon
   if (config.data.dir === null && config.data.dicomDir === null) cross.push('data: set data.dir (prepared PNGs) or data.dicomDir (DICOMs read directly)');
   if (config.data.dicomDir !== null && config.data.labels === null) cross.push('data.labels: required with data.dicomDir (the train-rle.csv to read masks from)');
   if (config.model.fromPart !== null && config.model.fromPart >= config.part) cross.push(`model.fromPart: must be an earlier part than part ${config.part} but got ${config.model.fromPart}`);
+  if (config.task === 'classify' && config.sampler.enabled && config.sampler.mode === 'positive-only') cross.push('sampler.mode: a classifier needs negative images too: use balanced or all with task classify');
   if (config.sampler.mode === 'balanced' && config.training.batchSize % 2 !== 0) cross.push(`training.batchSize: balanced batches need an even batch size but got ${config.training.batchSize}`);
   if (cross.length > 0) throw new ConfigError(source, cross);
   return config;
