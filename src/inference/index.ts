@@ -4,3 +4,4 @@
  */
 export * from './postprocess.js';
 export * from './thresholds.js';
+export * from './maps.js';
