@@ -5,3 +5,6 @@
 export * from './postprocess.js';
 export * from './thresholds.js';
 export * from './maps.js';
+export * from './resize.js';
+export * from './search.js';
+export * from './heatmap.js';

@@ -1,0 +1,59 @@
+/**
+ * Bilinear resizing of probability maps and masks with half-pixel centres (PyTorch's
+ * `interpolate(mode='bilinear', align_corners=False)`, cv2.resize's INTER_LINEAR when enlarging):
+ * the first place resizes maps to 1024 this way before blending, and masks then binarise at 0.5.
+ */
+import { assertInteger, invalidParameterError } from '../core/validate.js';
+
+function axis(outSize: number, inSize: number): { i0: Int32Array; i1: Int32Array; f: Float32Array } {
+  const i0 = new Int32Array(outSize);
+  const i1 = new Int32Array(outSize);
+  const f = new Float32Array(outSize);
+  const scale = inSize / outSize;
+  for (let o = 0; o < outSize; o++) {
+    const x = Math.max(0, (o + 0.5) * scale - 0.5);
+    const a = Math.min(Math.floor(x), inSize - 1);
+    i0[o] = a;
+    i1[o] = Math.min(a + 1, inSize - 1);
+    f[o] = x - a;
+  }
+  return { i0, i1, f };
+}
+
+/** Resizes a row-major map (float probabilities, or uint8 read as v / 255 when `uint8Scale`) to outH x outW. */
+export function resizeBilinear(src: Float32Array | Uint8Array, height: number, width: number, outHeight: number, outWidth: number, options: { uint8Scale?: boolean } = {}): Float32Array {
+  assertInteger('height', height, 1, 1 << 15);
+  assertInteger('width', width, 1, 1 << 15);
+  assertInteger('outHeight', outHeight, 1, 1 << 15);
+  assertInteger('outWidth', outWidth, 1, 1 << 15);
+  if (!(src instanceof Float32Array || src instanceof Uint8Array) || src.length !== height * width) {
+    throw invalidParameterError('src', `a Float32Array or Uint8Array of ${height} x ${width} = ${height * width} values`, src);
+  }
+  const k = src instanceof Uint8Array && options.uint8Scale ? 1 / 255 : 1;
+  if (outHeight === height && outWidth === width) return Float32Array.from(src, (v) => v * k);
+  const ys = axis(outHeight, height);
+  const xs = axis(outWidth, width);
+  const out = new Float32Array(outHeight * outWidth);
+  for (let r = 0; r < outHeight; r++) {
+    const row0 = ys.i0[r]! * width;
+    const row1 = ys.i1[r]! * width;
+    const fy = ys.f[r]!;
+    for (let c = 0; c < outWidth; c++) {
+      const x0 = xs.i0[c]!;
+      const x1 = xs.i1[c]!;
+      const fx = xs.f[c]!;
+      const top = src[row0 + x0]! + (src[row0 + x1]! - src[row0 + x0]!) * fx;
+      const bottom = src[row1 + x0]! + (src[row1 + x1]! - src[row1 + x0]!) * fx;
+      out[r * outWidth + c] = (top + (bottom - top) * fy) * k;
+    }
+  }
+  return out;
+}
+
+/** Resizes a 0/1 mask bilinearly and binarises it at 0.5 (SPEC section 4's resize to 1024). */
+export function resizeMask(mask: Uint8Array, height: number, width: number, outHeight: number, outWidth: number): Uint8Array {
+  if (outHeight === height && outWidth === width) return Uint8Array.from(mask, (v) => (v ? 1 : 0));
+  const binary = Uint8Array.from(mask, (v) => (v ? 1 : 0));
+  const resized = resizeBilinear(binary, height, width, outHeight, outWidth);
+  return Uint8Array.from(resized, (v) => (v > 0.5 ? 1 : 0));
+}
