@@ -8,3 +8,4 @@ export * from './maps.js';
 export * from './resize.js';
 export * from './search.js';
 export * from './heatmap.js';
+export * from './submit.js';

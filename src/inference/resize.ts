@@ -30,7 +30,11 @@ export function resizeBilinear(src: Float32Array | Uint8Array, height: number, w
     throw invalidParameterError('src', `a Float32Array or Uint8Array of ${height} x ${width} = ${height * width} values`, src);
   }
   const k = src instanceof Uint8Array && options.uint8Scale ? 1 / 255 : 1;
-  if (outHeight === height && outWidth === width) return Float32Array.from(src, (v) => v * k);
+  if (outHeight === height && outWidth === width) {
+    const copy = new Float32Array(src.length);
+    for (let i = 0; i < src.length; i++) copy[i] = src[i]! * k;
+    return copy;
+  }
   const ys = axis(outHeight, height);
   const xs = axis(outWidth, width);
   const out = new Float32Array(outHeight * outWidth);
@@ -52,8 +56,11 @@ export function resizeBilinear(src: Float32Array | Uint8Array, height: number, w
 
 /** Resizes a 0/1 mask bilinearly and binarises it at 0.5 (SPEC section 4's resize to 1024). */
 export function resizeMask(mask: Uint8Array, height: number, width: number, outHeight: number, outWidth: number): Uint8Array {
-  if (outHeight === height && outWidth === width) return Uint8Array.from(mask, (v) => (v ? 1 : 0));
-  const binary = Uint8Array.from(mask, (v) => (v ? 1 : 0));
+  const binary = new Uint8Array(mask.length);
+  for (let i = 0; i < mask.length; i++) binary[i] = mask[i] ? 1 : 0;
+  if (outHeight === height && outWidth === width) return binary;
   const resized = resizeBilinear(binary, height, width, outHeight, outWidth);
-  return Uint8Array.from(resized, (v) => (v > 0.5 ? 1 : 0));
+  const out = new Uint8Array(resized.length);
+  for (let i = 0; i < resized.length; i++) out[i] = resized[i]! > 0.5 ? 1 : 0;
+  return out;
 }

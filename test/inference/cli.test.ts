@@ -77,3 +77,39 @@ describe('pneumo-native thresholds', () => {
     expect(missing.stderr).toMatch(/23 map image\(s\) have no truth: 1\.2\.276\.0\.7230010\.3\.1\.4\.1,/);
   });
 });
+
+describe('pneumo-native submit', () => {
+  it('writes a scored submission from the best triplet of a search', async () => {
+    const sample = join(dir, 'sample.csv');
+    await writeFile(sample, `ImageId,EncodedPixels\n${[...ids].reverse().map((id) => `${id},-1`).join('\n')}\n`);
+    const thr = join(dir, 'thr-sub.json');
+    const search = await runCli(['thresholds', '--maps', join(dir, 'oof.pnm'), '--truth', join(dir, 'truth.csv'), '--truth-size', String(T), '--grid', 'spec', '--out', thr, '--quiet']);
+    expect(search.code, search.stderr).toBe(0);
+    const out = join(dir, 'submission.csv');
+    const r = await runCli(['submit', '--maps', join(dir, 'oof.pnm'), '--sample', sample, '--out', out, '--thresholds', thr, '--min-area', '50', '--size', String(T), '--truth', join(dir, 'truth.csv'), '--json', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    const result = parseJson<{ images: number; positives: number; score: { meanDice: number; emptyBaseline: number } }>(r);
+    expect(result.images).toBe(24);
+    expect(result.positives).toBeGreaterThan(0);
+    expect(result.score.meanDice).toBeGreaterThan(result.score.emptyBaseline);
+    const lines = (await readFile(out, 'utf8')).trim().split('\n');
+    expect(lines[0]).toBe('ImageId,EncodedPixels');
+    expect(lines.slice(1).map((l) => l.split(',')[0])).toEqual([...ids].reverse());
+    // the same submission scored by `score` agrees
+    const scored = await runCli(['score', '--truth', join(dir, 'truth.csv'), '--pred', out, '--size', String(T), '--json']);
+    expect(parseJson<{ meanDice: number }>(scored).meanDice).toBeCloseTo(result.score.meanDice, 12);
+  });
+
+  it('rejects a map set that misses sample-submission ids', async () => {
+    const sample = join(dir, 'sample-more.csv');
+    await writeFile(sample, `ImageId,EncodedPixels\n${[...ids, 'extra.1', 'extra.2'].map((id) => `${id},-1`).join('\n')}\n`);
+    const out = join(dir, 'never.csv');
+    const r = await runCli(['submit', '--maps', join(dir, 'oof.pnm'), '--sample', sample, '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/2 sample-submission id\(s\) have no map: extra\.1, extra\.2/);
+    await expect(stat(out)).rejects.toThrow();
+    const bad = await runCli(['submit', '--maps', join(dir, 'oof.pnm'), '--sample', sample, '--out', out, '--triplet', '0.75,2000']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--triplet: expected "top,area,bottom"/);
+  });
+});
