@@ -9,3 +9,4 @@ export * from './resize.js';
 export * from './search.js';
 export * from './heatmap.js';
 export * from './submit.js';
+export * from './blend.js';
