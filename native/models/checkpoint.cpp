@@ -25,7 +25,7 @@ namespace {
 
 constexpr const char* kFormat = "pneumo-native-model 1";
 
-Model::Impl& get(const Model& model) {
+Model::Impl& checkedImpl(const Model& model) {
   if (!model.defined()) throw Error("model is undefined (disposed or never created)");
   return *model.impl();
 }
@@ -137,7 +137,7 @@ std::vector<std::pair<std::string, Tensor>> unpickleTensors(const std::vector<ch
 }  // namespace
 
 std::vector<std::pair<std::string, Tensor>> modelStateDict(const Model& model) {
-  Model::Impl& impl = get(model);
+  Model::Impl& impl = checkedImpl(model);
   std::lock_guard<std::mutex> lock(impl.mutex);
   return guard([&] {
     std::vector<std::pair<std::string, Tensor>> out;
@@ -149,7 +149,7 @@ std::vector<std::pair<std::string, Tensor>> modelStateDict(const Model& model) {
 
 StateDictReport modelLoadStateDict(const Model& model, const std::vector<std::pair<std::string, Tensor>>& tensors,
                                    const std::string& prefix, bool strict) {
-  Model::Impl& impl = get(model);
+  Model::Impl& impl = checkedImpl(model);
   std::lock_guard<std::mutex> lock(impl.mutex);
   return guard([&] {
     std::map<std::string, at::Tensor> targets;
@@ -255,7 +255,7 @@ void saveModule(Model::Impl& impl, const torch::jit::Module& module, const std::
 }  // namespace
 
 void saveCheckpoint(const Model& model, const std::string& path, const CheckpointExtras& extras) {
-  Model::Impl& impl = get(model);
+  Model::Impl& impl = checkedImpl(model);
   std::lock_guard<std::mutex> lock(impl.mutex);
   guard([&] {
     saveModule(impl, impl.module, path, "checkpoint", &extras);
@@ -264,7 +264,7 @@ void saveCheckpoint(const Model& model, const std::string& path, const Checkpoin
 }
 
 void exportTorchScript(const Model& model, const std::string& path) {
-  Model::Impl& impl = get(model);
+  Model::Impl& impl = checkedImpl(model);
   std::lock_guard<std::mutex> lock(impl.mutex);
   guard([&] {
     torch::NoGradGuard noGrad;  // the copy's tensors are leaves that need no gradient
