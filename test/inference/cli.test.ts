@@ -113,3 +113,33 @@ describe('pneumo-native submit', () => {
     expect(bad.stderr).toMatch(/--triplet: expected "top,area,bottom"/);
   });
 });
+
+describe('pneumo-native stack', () => {
+  it('trains the stacking model on classifier probabilities and writes gate probabilities for submit', async () => {
+    // two classifiers: noisy copies of the truth's positive flag
+    const rng = new Random(9);
+    const positive = ids.map((_, i) => i % 3 === 0);
+    const write = async (name: string, list: string[], noise: number) => {
+      const path = join(dir, name);
+      await writeFile(path, `ImageId,probability\n${list.map((id, i) => `${id},${Math.min(1, Math.max(0, (positive[i] ? 0.8 : 0.2) + (rng.next() - 0.5) * noise)).toFixed(4)}`).join('\n')}\n`);
+      return path;
+    };
+    const a = await write('cls-a.csv', ids, 0.4);
+    const b = await write('cls-b.csv', ids, 0.5);
+    const out = join(dir, 'stacked.csv');
+    const r = await runCli(['stack', '--train', a, '--train', b, '--labels', join(dir, 'truth.csv'), '--test', a, '--test', b, '--out', out, '--folds', '3', '--epochs', '200', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const report = parseJson<{ trainImages: number; trainPositives: number; oofAuc: number; oofAccuracyAtGate: number; testPositiveAtGate: number }>(r);
+    expect(report).toMatchObject({ trainImages: 24, trainPositives: 8 });
+    expect(report.oofAuc).toBe(1);
+    expect(report.testPositiveAtGate).toBe(8);
+    const lines = (await readFile(out, 'utf8')).trim().split('\n');
+    expect(lines).toHaveLength(25);
+    const sample = join(dir, 'sample-gate.csv');
+    await writeFile(sample, `ImageId,EncodedPixels\n${ids.map((id) => `${id},-1`).join('\n')}\n`);
+    const sub = await runCli(['submit', '--maps', join(dir, 'oof.pnm'), '--sample', sample, '--out', join(dir, 'gated.csv'), '--triplet', '0.5,0,0.5', '--classifier', out, '--gate', '0.65', '--size', String(T), '--json', '--quiet']);
+    expect(sub.code, sub.stderr).toBe(0);
+    // area 0 makes every image positive; the gate keeps the 8 positives only
+    expect(parseJson<{ positives: number; gatedOut: number }>(sub)).toMatchObject({ positives: 8, gatedOut: 16 });
+  });
+});

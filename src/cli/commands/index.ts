@@ -9,9 +9,10 @@ import { prepareCommand } from './prepare.js';
 import { dicomInfoCommand } from './dicom-info.js';
 import { augmentPreviewCommand } from './augment-preview.js';
 import { modelsCommand } from './models.js';
+import { stackCommand } from './stack.js';
 import { blendCommand } from './blend.js';
 import { submitCommand } from './submit.js';
 import { thresholdsCommand } from './thresholds.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand, stackCommand];
