@@ -84,7 +84,7 @@ export async function searchThresholds(
     const thresholds = first.dtype === 'float16' ? [...new Set(grid.flatMap((t) => [t[0], t[2]]))] : undefined;
     const total = seen.size;
     let done = 0;
-    let summaries: MapSummaries | undefined;
+    const parts: MapSummaries[] = [];
     for (const r of readers) {
       for (let start = 0; start < r.count; start += chunk) {
         const n = Math.min(chunk, r.count - start);
@@ -96,12 +96,14 @@ export async function searchThresholds(
           masks.set(resizeMask(full, truthSize, truthSize, height, width), k * pixels);
         }
         const part = await summariseMaps(maps, height, width, { truth: masks, thresholds });
-        summaries = summaries ? summaries.concat(part) : part;
+        parts.push(part);
         done += n;
         options.onProgress?.(done, total);
       }
     }
-    const scores = await scoreTriplets(summaries!, grid, { areaSize });
+    // One concatenation at the end (not one per chunk, which would copy quadratically).
+    const summaries = parts[0]!.concat(...parts.slice(1));
+    const scores = await scoreTriplets(summaries, grid, { areaSize });
     const best = bestTriplet(scores);
     const emptyImages = best.empty.count;
     return {
