@@ -62,3 +62,11 @@ export * as preview from './training/preview.js';
 export * as config from './training/config.js';
 /** Inference: the triplet rule, region filtering, non_empty_ratio, the native triplet search (`inference.summariseMaps`, `inference.scoreTriplets`). */
 export * as inference from './inference/index.js';
+/** Serving: `Segmenter.load(path, options)` (micro-batched, abortable predictions for other Node services) and the HTTP `SegmentServer`. */
+export { Segmenter, DEFAULT_SERVE_TRIPLET, maskToPng } from './serve/segmenter.js';
+export type { SegmenterOptions, ResolvedSegmenterOptions, SegmentOptions, SegmentResult, SegmentTimings, SegmenterStats, BatchEvent } from './serve/segmenter.js';
+export { SegmenterError } from './serve/errors.js';
+export type { SegmenterErrorCode } from './serve/errors.js';
+export type { SegmenterInput, RawImage, InputFormat } from './serve/input.js';
+export { SegmentServer } from './serve/server.js';
+export type { SegmentServerOptions } from './serve/server.js';

@@ -80,6 +80,13 @@ export class Histogram {
   }
 }
 
+/** A counter read when the metrics are rendered (from counts kept elsewhere). */
+export function counter(name: string, help: string, samples: [Record<string, string>, number][]): string {
+  const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} counter`];
+  for (const [labels, value] of samples) lines.push(`${name}${labelText(labels)} ${num(value)}`);
+  return lines.join('\n');
+}
+
 /** A gauge read when the metrics are rendered. */
 export function gauge(name: string, help: string, samples: [Record<string, string>, number][]): string {
   const lines = [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`];

@@ -13,6 +13,7 @@ import { stackCommand } from './stack.js';
 import { blendCommand } from './blend.js';
 import { submitCommand } from './submit.js';
 import { thresholdsCommand } from './thresholds.js';
+import { serveCommand } from './serve.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand, stackCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand, stackCommand, serveCommand];

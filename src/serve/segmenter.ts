@@ -1,0 +1,640 @@
+/**
+ * `Segmenter`: pneumothorax segmentation for other Node services, safe under concurrency.
+ *
+ * ```ts
+ * const seg = await Segmenter.load('fold0.pt', { size: 512, tta: true });
+ * const r = await seg.predict(dicomBytes, { signal: AbortSignal.timeout(5000) });
+ * r.positive; r.rle; r.area; r.maxProbability; r.timings;
+ * seg.dispose();
+ * ```
+ *
+ * Calls made at the same time are micro-batched: each call's image is checked and prepared on
+ * arrival, then waits in a queue; a batch of up to `maxBatchSize` calls (same size and TTA) is
+ * decoded natively into one tensor and run as one forward once the batch is full or the oldest
+ * call has waited `maxWaitMs`. One batch runs at a time (LibTorch already uses every core for
+ * it); the next batch's forward overlaps the previous batch's post-processing. The queue holds at
+ * most `maxQueue` calls and refuses more with a `QUEUE_FULL` {@link SegmenterError}.
+ */
+import sharp from 'sharp';
+import { Tensor } from '../core/tensor.js';
+import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
+import { IMAGENET_GRAY, decodeBatch } from '../data/batch.js';
+import { DicomError } from '../data/dicom.js';
+import { EMPTY_RLE, encode as encodeRle } from '../data/rle.js';
+import { applyTriplet, assertTriplet } from '../inference/postprocess.js';
+import { resizeMask as resizeMaskBilinear } from '../inference/resize.js';
+import { Model } from '../models/model.js';
+import type { Triplet } from '../training/config.js';
+import { SegmenterError } from './errors.js';
+import { prepareInput } from './input.js';
+import type { InputFormat, PreparedInput, SegmenterInput } from './input.js';
+
+/** The first place's best validation triplet (SPEC section 4): (top 0.75, area 2000, bottom 0.3). */
+export const DEFAULT_SERVE_TRIPLET: Triplet = [0.75, 2000, 0.3];
+
+/** Options of {@link Segmenter.load} and {@link Segmenter.fromModel}. */
+export interface SegmenterOptions {
+  /** Where the model runs when loaded from a file: "cpu" (default), "cuda", "cuda:N". */
+  device?: string;
+  /** Inference size (square; a multiple of the encoder's divisor), default 512. */
+  size?: number;
+  /** Horizontal-flip TTA by default (default false). */
+  tta?: boolean;
+  /** Default `[top, area, bottom]` triplet (default {@link DEFAULT_SERVE_TRIPLET}). */
+  triplet?: Triplet;
+  /** The side the triplet's area is counted at (default 1024, SIIM's size). */
+  areaSize?: number;
+  /** Input normalisation (default ImageNet gray: mean 0.485, std 0.229). */
+  normalize?: { mean: number; std: number };
+  /** Most calls in one forward (default 8). */
+  maxBatchSize?: number;
+  /** Longest a call waits for companions before its batch runs anyway, ms (default 5). */
+  maxWaitMs?: number;
+  /** Most calls accepted and not yet running (default 64); more are refused with QUEUE_FULL. */
+  maxQueue?: number;
+  /** Largest image accepted, in pixels (default 4096 x 4096); larger ones get INPUT_TOO_LARGE. */
+  maxPixels?: number;
+  /**
+   * Size of the returned mask: "input" (default) resizes it to the input image's size (bilinear
+   * with half-pixel centres on the 0/1 mask, binarised at 0.5, as SIIM masks refer to the 1024
+   * images); "model" keeps the inference size.
+   */
+  maskSize?: 'input' | 'model';
+  /** Called after each forward with its size and timings (for an embedder's own metrics). */
+  onBatch?: (event: BatchEvent) => void;
+}
+
+/** Options of one {@link Segmenter.predict} call; unset ones take the segmenter's defaults. */
+export interface SegmentOptions {
+  tta?: boolean;
+  triplet?: Triplet;
+  /** Inference size for this call (calls of different sizes run in different batches). */
+  size?: number;
+  /** Cancels the call: rejected with ABORTED, and removed from the queue if it has not run yet. */
+  signal?: AbortSignal;
+}
+
+/** Where a call's time went, in milliseconds. */
+export interface SegmentTimings {
+  /** Checking and preparing the input, plus its share of the native batch decode. */
+  decodeMs: number;
+  /** From entering the queue to its batch starting. */
+  queueMs: number;
+  /** The batch's forward (with TTA when asked). */
+  inferenceMs: number;
+  /** Triplet, mask resize and RLE encoding. */
+  postprocessMs: number;
+  /** From the call to its result. */
+  totalMs: number;
+}
+
+/** The result of one {@link Segmenter.predict} call. */
+export interface SegmentResult {
+  /** Row-major 0/1 mask, `width` x `height` (see `maskSize`). */
+  mask: Uint8Array;
+  width: number;
+  height: number;
+  /** The mask in SIIM RLE (column-major, relative; "-1" when empty). */
+  rle: string;
+  /** Positive pixels of `mask`. */
+  area: number;
+  /** Highest probability of the map (before the triplet rule). */
+  maxProbability: number;
+  /** Whether the triplet rule called the image positive. */
+  positive: boolean;
+  triplet: Triplet;
+  tta: boolean;
+  /** Inference size. */
+  size: number;
+  /** The input's format ("dicom", "png", "jpeg", "raw") and size. */
+  input: { format: InputFormat; width: number; height: number };
+  /** Calls that shared this call's forward. */
+  batchSize: number;
+  timings: SegmentTimings;
+}
+
+/** Counters of a {@link Segmenter} (for metrics endpoints). */
+export interface SegmenterStats {
+  /** Calls accepted and waiting (being prepared or queued). */
+  queued: number;
+  /** Calls in the batch now running (0 when idle). */
+  running: number;
+  /** Accepted calls that returned a result. */
+  completed: number;
+  /** Accepted calls that failed, were aborted or were disposed (calls refused at once are not counted). */
+  failed: number;
+  batches: number;
+  /** batchSizes[n]: how many batches had n calls. */
+  batchSizes: number[];
+}
+
+/** What {@link SegmenterOptions.onBatch} receives after each forward. */
+export interface BatchEvent {
+  size: number;
+  decodeMs: number;
+  inferenceMs: number;
+}
+
+type State = 'preparing' | 'queued' | 'running' | 'settled';
+
+interface Call {
+  state: State;
+  started: number;
+  prepared?: PreparedInput;
+  prepareMs: number;
+  enqueued: number;
+  size: number;
+  tta: boolean;
+  triplet: Triplet;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  resolve: (r: SegmentResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/** {@link SegmenterOptions} with every default filled in (`Segmenter.options`). */
+export interface ResolvedSegmenterOptions {
+  size: number;
+  tta: boolean;
+  triplet: Triplet;
+  areaSize: number;
+  normalize: { mean: number; std: number };
+  maxBatchSize: number;
+  maxWaitMs: number;
+  maxQueue: number;
+  maxPixels: number;
+  maskSize: 'input' | 'model';
+}
+
+function resolveOptions(options: SegmenterOptions, divisor: number): ResolvedSegmenterOptions {
+  if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object', options);
+  const o: ResolvedSegmenterOptions = {
+    size: options.size ?? 512,
+    tta: options.tta ?? false,
+    triplet: options.triplet ?? DEFAULT_SERVE_TRIPLET,
+    areaSize: options.areaSize ?? 1024,
+    normalize: options.normalize ?? IMAGENET_GRAY,
+    maxBatchSize: options.maxBatchSize ?? 8,
+    maxWaitMs: options.maxWaitMs ?? 5,
+    maxQueue: options.maxQueue ?? 64,
+    maxPixels: options.maxPixels ?? 4096 * 4096,
+    maskSize: options.maskSize ?? 'input',
+  };
+  checkSize('options.size', o.size, divisor);
+  if (!is.bool(o.tta)) throw invalidParameterError('options.tta', 'a boolean', o.tta);
+  assertTriplet('options.triplet', o.triplet);
+  assertNumber('options.areaSize', o.areaSize, 1, 1 << 20);
+  if (typeof o.normalize !== 'object' || o.normalize === null) throw invalidParameterError('options.normalize', '{ mean, std }', o.normalize);
+  assertNumber('options.normalize.mean', o.normalize.mean);
+  assertNumber('options.normalize.std', o.normalize.std, Number.MIN_VALUE);
+  assertInteger('options.maxBatchSize', o.maxBatchSize, 1, 1024);
+  assertNumber('options.maxWaitMs', o.maxWaitMs, 0, 60_000);
+  assertInteger('options.maxQueue', o.maxQueue, 1, 1_000_000);
+  assertInteger('options.maxPixels', o.maxPixels, 1, 1 << 30);
+  if (o.maskSize !== 'input' && o.maskSize !== 'model') throw invalidParameterError('options.maskSize', '"input" or "model"', o.maskSize);
+  return o;
+}
+
+function checkSize(name: string, size: unknown, divisor: number): asserts size is number {
+  assertInteger(name, size, divisor, 8192);
+  if (size % divisor !== 0) throw invalidParameterError(name, `a multiple of ${divisor} (the encoder's divisor)`, size);
+}
+
+function abortError(signal: AbortSignal): SegmenterError {
+  const reason: unknown = signal.reason;
+  const why = reason instanceof Error && reason.name === 'TimeoutError' ? 'it timed out' : 'its signal was aborted';
+  return new SegmenterError('ABORTED', `The segmentation call was aborted: ${why}`, { cause: reason });
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Concurrent-safe, micro-batched segmentation with one model. See the module comment. */
+export class Segmenter {
+  readonly #model: Model;
+  readonly #options: ResolvedSegmenterOptions;
+  readonly #onBatch: ((event: BatchEvent) => void) | undefined;
+  readonly #divisor: number;
+  #queue: Call[] = [];
+  #preparing = new Set<Call>();
+  #running: Call[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #disposed = false;
+  #closing = false;
+  #inferring = false;
+  #channels: Tensor | undefined;
+  #completed = 0;
+  #failed = 0;
+  #batches = 0;
+  #batchSizes: number[] = [];
+  #idle: (() => void)[] = [];
+
+  private constructor(model: Model, options: SegmenterOptions) {
+    this.#model = model;
+    this.#divisor = model.encoderInfo.requiredDivisor;
+    this.#options = resolveOptions(options, this.#divisor);
+    this.#onBatch = options.onBatch;
+    if (options.onBatch !== undefined && typeof options.onBatch !== 'function') throw invalidParameterError('options.onBatch', 'a function', options.onBatch);
+    model.eval();
+  }
+
+  /**
+   * Loads a checkpoint or TorchScript export (see `Model.load`) and wraps it. The segmenter owns
+   * the model: `dispose()` frees it.
+   */
+  static async load(modelPath: string, options: SegmenterOptions = {}): Promise<Segmenter> {
+    if (!is.string(modelPath)) throw invalidParameterError('modelPath', 'a model file path', modelPath);
+    const model = await Model.load(modelPath, options.device === undefined ? {} : { device: options.device });
+    try {
+      return Segmenter.fromModel(model, options);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+  }
+
+  /** Wraps a model already loaded; the segmenter takes ownership (its `dispose()` frees the model). */
+  static fromModel(model: Model, options: SegmenterOptions = {}): Segmenter {
+    if (!(model instanceof Model)) throw invalidParameterError('model', 'a Model', model);
+    if (model.spec.classes !== 1) throw invalidParameterError('model', 'a model with one output class', `${model.spec.classes} classes`);
+    if (model.spec.inChannels !== 1 && model.spec.inChannels !== 3) {
+      throw invalidParameterError('model', 'a model with 1 or 3 input channels (gray images)', `${model.spec.inChannels} input channels`);
+    }
+    return new Segmenter(model, options);
+  }
+
+  /** The resolved defaults (size, tta, triplet, queue limits...). */
+  get options(): Readonly<ResolvedSegmenterOptions> {
+    return this.#options;
+  }
+
+  /** "unet on resnet18" style description of the model. */
+  describe(): string {
+    return this.#model.describe();
+  }
+
+  /** Whether `dispose()` (or a finished `close()`) freed the model. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Calls accepted and not yet finished (preparing, queued or running). */
+  get pending(): number {
+    return this.#preparing.size + this.#queue.length + this.#running.length;
+  }
+
+  /** Queue depth, calls finished and batch-size counts since the segmenter was made. */
+  stats(): SegmenterStats {
+    return {
+      queued: this.#preparing.size + this.#queue.length,
+      running: this.#running.length,
+      completed: this.#completed,
+      failed: this.#failed,
+      batches: this.#batches,
+      batchSizes: Array.from(this.#batchSizes, (n) => n ?? 0),
+    };
+  }
+
+  /**
+   * Segments one image: a DICOM, PNG or JPEG file's bytes, or raw 8-bit gray pixels.
+   * @throws SegmenterError BAD_INPUT, INPUT_TOO_LARGE, QUEUE_FULL, ABORTED or DISPOSED; TypeError
+   *   for bad options
+   */
+  predict(input: SegmenterInput, options: SegmentOptions = {}): Promise<SegmentResult> {
+    const started = performance.now();
+    if (this.#disposed) return Promise.reject(new SegmenterError('DISPOSED', 'The segmenter has been disposed'));
+    if (typeof options !== 'object' || options === null) return Promise.reject(invalidParameterError('options', 'an object', options));
+    const o = this.#options;
+    const size = options.size ?? o.size;
+    const tta = options.tta ?? o.tta;
+    const triplet = options.triplet ?? o.triplet;
+    const signal = options.signal;
+    try {
+      checkSize('options.size', size, this.#divisor);
+      if (!is.bool(tta)) throw invalidParameterError('options.tta', 'a boolean', tta);
+      assertTriplet('options.triplet', triplet);
+      if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidParameterError('options.signal', 'an AbortSignal', signal);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (this.#preparing.size + this.#queue.length >= o.maxQueue) {
+      return Promise.reject(new SegmenterError('QUEUE_FULL', `The segmenter queue is full (${o.maxQueue} calls waiting); retry later`));
+    }
+    return new Promise<SegmentResult>((resolve, reject) => {
+      const call: Call = {
+        state: 'preparing',
+        started,
+        prepareMs: 0,
+        enqueued: 0,
+        size,
+        tta,
+        triplet: [...triplet] as Triplet,
+        signal,
+        onAbort: undefined,
+        resolve,
+        reject,
+      };
+      if (signal) {
+        call.onAbort = () => this.#abort(call);
+        signal.addEventListener('abort', call.onAbort, { once: true });
+      }
+      this.#preparing.add(call);
+      prepareInput(input, o.maxPixels).then(
+        (prepared) => {
+          this.#preparing.delete(call);
+          if (call.state === 'settled') return;
+          call.prepared = prepared;
+          call.prepareMs = performance.now() - started;
+          call.state = 'queued';
+          call.enqueued = performance.now();
+          this.#queue.push(call);
+          this.#schedule();
+        },
+        (err: unknown) => {
+          this.#preparing.delete(call);
+          this.#settle(call, err);
+        },
+      );
+    });
+  }
+
+  /**
+   * Stops taking calls, lets those accepted finish, then frees the model. Resolves when done.
+   */
+  async close(): Promise<void> {
+    if (this.#disposed) return;
+    const wait = new Promise<void>((resolve) => this.#idle.push(resolve));
+    this.#closing = true;
+    if (this.pending === 0) this.#notifyIdle();
+    else this.#schedule();
+    await wait;
+    this.dispose();
+  }
+
+  /**
+   * Frees the model now and rejects every call not yet finished with DISPOSED. A forward already
+   * running finishes on its thread first; the weights are freed right after it. Idempotent.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    clearTimeout(this.#timer);
+    const error = (): SegmenterError => new SegmenterError('DISPOSED', 'The segmenter was disposed before the call completed');
+    for (const call of [...this.#preparing, ...this.#queue, ...this.#running]) this.#settle(call, error());
+    this.#preparing.clear();
+    this.#queue = [];
+    if (!this.#inferring) this.#free();
+    this.#notifyIdle();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #free(): void {
+    this.#channels?.dispose();
+    this.#channels = undefined;
+    this.#model.dispose();
+  }
+
+  #notifyIdle(): void {
+    const waiters = this.#idle;
+    this.#idle = [];
+    for (const w of waiters) w();
+  }
+
+  #abort(call: Call): void {
+    if (call.state === 'settled' || !call.signal) return;
+    if (call.state === 'queued') this.#queue = this.#queue.filter((c) => c !== call);
+    if (call.state === 'preparing') this.#preparing.delete(call);
+    this.#settle(call, abortError(call.signal));
+  }
+
+  #settle(call: Call, error: unknown, result?: SegmentResult): void {
+    if (call.state === 'settled') return;
+    call.state = 'settled';
+    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
+    if (result !== undefined && error === undefined) {
+      this.#completed += 1;
+      call.resolve(result);
+    } else {
+      this.#failed += 1;
+      call.reject(error);
+    }
+    if (this.#closing && this.pending === 0) this.#notifyIdle();
+  }
+
+  /** Starts a batch now if one is due, else arms the timer for the oldest call's deadline. */
+  #schedule(): void {
+    if (this.#disposed || this.#inferring || this.#queue.length === 0) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const head = this.#queue[0]!;
+    const sameKey = this.#queue.filter((c) => c.size === head.size && c.tta === head.tta).length;
+    const waited = performance.now() - head.enqueued;
+    if (sameKey >= this.#options.maxBatchSize || waited >= this.#options.maxWaitMs || this.#closing) {
+      void this.#runBatch();
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#schedule();
+    }, Math.max(0, this.#options.maxWaitMs - waited));
+  }
+
+  /** Takes up to maxBatchSize queued calls sharing the head's size and TTA. */
+  #takeBatch(): Call[] {
+    const head = this.#queue[0]!;
+    const batch: Call[] = [];
+    const rest: Call[] = [];
+    for (const c of this.#queue) {
+      if (batch.length < this.#options.maxBatchSize && c.size === head.size && c.tta === head.tta) batch.push(c);
+      else rest.push(c);
+    }
+    this.#queue = rest;
+    return batch;
+  }
+
+  async #runBatch(): Promise<void> {
+    this.#inferring = true;
+    let batch = this.#takeBatch();
+    const batchStart = performance.now();
+    for (const c of batch) c.state = 'running';
+    this.#running = batch;
+    const size = batch[0]!.size;
+    const tta = batch[0]!.tta;
+    let probs: Float32Array | undefined;
+    let decodeMs = 0;
+    let inferenceMs = 0;
+    try {
+      // The native decoder fails a whole batch for one bad image and names it: reject that call
+      // and decode the others again.
+      let images: Tensor | undefined;
+      while (images === undefined && batch.length > 0) {
+        const t0 = performance.now();
+        try {
+          images = await decodeBatch(
+            batch.map((c) => c.prepared!.source),
+            { size, normalize: this.#options.normalize },
+            batch.map((_, i) => String(i)),
+          );
+        } catch (err) {
+          const index = err instanceof DicomError ? Number(err.file) : NaN;
+          if (!(err instanceof DicomError) || !Number.isInteger(index) || batch[index] === undefined) throw err;
+          const bad = batch[index]!;
+          batch = batch.filter((c) => c !== bad);
+          this.#settle(bad, new SegmenterError('BAD_INPUT', `The image cannot be decoded: ${err.reason}`, { cause: err }));
+        }
+        decodeMs += performance.now() - t0;
+      }
+      // `batch` is now the images' order. Calls aborted meanwhile keep their row (their result is
+      // dropped); a batch whose calls all went away skips the forward.
+      if (images === undefined || batch.every((c) => c.state === 'settled') || this.#disposed) {
+        images?.dispose();
+      } else {
+        const t1 = performance.now();
+        probs = await this.#forward(images, tta);
+        inferenceMs = performance.now() - t1;
+      }
+    } catch (err) {
+      for (const c of batch) this.#settle(c, err);
+      batch = [];
+    } finally {
+      this.#running = [];
+      this.#inferring = false;
+    }
+    if (this.#disposed) {
+      this.#free();
+      for (const c of batch) this.#settle(c, new SegmenterError('DISPOSED', 'The segmenter was disposed before the call completed'));
+      return;
+    }
+    // Results of calls aborted meanwhile are dropped; the forward still counts as a batch.
+    const n = batch.length;
+    if (probs !== undefined) {
+      this.#batches += 1;
+      this.#batchSizes[n] = (this.#batchSizes[n] ?? 0) + 1;
+      for (let i = 0; i < this.#batchSizes.length; i += 1) this.#batchSizes[i] ??= 0;
+      try {
+        this.#onBatch?.({ size: n, decodeMs, inferenceMs });
+      } catch {
+        // An embedder's metrics callback must not fail the calls.
+      }
+    }
+    this.#schedule(); // the next batch's forward overlaps this batch's post-processing
+    if (probs === undefined) return;
+    const pixels = size * size;
+    for (let i = 0; i < n; i += 1) {
+      const call = batch[i]!;
+      if (call.state === 'settled') continue;
+      try {
+        const result = await this.#postprocess(call, probs.subarray(i * pixels, (i + 1) * pixels), {
+          decodeMs: call.prepareMs + decodeMs,
+          queueMs: batchStart - call.enqueued,
+          inferenceMs,
+          batchSize: n,
+        });
+        this.#settle(call, undefined, result);
+      } catch (err) {
+        this.#settle(call, err);
+      }
+      if (i + 1 < n) await yieldToEventLoop();
+    }
+  }
+
+  /** [B,1,S,S] normalised images -> B x S x S probabilities. */
+  async #forward(images: Tensor, tta: boolean): Promise<Float32Array> {
+    let input = images;
+    try {
+      if (this.#model.spec.inChannels === 3) {
+        // Gray replicated to the 3 channels the ImageNet encoders take (a broadcast multiply).
+        this.#channels ??= Tensor.from(new Float32Array([1, 1, 1]), [1, 3, 1, 1]);
+        input = await images.mul(this.#channels);
+      }
+      const out = await this.#model.predict(input, { tta });
+      out.label?.dispose();
+      return out.mask.takeData('float32');
+    } finally {
+      if (input !== images) input.dispose();
+      images.dispose();
+    }
+  }
+
+  async #postprocess(
+    call: Call,
+    map: Float32Array,
+    batch: { decodeMs: number; queueMs: number; inferenceMs: number; batchSize: number },
+  ): Promise<SegmentResult> {
+    const t0 = performance.now();
+    const size = call.size;
+    let maxProbability = 0;
+    for (let i = 0; i < map.length; i += 1) if (map[i]! > maxProbability) maxProbability = map[i]!;
+    const rule = applyTriplet(map, size, size, call.triplet, { areaSize: this.#options.areaSize });
+    const prepared = call.prepared!;
+    let mask = rule.mask;
+    let width = size;
+    let height = size;
+    let area = rule.area;
+    if (this.#options.maskSize === 'input' && (prepared.width !== size || prepared.height !== size)) {
+      width = prepared.width;
+      height = prepared.height;
+      if (rule.positive) {
+        ({ mask, area } = await resizeMask(rule.mask, size, width, height));
+      } else {
+        mask = new Uint8Array(width * height);
+      }
+    }
+    const rle = area === 0 ? EMPTY_RLE : encodeRle(mask, width, height);
+    const now = performance.now();
+    return {
+      mask,
+      width,
+      height,
+      rle,
+      area,
+      maxProbability,
+      positive: rule.positive,
+      triplet: call.triplet,
+      tta: call.tta,
+      size,
+      input: { format: prepared.format, width: prepared.width, height: prepared.height },
+      batchSize: batch.batchSize,
+      timings: {
+        decodeMs: batch.decodeMs,
+        queueMs: batch.queueMs,
+        inferenceMs: batch.inferenceMs,
+        postprocessMs: now - t0,
+        totalMs: now - call.started,
+      },
+    };
+  }
+}
+
+/**
+ * A 0/1 size x size mask resized to width x height and binarised at 0.5: bilinear with half-pixel
+ * centres (PyTorch's align_corners=False, as the first place resizes to 1024). Square outputs (SIIM's
+ * images) are resized natively on the thread pool; others by the TypeScript resize.
+ */
+async function resizeMask(mask: Uint8Array, size: number, width: number, height: number): Promise<{ mask: Uint8Array; area: number }> {
+  let area = 0;
+  if (width !== height) {
+    const resized = resizeMaskBilinear(mask, size, size, height, width);
+    for (let i = 0; i < resized.length; i += 1) area += resized[i]!;
+    return { mask: resized, area };
+  }
+  const scaled = new Uint8Array(mask.length);
+  for (let i = 0; i < mask.length; i += 1) scaled[i] = mask[i] ? 255 : 0;
+  const resized = (await decodeBatch([{ data: scaled, jpeg: false, width: size, height: size }], { size: width })).takeData('uint8');
+  for (let i = 0; i < resized.length; i += 1) {
+    const bit = resized[i]! >= 128 ? 1 : 0;
+    resized[i] = bit;
+    area += bit;
+  }
+  return { mask: resized, area };
+}
+
+/** A PNG of a 0/1 mask (0 and 255), encoded off the event loop. */
+export async function maskToPng(mask: Uint8Array, width: number, height: number): Promise<Buffer> {
+  const scaled = new Uint8Array(mask.length);
+  for (let i = 0; i < mask.length; i += 1) scaled[i] = mask[i] ? 255 : 0;
+  return sharp(scaled, { raw: { width, height, channels: 1 } }).toColourspace('b-w').png({ compressionLevel: 6 }).toBuffer();
+}
