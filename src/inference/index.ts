@@ -10,3 +10,6 @@ export * from './search.js';
 export * from './heatmap.js';
 export * from './submit.js';
 export * from './blend.js';
+export * from './infer.js';
+export * from './stacking.js';
+export * from './swa.js';

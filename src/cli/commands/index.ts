@@ -9,6 +9,8 @@ import { prepareCommand } from './prepare.js';
 import { dicomInfoCommand } from './dicom-info.js';
 import { augmentPreviewCommand } from './augment-preview.js';
 import { modelsCommand } from './models.js';
+import { swaCommand } from './swa.js';
+import { inferCommand } from './infer.js';
 import { stackCommand } from './stack.js';
 import { blendCommand } from './blend.js';
 import { submitCommand } from './submit.js';
@@ -16,4 +18,4 @@ import { thresholdsCommand } from './thresholds.js';
 import { serveCommand } from './serve.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand, stackCommand, serveCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand, stackCommand, inferCommand, swaCommand, serveCommand];
