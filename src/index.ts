@@ -70,3 +70,7 @@ export type { SegmenterErrorCode } from './serve/errors.js';
 export type { SegmenterInput, RawImage, InputFormat } from './serve/input.js';
 export { SegmentServer } from './serve/server.js';
 export type { SegmentServerOptions } from './serve/server.js';
+/** The training loop of `pneumo-native train`: `trainer.trainExperiment(config, { resume, onEvent })`, `trainer.trainFold`. */
+export * as trainer from './training/trainer.js';
+/** Training batches read and augmented ahead of the step: `trainingData.BatchLoader`, `trainingData.openPreparedDataset`. */
+export * as trainingData from './training/loader.js';

@@ -16,6 +16,7 @@ import { blendCommand } from './blend.js';
 import { submitCommand } from './submit.js';
 import { thresholdsCommand } from './thresholds.js';
 import { serveCommand } from './serve.js';
+import { trainCommand } from './train.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand, stackCommand, inferCommand, swaCommand, serveCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand, stackCommand, inferCommand, swaCommand, trainCommand, serveCommand];

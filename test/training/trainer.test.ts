@@ -1,0 +1,272 @@
+/**
+ * The training loop through the library: config -> loop on a tiny prepared synthetic dataset
+ * (tiny_unet_r18 at 64 px), its files (checkpoints, top-K pruning, summary.csv, metrics.jsonl,
+ * curves.png, train.log), and the pieces it is made of (learning-rate control, batch loader,
+ * ROC AUC, summaries).
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Model } from '../../src/models/model.js';
+import { AugmentPipeline } from '../../src/training/augment/pipeline.js';
+import { validateConfig } from '../../src/training/config.js';
+import type { ExperimentConfig } from '../../src/training/config.js';
+import { curvesSvg } from '../../src/training/curves.js';
+import { BatchLoader, openPreparedDataset, splitFold } from '../../src/training/loader.js';
+import { LrControl } from '../../src/training/lr-control.js';
+import { SUMMARY_HEADER, formatSummary } from '../../src/training/run-files.js';
+import type { EpochRecord } from '../../src/training/run-files.js';
+import { foldDir, lossTerms, optimizerSpec, samplerConfig, trainExperiment } from '../../src/training/trainer.js';
+import type { TrainEvent } from '../../src/training/trainer.js';
+import { rocAuc } from '../../src/training/validation.js';
+import { makeTrainFixture } from './train-fixture.js';
+import type { TrainFixture } from './train-fixture.js';
+
+let fixture: TrainFixture;
+beforeAll(async () => {
+  fixture = await makeTrainFixture();
+}, 120_000);
+afterAll(async () => {
+  if (fixture) await rm(fixture.root, { recursive: true, force: true });
+});
+
+function tinyConfig(extra: Record<string, unknown> = {}): ExperimentConfig {
+  return validateConfig(
+    {
+      name: 'tiny',
+      seed: 3,
+      device: 'cpu',
+      data: { dir: fixture.data, imgSize: 64, workers: 2 },
+      model: { backbone: 'tiny_unet_r18' },
+      folds: { use: [0] },
+      optimizer: { kind: 'adam', lr: 1e-3 },
+      scheduler: { kind: 'cosine' },
+      training: { epochs: 3, batchSize: 4, earlyStopping: 0, gradClip: 1, validateEvery: 1 },
+      checkpoints: { topK: 2 },
+      output: { dir: join(fixture.root, 'runs') },
+      ...extra,
+    },
+    'test',
+  );
+}
+
+function record(epoch: number, score: number | null, loss = 0.5): EpochRecord {
+  return {
+    epoch,
+    loss,
+    lr: 1e-3,
+    encoderLr: null,
+    encoderFrozen: false,
+    images: 8,
+    steps: 2,
+    sampleRate: 0.8,
+    gradNorm: 1,
+    seconds: 1,
+    imagesPerSecond: 8,
+    dataWait: 0.01,
+    validation:
+      score === null
+        ? null
+        : { score, triplet: [0.75, 2000, 0.3], tripletScores: [score], dicePositive: score / 2, diceEmpty: 1, emptyBaseline: 0.75, images: 4, positives: 1, seconds: 0.1 },
+  };
+}
+
+describe('learning-rate control', () => {
+  it('follows cosine annealing per epoch and a linear warm-up per step', () => {
+    const config = tinyConfig({ scheduler: { kind: 'cosine', minLr: 0, warmup: 0 }, training: { epochs: 4 } });
+    const lr = new LrControl(config);
+    expect(lr.factor(0, 0, 10)).toBe(1);
+    expect(lr.factor(2, 5, 10)).toBeCloseTo(0.5, 12); // cos(pi * 2 / 4): per epoch, not per step
+    const warm = new LrControl(tinyConfig({ scheduler: { kind: 'constant', warmup: 0.5 }, training: { epochs: 4 } }));
+    expect(warm.factor(0, 5, 10)).toBeCloseTo(0.25, 12); // t = 0.5 of 2 warm-up epochs
+    expect(warm.factor(1, 0, 10)).toBeCloseTo(0.5, 12);
+    expect(warm.factor(2, 0, 10)).toBe(1);
+  });
+
+  it('reduces on a plateau of the validation score and restores its state', () => {
+    const config = tinyConfig({ scheduler: { kind: 'plateau', factor: 0.5, patience: 1, threshold: 0 } });
+    const lr = new LrControl(config);
+    for (const score of [0.5, 0.6, 0.6]) lr.onValidation(score);
+    expect(lr.factor(3, 0, 1)).toBe(1);
+    lr.onValidation(0.6); // the second validation without improvement: patience 1 exceeded
+    expect(lr.factor(4, 0, 1)).toBe(0.5);
+    const again = new LrControl(config, JSON.parse(JSON.stringify(lr.toJSON())));
+    expect(again.factor(4, 0, 1)).toBe(0.5);
+    again.onValidation(0.6);
+    again.onValidation(0.6);
+    expect(again.factor(5, 0, 1)).toBe(0.25);
+  });
+});
+
+describe('run files', () => {
+  it('writes summary.csv rows for validated epochs only', () => {
+    const text = formatSummary([record(0, 0.7), record(1, null), record(2, 0.8)]);
+    const lines = text.trim().split('\n');
+    expect(lines[0]).toBe(SUMMARY_HEADER);
+    expect(lines.slice(1).map((l) => l.split(',')[0])).toEqual(['0', '2']);
+    expect(lines[2]!.split(',').slice(0, 8)).toEqual(['2', '0.8', '0.75', '2000', '0.3', '0.4', '1', '0.75']);
+  });
+
+  it('draws curves with the score, the Dice on positives and the all-empty baseline', () => {
+    const svg = curvesSvg([record(0, 0.7, 0.9), record(1, 0.8, 0.6)]);
+    expect(svg).toMatch(/^<svg/);
+    for (const label of ['training loss', 'validation score', 'Dice on positive images', 'all-empty baseline']) expect(svg).toContain(label);
+    expect((svg.match(/<path /g) ?? []).length).toBe(4);
+  });
+
+  it('computes ROC AUC with ties', () => {
+    expect(rocAuc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])).toBeCloseTo(0.75, 12);
+    expect(rocAuc([0.5, 0.5], [0, 1])).toBe(0.5);
+    expect(rocAuc([0.2, 0.3], [1, 1])).toBeNaN();
+  });
+});
+
+describe('config -> engine pieces', () => {
+  it('maps the config to loss terms, optimizer groups and the sampler', () => {
+    const c = tinyConfig({ loss: { kind: 'bce-lovasz' }, optimizer: { kind: 'radam', lr: 5e-4, encoderLr: 5e-5, weightDecay: 1e-4 }, sampler: { positiveRate: 0.8, positiveRateEnd: 0.4 } });
+    expect(lossTerms(c)).toEqual([
+      { kind: 'balanced-bce', weight: 1 },
+      { kind: 'lovasz', weight: 0.1 },
+    ]);
+    expect(optimizerSpec(c)).toMatchObject({ algorithm: 'radam', lr: 5e-4, weightDecay: 1e-4, decayBiasesAndNorms: false, lrRules: [['encoder.', 5e-5]] });
+    expect(samplerConfig(c)).toEqual({ mode: 'sample-rate', sampleRate: { start: 0.8, end: 0.4 } });
+    expect(samplerConfig(tinyConfig({ sampler: { enabled: false } }))).toEqual({ mode: 'all' });
+  });
+});
+
+describe('BatchLoader', () => {
+  it('prepares batches ahead, deterministically per seed, with masks aligned to their images', async () => {
+    const dataset = await openPreparedDataset(fixture.data, 'folds.csv');
+    const { train, val } = splitFold(dataset, 0);
+    expect(train.length + val.length).toBe(16);
+    const loader = new BatchLoader(train, { size: 64, batchSize: 4, pipeline: AugmentPipeline.preset('first-place'), channels: 3, depth: 2 });
+    const order = Int32Array.from({ length: train.length }, (_, i) => i);
+    const run = async (): Promise<{ ids: string[][]; sums: number[] }> => {
+      const ids: string[][] = [];
+      const sums: number[] = [];
+      for await (const b of loader.epoch(order, 9)) {
+        expect(b.images.shape).toEqual([b.ids.length, 3, 64, 64]);
+        expect(b.masks.shape).toEqual([b.ids.length, 1, 64, 64]);
+        ids.push(b.ids);
+        sums.push([...(await b.images.data('float32'))].reduce((a, v) => a + v, 0));
+        const masks = await b.masks.data('float32');
+        expect(masks.every((v) => v === 0 || v === 1)).toBe(true);
+        b.dispose();
+      }
+      return { ids, sums };
+    };
+    const a = await run();
+    const b = await run();
+    expect(a.ids.flat()).toEqual(train.map((s) => s.id));
+    expect(b.sums).toEqual(a.sums);
+    expect(loader.batchesLoaded).toBe(6);
+  });
+});
+
+describe('trainExperiment', () => {
+  it('trains a fold: checkpoints, top-K pruning, best copy, summary, metrics, log and curves', async () => {
+    const config = tinyConfig({ training: { epochs: 4, batchSize: 4, earlyStopping: 0, gradClip: 1, validateEvery: 1 } });
+    const events: TrainEvent[] = [];
+    const result = await trainExperiment(config, { onEvent: (e) => events.push(e) });
+    const fold = result.folds[0]!;
+    const dir = foldDir(config, 0);
+    expect(fold.dir).toBe(dir);
+    expect(fold.epochsRun).toBe(4);
+    expect(fold.stopped).toBe('completed');
+
+    // summary.csv: one row per validated epoch; metrics.jsonl: one object per epoch.
+    const summary = readFileSync(join(dir, 'summary.csv'), 'utf8').trim().split('\n');
+    expect(summary[0]).toBe(SUMMARY_HEADER);
+    expect(summary).toHaveLength(5);
+    const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as EpochRecord);
+    expect(metrics.map((m) => m.epoch)).toEqual([0, 1, 2, 3]);
+    const scores = metrics.map((m) => m.validation!.score);
+    for (const m of metrics) {
+      expect(Number.isFinite(m.loss)).toBe(true);
+      expect(m.validation!.images).toBe(4);
+      expect(m.validation!.emptyBaseline).toBeCloseTo((4 - m.validation!.positives) / 4, 12);
+      expect(m.validation!.tripletScores).toHaveLength(8);
+      expect(m.validation!.score).toBe(Math.max(...m.validation!.tripletScores));
+      expect(m.dataWait).toBeGreaterThanOrEqual(0);
+      expect(m.dataWait).toBeLessThanOrEqual(1);
+    }
+    expect(summary.slice(1).map((l) => Number(l.split(',')[1]))).toEqual(scores.map((s) => Number(s.toFixed(6))));
+
+    // Top-K: the two best validated epochs are kept, the others deleted; best.ckpt is the best one.
+    const ranked = metrics.map((m) => ({ epoch: m.epoch, score: m.validation!.score })).sort((a, b) => b.score - a.score || a.epoch - b.epoch);
+    const kept = readdirSync(dir).filter((f) => /^epoch\d+\.ckpt$/.test(f)).sort();
+    expect(kept).toEqual(ranked.slice(0, 2).map((r) => `epoch${String(r.epoch).padStart(3, '0')}.ckpt`).sort());
+    expect(fold.topK.map((c) => c.epoch)).toEqual(ranked.slice(0, 2).map((r) => r.epoch));
+    expect(fold.best?.epoch).toBe(ranked[0]!.epoch);
+    const best = await Model.loadCheckpoint(join(dir, 'best.ckpt'));
+    expect(best.metadata.epoch).toBe(ranked[0]!.epoch);
+    expect(best.metadata.score).toBe(ranked[0]!.score);
+    expect(best.optimizer.size).toBeGreaterThan(0);
+    best.model.dispose();
+    for (const t of best.optimizer.values()) t.dispose();
+    const last = await Model.loadCheckpoint(join(dir, 'last.ckpt'));
+    expect((last.metadata.trainer as { epoch: number; finished: string }).epoch).toBe(4);
+    expect((last.metadata.trainer as { finished: string }).finished).toBe('completed');
+    last.model.dispose();
+    for (const t of last.optimizer.values()) t.dispose();
+
+    const png = await sharp(join(dir, 'curves.png')).metadata();
+    expect([png.format, png.width, png.height]).toEqual(['png', 900, 360]);
+    const log = readFileSync(join(dir, 'train.log'), 'utf8');
+    expect(log).toMatch(/epoch 3: loss [\d.]+, lr [\d.e+-]+, [\d.]+ images\/s, data wait [\d.]+%; val Dice [\d.]+ at \([\d., ]+\) \(all-empty baseline 0\.\d+\)/);
+    expect(events.filter((e) => e.type === 'step').length).toBeGreaterThan(0);
+    expect(events.filter((e) => e.type === 'epoch-end')).toHaveLength(4);
+
+    // A second run into the same folder is refused unless it resumes; resuming a finished run returns it.
+    await expect(trainExperiment(config)).rejects.toThrow(/already holds a run \(last\.ckpt\): pass --resume/);
+    const again = await trainExperiment(config, { resume: true });
+    expect(again.folds[0]!.best).toEqual(fold.best);
+    expect(existsSync(join(dir, 'best.ckpt'))).toBe(true);
+  }, 180_000);
+
+  it("starts part 1 from part 0's best checkpoint of the same fold, encoder frozen first", async () => {
+    const part0 = await Model.loadCheckpoint(join(foldDir(tinyConfig(), 0), 'best.ckpt'));
+    const weights = await part0.model.stateDict();
+    const config = tinyConfig({ part: 1, model: { backbone: 'tiny_unet_r18', fromPart: 0 }, training: { epochs: 1, batchSize: 4, freezeEncoderEpochs: 1, earlyStopping: 0 } });
+    const result = await trainExperiment(config);
+    const dir = foldDir(config, 0);
+    expect(dir).toMatch(/tiny\/part1\/fold0$/);
+    expect(readFileSync(join(dir, 'train.log'), 'utf8')).toContain("starting from part 0's best checkpoint");
+    const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as EpochRecord);
+    expect(metrics[0]!.encoderFrozen).toBe(true);
+    // The frozen encoder kept part 0's weights; the decoder trained on.
+    const after = await (await Model.load(join(dir, 'last.ckpt'))).stateDict();
+    const same = async (name: string): Promise<boolean> => {
+      const a = await weights.get(name)!.data('float32');
+      const b = await after.get(name)!.data('float32');
+      return a.every((v, i) => v === b[i]);
+    };
+    expect(await same('encoder.conv1.weight')).toBe(true);
+    const decoderName = [...weights.keys()].find((n) => n.startsWith('decoder.') && n.endsWith('.weight'))!;
+    expect(await same(decoderName)).toBe(false);
+    expect(result.folds[0]!.epochsRun).toBe(1);
+    part0.model.dispose();
+  }, 120_000);
+
+  it('trains the classifier task: balanced batches, label from the mask, scored by ROC AUC', async () => {
+    const config = tinyConfig({ name: 'classify', task: 'classify', sampler: { mode: 'balanced' }, training: { epochs: 1, batchSize: 4, earlyStopping: 0, gradClip: 1 } });
+    const result = await trainExperiment(config);
+    const v = result.folds[0]!.best!.validation;
+    expect(v.triplet).toBeNull();
+    expect(v.score).toBeGreaterThanOrEqual(0);
+    expect(v.score).toBeLessThanOrEqual(1);
+    expect(v.accuracy).toBeGreaterThanOrEqual(0);
+    expect(v.emptyBaseline).toBeCloseTo((v.images - v.positives) / v.images, 12);
+    const best = await Model.loadCheckpoint(join(foldDir(config, 0), 'best.ckpt'));
+    expect(best.model.spec.classificationHead).toBe(true);
+    best.model.dispose();
+    for (const t of best.optimizer.values()) t.dispose();
+  }, 120_000);
+
+  it('names a missing earlier part when a part starts from it', async () => {
+    const config = tinyConfig({ name: 'parts', part: 1, model: { backbone: 'tiny_unet_r18', fromPart: 0 } });
+    await expect(trainExperiment(config)).rejects.toThrow(/part 1 starts from part 0's best checkpoint of fold 0, but .*part0\/fold0\/best\.ckpt does not exist/);
+  });
+});
