@@ -329,29 +329,37 @@ export class MapWriter {
     );
     if (exists && (options.resume ?? true)) {
       const fh = await open(path, 'r+');
+      let reuse: MapWriter | null = null;
       try {
-        const old = await readHeader(fh, path);
+        let old: MapStoreHeader | null = null;
+        try {
+          old = await readHeader(fh, path);
+        } catch (err) {
+          if (!options.overwrite) throw new Error(`${(err as Error).message}: remove it, choose another --out, or pass --overwrite`);
+        }
         const same =
+          old !== null &&
           old.dtype === header.dtype &&
           old.height === header.height &&
           old.width === header.width &&
           JSON.stringify(old.ids) === JSON.stringify(header.ids) &&
           JSON.stringify(old.producer) === JSON.stringify(header.producer);
         if (same) {
-          const written = new Uint8Array(await readExactly(fh, old.count, old.layout.index, path));
-          return new MapWriter(path, old, fh, written);
-        }
-        if (!options.overwrite) {
+          reuse = new MapWriter(path, old!, fh, new Uint8Array(await readExactly(fh, old!.count, old!.layout.index, path)));
+        } else if (!options.overwrite) {
           throw new Error(`${path} already holds other maps (different ids, size, dtype or producer): remove it, choose another --out, or pass --overwrite`);
         }
-      } catch (err) {
-        await fh.close();
-        throw err;
+      } finally {
+        if (reuse === null) await fh.close();
       }
-      await fh.close();
+      if (reuse) return reuse;
     } else if (exists && !options.overwrite) {
       throw new Error(`${path} already exists: remove it, choose another --out, or pass --overwrite`);
     }
+    return MapWriter.#fresh(path, header);
+  }
+
+  static async #fresh(path: string, header: MapStoreHeader): Promise<MapWriter> {
     const fh = await open(path, 'w+');
     try {
       const json = Buffer.from(JSON.stringify(header).padEnd(header.layout.index - 16, ' '), 'utf8');

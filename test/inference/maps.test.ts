@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, truncate } from 'node:fs/promises';
+import { mkdtemp, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -100,6 +100,13 @@ describe('map store', () => {
     await truncate(path, 300);
     await expect(MapReader.open(path)).rejects.toThrow(/truncated/);
     await expect(MapReader.open(new URL(import.meta.url).pathname)).rejects.toThrow(/not a pneumo-native map file/);
+    // a foreign file at the output: an error naming it, replaced with overwrite
+    const foreign = join(dir, 'foreign.pnm');
+    await writeFile(foreign, 'not maps');
+    await expect(MapWriter.create(foreign, { ids, height: h, width: w })).rejects.toThrow(/foreign\.pnm: not a pneumo-native map file .*pass --overwrite/);
+    const replaced = await MapWriter.create(foreign, { ids, height: h, width: w, overwrite: true });
+    expect(replaced.pending()).toHaveLength(ids.length);
+    await replaced.close();
     await expect(MapWriter.create(join(dir, 'x.pnm'), { ids: ['a', 'a'], height: 2, width: 2 })).rejects.toThrow(/distinct image ids/);
   });
 });
