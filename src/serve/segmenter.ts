@@ -20,13 +20,13 @@ import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
 import { IMAGENET_GRAY, decodeBatch } from '../data/batch.js';
 import { DicomError } from '../data/dicom.js';
-import { EMPTY_RLE, encode as encodeRle } from '../data/rle.js';
+import { EMPTY_RLE, encode as encodeRle, formatRuns } from '../data/rle.js';
 import { applyTriplet, assertTriplet } from '../inference/postprocess.js';
-import { resizeMask as resizeMaskBilinear } from '../inference/resize.js';
 import { Model } from '../models/model.js';
 import type { Triplet } from '../training/config.js';
 import { SegmenterError } from './errors.js';
 import { prepareInput } from './input.js';
+import { upsampleMask } from './mask.js';
 import type { InputFormat, PreparedInput, SegmenterInput } from './input.js';
 
 /** The first place's best validation triplet (SPEC section 4): (top 0.75, area 2000, bottom 0.3). */
@@ -527,7 +527,7 @@ export class Segmenter {
       const call = batch[i]!;
       if (call.state === 'settled') continue;
       try {
-        const result = await this.#postprocess(call, probs.subarray(i * pixels, (i + 1) * pixels), {
+        const result = this.#postprocess(call, probs.subarray(i * pixels, (i + 1) * pixels), {
           decodeMs: call.prepareMs + decodeMs,
           queueMs: batchStart - call.enqueued,
           inferenceMs,
@@ -559,11 +559,11 @@ export class Segmenter {
     }
   }
 
-  async #postprocess(
+  #postprocess(
     call: Call,
     map: Float32Array,
     batch: { decodeMs: number; queueMs: number; inferenceMs: number; batchSize: number },
-  ): Promise<SegmentResult> {
+  ): SegmentResult {
     const t0 = performance.now();
     const size = call.size;
     let maxProbability = 0;
@@ -574,16 +574,16 @@ export class Segmenter {
     let width = size;
     let height = size;
     let area = rule.area;
+    let rle: string;
     if (this.#options.maskSize === 'input' && (prepared.width !== size || prepared.height !== size)) {
       width = prepared.width;
       height = prepared.height;
-      if (rule.positive) {
-        ({ mask, area } = await resizeMask(rule.mask, size, width, height));
-      } else {
-        mask = new Uint8Array(width * height);
-      }
+      const resized = upsampleMask(rule.mask, size, size, height, width);
+      ({ mask, area } = resized);
+      rle = formatRuns(resized.runs);
+    } else {
+      rle = area === 0 ? EMPTY_RLE : encodeRle(mask, width, height);
     }
-    const rle = area === 0 ? EMPTY_RLE : encodeRle(mask, width, height);
     const now = performance.now();
     return {
       mask,
@@ -607,29 +607,6 @@ export class Segmenter {
       },
     };
   }
-}
-
-/**
- * A 0/1 size x size mask resized to width x height and binarised at 0.5: bilinear with half-pixel
- * centres (PyTorch's align_corners=False, as the first place resizes to 1024). Square outputs (SIIM's
- * images) are resized natively on the thread pool; others by the TypeScript resize.
- */
-async function resizeMask(mask: Uint8Array, size: number, width: number, height: number): Promise<{ mask: Uint8Array; area: number }> {
-  let area = 0;
-  if (width !== height) {
-    const resized = resizeMaskBilinear(mask, size, size, height, width);
-    for (let i = 0; i < resized.length; i += 1) area += resized[i]!;
-    return { mask: resized, area };
-  }
-  const scaled = new Uint8Array(mask.length);
-  for (let i = 0; i < mask.length; i += 1) scaled[i] = mask[i] ? 255 : 0;
-  const resized = (await decodeBatch([{ data: scaled, jpeg: false, width: size, height: size }], { size: width })).takeData('uint8');
-  for (let i = 0; i < resized.length; i += 1) {
-    const bit = resized[i]! >= 128 ? 1 : 0;
-    resized[i] = bit;
-    area += bit;
-  }
-  return { mask: resized, area };
 }
 
 /** A PNG of a 0/1 mask (0 and 255), encoded off the event loop. */
