@@ -172,6 +172,16 @@ export function samplerConfig(config: ExperimentConfig): SamplerConfig {
   return { mode: 'sample-rate', sampleRate: s.positiveRateEnd === null ? s.positiveRate : { start: s.positiveRate, end: s.positiveRateEnd } };
 }
 
+/** Dotted paths whose values differ between two configs (for the resume note). */
+function changedPaths(before: unknown, after: unknown, prefix = ''): string[] {
+  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (isObject(before) && isObject(after)) {
+    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+    return keys.flatMap((k) => changedPaths(before[k], after[k], prefix ? `${prefix}.${k}` : k));
+  }
+  return JSON.stringify(before) === JSON.stringify(after) ? [] : [prefix || '(root)'];
+}
+
 function emptyState(): TrainerState {
   return { version: 1, epoch: 0, best: null, sinceImprovement: 0, topK: [], lr: { plateau: null }, history: [], finished: null };
 }
@@ -264,6 +274,8 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       if (/^epoch\d+\.ckpt$/.test(name) && !kept.has(path)) await files.remove(path);
     }
     log(`resuming ${files.dir} at epoch ${state.epoch}`);
+    const changed = changedPaths(loaded.metadata.config, config);
+    if (changed.length > 0) log(`note: the config differs from the one the run started with (${changed.join(', ')}): the rest of the run follows the new values`);
   } else {
     model = await initialModel(config, fold, device, log);
   }

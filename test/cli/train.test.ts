@@ -117,6 +117,7 @@ describe('pneumo-native train', () => {
     await writeFile(broken, JSON.stringify({ type: 'Compose', transforms: [{ type: 'Normalize', mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], max_pixel_value: 1e-300 }] }));
     const diverged = await runCli(trainArgs('nan', 2, ['--resume', '--augment.file', broken]));
     expect(diverged.code).toBe(1);
+    expect(diverged.stderr).toContain('the config differs from the one the run started with (augment.file, training.epochs)');
     expect(diverged.stderr).toMatch(/training diverged: the loss is (NaN|-?Infinity) at epoch 1, step 0 .*the last good checkpoint is .*last\.ckpt \(after epoch 0\)/);
     const last = await Model.loadCheckpoint(join(runDir('nan'), 'last.ckpt'));
     expect((last.metadata.trainer as { epoch: number }).epoch).toBe(1);
