@@ -3,6 +3,7 @@
  * (random bytes, truncated DICOMs, absurd dimensions, wrong content types, oversize and slow
  * bodies) that all get a 4xx with the reason while the server keeps answering.
  */
+import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode as decodeRle } from '../../src/data/rle.js';
@@ -202,6 +203,23 @@ describe('SegmentServer: bad requests get a 4xx with the reason, and the server 
   it('a body that stops arriving: 408', async () => {
     const status = await sendPartial(port, '/v1/segment', 'application/dicom', files.dicomJpeg.length, files.dicomJpeg.subarray(0, 1000));
     expect(status).toBe(408);
+    await expectHealthy();
+  });
+
+  it('clients that disconnect mid-body or while waiting leave nothing in flight', async () => {
+    const inFlight = async () => Number(/^pneumo_http_in_flight (\d+)$/m.exec((await send(`${base}/metrics`)).body.toString())![1]) - 1; // minus the scrape
+    for (const partial of [files.dicomJpeg.subarray(0, 500), files.dicomJpeg]) {
+      await new Promise<void>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1', () => {
+          socket.write(`POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: application/dicom\r\nContent-Length: ${files.dicomJpeg.length}\r\n\r\n`);
+          socket.write(partial, () => setTimeout(() => (socket.destroy(), resolve()), 30));
+        });
+        socket.on('error', reject);
+      });
+    }
+    for (let i = 0; i < 100 && (await inFlight()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await inFlight()).toBe(0);
+    expect(server.segmenter.stats().queued).toBe(0);
     await expectHealthy();
   });
 
