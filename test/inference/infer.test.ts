@@ -81,6 +81,25 @@ describe('infer', () => {
     await maps.close();
   }, 120_000);
 
+  it('predicts with an exported TorchScript model as with its checkpoint', async () => {
+    const images = (await listImages(join(dir, 'images'))).slice(0, 2);
+    const exported = join(dir, 'm1.pt');
+    const m = await Model.load(ckpt[0]!);
+    await m.exportTorchScript(exported);
+    m.dispose();
+    const a = await inferMaps([{ path: ckpt[0]! }], images, join(dir, 'from-ckpt.pnm'), { tta: true, dtype: 'float16' });
+    const b = await inferMaps([{ path: exported }], images, join(dir, 'from-export.pnm'), { tta: true, dtype: 'float16', size: S });
+    expect(b.models[0]!.kind).toBe('export');
+    const [ra, rb] = [await MapReader.open(a.out), await MapReader.open(b.out)];
+    let worst = 0;
+    for (let i = 0; i < 2; i++) {
+      const [x, y] = [await ra.read(i), await rb.read(i)];
+      for (let p = 0; p < x.length; p++) worst = Math.max(worst, Math.abs(x[p]! - y[p]!));
+    }
+    expect(worst).toBeLessThan(2e-3);
+    await Promise.all([ra.close(), rb.close()]);
+  }, 120_000);
+
   it('resumes a partial output and refuses a different one', async () => {
     const images = await listImages(join(dir, 'images'));
     const out = join(dir, 'resume.pnm');
