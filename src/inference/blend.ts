@@ -123,3 +123,108 @@ export function parseWeighted(text: string): BlendInput {
   }
   return { path: text, weight: 1 };
 }
+
+/**
+ * Several map files read as one set of maps, by id: files over distinct images are joined
+ * (`union`, e.g. one file per fold or per test shard, one size); files over the same images are
+ * blended on the fly with their weights (`blend`, maps resized bilinearly to the largest size).
+ */
+export interface MapSet {
+  readonly mode: 'single' | 'union' | 'blend';
+  /** Every id, in the first file's order (then the next file's, for a union). */
+  readonly ids: readonly string[];
+  readonly height: number;
+  readonly width: number;
+  readonly paths: readonly string[];
+  /** Normalised weights (blend), else 1 each. */
+  readonly weights: readonly number[];
+  has(id: string): boolean;
+  /** The map of `id` as float32 probabilities at height x width. */
+  read(id: string): Promise<Float32Array>;
+  /** The classifier probability stored with `id` (blended alike), or null when any file lacks it. */
+  label(id: string): number | null;
+  close(): Promise<void>;
+}
+
+/** Opens `inputs` (paths, or `{ path, weight }`) as one `MapSet`; weights other than 1 need files over the same images. */
+export async function openMapSet(inputs: readonly (string | BlendInput)[]): Promise<MapSet> {
+  if (!Array.isArray(inputs) || inputs.length === 0) throw invalidParameterError('maps', 'at least one map file', inputs);
+  const list = inputs.map((i) => (typeof i === 'string' ? { path: i, weight: 1 } : { path: i.path, weight: i.weight ?? 1 }));
+  list.forEach((i, k) => assertNumber(`maps[${k}].weight`, i.weight, 0));
+  const readers: MapReader[] = [];
+  try {
+    for (const i of list) readers.push(await MapReader.open(i.path));
+    const first = readers[0]!;
+    const sameImages = readers.every((r) => r.count === first.count && r.ids.every((id) => first.indexOf(id) >= 0));
+    const close = () => Promise.all(readers.map((r) => r.close())).then(() => undefined);
+    if (readers.length > 1 && sameImages) {
+      const sum = list.reduce((a, i) => a + i.weight, 0);
+      if (!(sum > 0)) throw invalidParameterError('weights', 'at least one positive weight', list.map((i) => i.weight).join(', '));
+      const weights = list.map((i) => i.weight / sum);
+      const size = Math.max(...readers.map((r) => Math.max(r.height, r.width)));
+      return {
+        mode: 'blend',
+        ids: first.ids,
+        height: size,
+        width: size,
+        paths: list.map((i) => i.path),
+        weights,
+        has: (id) => first.indexOf(id) >= 0,
+        async read(id) {
+          const acc = new Float32Array(size * size);
+          for (let k = 0; k < readers.length; k++) {
+            const r = readers[k]!;
+            const map = await r.read(id);
+            const resized = r.height === size && r.width === size ? map : resizeBilinear(map, r.height, r.width, size, size);
+            const w = weights[k]!;
+            for (let p = 0; p < acc.length; p++) acc[p] += w * resized[p]!;
+          }
+          return acc;
+        },
+        label(id) {
+          let total = 0;
+          for (let k = 0; k < readers.length; k++) {
+            const l = readers[k]!.label(id);
+            if (l === null) return null;
+            total += weights[k]! * l;
+          }
+          return total;
+        },
+        close,
+      };
+    }
+    if (list.some((i) => i.weight !== 1)) {
+      throw new Error(`map weights blend files over the same images, but ${list.map((i) => i.path).join(', ')} hold different images (read as one set, each image from its own file)`);
+    }
+    const where = new Map<string, MapReader>();
+    for (const r of readers) {
+      if (r.height !== first.height || r.width !== first.width) {
+        throw new Error(`${r.path} holds ${r.height}x${r.width} maps but ${first.path} holds ${first.height}x${first.width}: files over different images must share one size (blend or re-infer them)`);
+      }
+      for (const id of r.ids) {
+        const other = where.get(id);
+        if (other) throw new Error(`image ${id} is in both ${other.path} and ${r.path}: files over different images must not share images (files over the same images are blended)`);
+        where.set(id, r);
+      }
+    }
+    return {
+      mode: readers.length === 1 ? 'single' : 'union',
+      ids: [...where.keys()],
+      height: first.height,
+      width: first.width,
+      paths: list.map((i) => i.path),
+      weights: list.map(() => 1),
+      has: (id) => where.has(id),
+      read: (id) => {
+        const r = where.get(id);
+        if (!r) return Promise.reject(new RangeError(`no map for image ${id} in ${list.map((i) => i.path).join(', ')}`));
+        return r.read(id);
+      },
+      label: (id) => where.get(id)?.label(id) ?? null,
+      close,
+    };
+  } catch (err) {
+    await Promise.all(readers.map((r) => r.close()));
+    throw err;
+  }
+}

@@ -14,7 +14,8 @@ import type { DiceReport } from '../data/metrics.js';
 import { encodeRuns, formatRuns } from '../data/rle.js';
 import type { Runs } from '../data/rle.js';
 import type { Triplet } from '../training/config.js';
-import { MapReader } from './maps.js';
+import { openMapSet } from './blend.js';
+import type { BlendInput } from './blend.js';
 import { applyTriplet, assertTriplet, nonEmptyRatio, removeSmallRegions } from './postprocess.js';
 import { resizeMask } from './resize.js';
 
@@ -105,10 +106,11 @@ function listSome(ids: readonly string[]): string {
 
 /**
  * Writes the submission for `sampleIds` (the sample submission's ids, in its order) from the maps
- * of `mapPaths` (one or several files with distinct ids). The maps must cover exactly the sample's
- * ids: missing or extra ids are an error listing some of them.
+ * of `mapPaths`: one file, files over distinct images (joined), or files over the same images
+ * (blended on the fly with their weights, `{ path, weight }`; see `openMapSet`). The maps must
+ * cover exactly the sample's ids: missing or extra ids are an error listing some of them.
  */
-export async function makeSubmission(mapPaths: readonly string[], sampleIds: readonly string[], outPath: string, options: SubmitOptions = {}): Promise<SubmitResult> {
+export async function makeSubmission(mapPaths: readonly (string | BlendInput)[], sampleIds: readonly string[], outPath: string, options: SubmitOptions = {}): Promise<SubmitResult> {
   if (!Array.isArray(mapPaths) || mapPaths.length === 0) throw invalidParameterError('mapPaths', 'at least one map file', mapPaths);
   const triplet = options.triplet ?? DEFAULT_SUBMIT_TRIPLET;
   assertTriplet('triplet', triplet);
@@ -118,22 +120,12 @@ export async function makeSubmission(mapPaths: readonly string[], sampleIds: rea
   assertNumber('minArea', minArea, 0);
   if (options.nonEmptyRatio !== undefined) assertNumber('nonEmptyRatio', options.nonEmptyRatio, 0, 1);
   if (options.gate) assertNumber('gate.threshold', options.gate.threshold, 0, 1);
-  const readers: MapReader[] = [];
+  const maps = await openMapSet(mapPaths);
   try {
-    for (const path of mapPaths) readers.push(await MapReader.open(path));
-    const where = new Map<string, [MapReader, number]>();
-    for (const r of readers) {
-      if (r.height !== readers[0]!.height || r.width !== readers[0]!.width) throw new Error(`${r.path} holds ${r.height}x${r.width} maps but ${readers[0]!.path} holds ${readers[0]!.height}x${readers[0]!.width}: blend them to one size first`);
-      r.ids.forEach((id, i) => {
-        const other = where.get(id);
-        if (other) throw new Error(`image ${id} is in both ${other[0].path} and ${r.path}`);
-        where.set(id, [r, i]);
-      });
-    }
     const sample = new Set(sampleIds);
     if (sample.size !== sampleIds.length) throw new Error('the sample submission repeats ids');
-    const missing = sampleIds.filter((id) => !where.has(id));
-    const extra = [...where.keys()].filter((id) => !sample.has(id));
+    const missing = sampleIds.filter((id) => !maps.has(id));
+    const extra = maps.ids.filter((id) => !sample.has(id));
     if (missing.length > 0 || extra.length > 0) {
       const parts: string[] = [];
       if (missing.length > 0) parts.push(`${missing.length} sample-submission id(s) have no map: ${listSome(missing)}`);
@@ -146,8 +138,7 @@ export async function makeSubmission(mapPaths: readonly string[], sampleIds: rea
         const m = new Map<string, number>();
         const none: string[] = [];
         for (const id of sampleIds) {
-          const [r, i] = where.get(id)!;
-          const p = r.label(i);
+          const p = maps.label(id);
           if (p === null) none.push(id);
           else m.set(id, p);
         }
@@ -159,7 +150,7 @@ export async function makeSubmission(mapPaths: readonly string[], sampleIds: rea
         if (noProb.length > 0) throw new Error(`the classifier probabilities miss ${noProb.length} sample-submission id(s): ${listSome(noProb)}`);
       }
     }
-    const { height, width } = readers[0]!;
+    const { height, width } = maps;
     const post: PostprocessOptions = { triplet, minArea, areaSize: options.areaSize ?? 1024 };
     const gated = (id: string) => gateProbs !== null && !(gateProbs.get(id)! > options.gate!.threshold);
     const total = sampleIds.length;
@@ -170,8 +161,7 @@ export async function makeSubmission(mapPaths: readonly string[], sampleIds: rea
       for (let k = 0; k < total; k++) {
         const id = sampleIds[k]!;
         if (!gated(id)) {
-          const [r, i] = where.get(id)!;
-          counts[k] = postprocessMap(await r.read(i), height, width, post).area;
+          counts[k] = postprocessMap(await maps.read(id), height, width, post).area;
         }
         options.onProgress?.(k + 1, total, 1);
       }
@@ -187,8 +177,7 @@ export async function makeSubmission(mapPaths: readonly string[], sampleIds: rea
     try {
       for (let k = 0; k < total; k++) {
         const id = sampleIds[k]!;
-        const [r, i] = where.get(id)!;
-        const result = postprocessMap(await r.read(i), height, width, post);
+        const result = postprocessMap(await maps.read(id), height, width, post);
         regionsRemoved += result.regionsRemoved;
         let mask: Uint8Array | null = result.positive ? result.mask : null;
         if (result.positive) tripletPositives++;
@@ -222,6 +211,6 @@ export async function makeSubmission(mapPaths: readonly string[], sampleIds: rea
     }
     return { out: outPath, images: total, positives, triplet: [...triplet] as Triplet, minArea, tripletPositives, gatedOut, ratioRemoved, regionsRemoved, mapSize: [height, width], size, score };
   } finally {
-    await Promise.all(readers.map((r) => r.close()));
+    await maps.close();
   }
 }

@@ -93,6 +93,27 @@ describe('submit', () => {
     await expect(readFile(out)).rejects.toThrow(); // nothing written
   });
 
+  it('blends files over the same images on the fly, joins files over distinct images', async () => {
+    // b.pnm: the same ids, every map 0.1 everywhere: 0.5/0.5 with maps.pnm puts the squares at 0.5
+    const w = await MapWriter.create(join(dir, 'flat.pnm'), { ids: [...ids].reverse(), height: 8, width: 8, dtype: 'float16' });
+    for (let i = 0; i < ids.length; i++) await w.write(i, new Float32Array(64).fill(0.1), 0.5);
+    await w.close();
+    const out = join(dir, 'blend-sub.csv');
+    const r = await makeSubmission([{ path: join(dir, 'maps.pnm'), weight: 1 }, { path: join(dir, 'flat.pnm'), weight: 1 }], ids, out, { triplet: [0.45, 1, 0.45], size: S, gate: { probabilities: 'maps', threshold: 0.4 } });
+    // labels: maps.pnm's i / 4 blended with 0.5: 0.25, 0.375, 0.5, 0.625, 0.75; the gate at 0.4
+    // empties b (a has no square)
+    expect(r).toMatchObject({ positives: 3, tripletPositives: 4, gatedOut: 1, mapSize: [S, S] });
+    const d = decode((await rows(out))[4]![1]!, S, S);
+    expect(d.reduce((s, v) => s + v, 0)).toBe(36); // d's 6x6 square at (0.9 + 0.1) / 2 = 0.5 > 0.45
+    await expect(makeSubmission([{ path: join(dir, 'maps.pnm'), weight: 2 }, { path: join(dir, 'other.pnm') }], ids, out)).rejects.toThrow();
+    const o = await MapWriter.create(join(dir, 'other.pnm'), { ids: ['f'], height: S, width: S });
+    await o.write(0, mapOf(2));
+    await o.close();
+    await expect(makeSubmission([{ path: join(dir, 'maps.pnm'), weight: 2 }, { path: join(dir, 'other.pnm') }], ids, out)).rejects.toThrow(/map weights blend files over the same images/);
+    const u = await makeSubmission([join(dir, 'maps.pnm'), join(dir, 'other.pnm')], [...ids, 'f'], out, { triplet: [0.5, 1, 0.5], size: S });
+    expect(u.positives).toBe(5);
+  });
+
   it('post-processes one map and reads probability files', async () => {
     const p = postprocessMap(mapOf(2), S, S, { triplet: [0.5, 16 * 4096, 0.5] });
     expect(p).toMatchObject({ positive: true, area: 16 });

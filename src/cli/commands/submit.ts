@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
 import { readSampleSubmission, readTrainLabels } from '../../data/labels.js';
 import { assertTriplet } from '../../inference/postprocess.js';
+import { parseWeighted } from '../../inference/blend.js';
 import { DEFAULT_SUBMIT_TRIPLET, makeSubmission, readProbabilities } from '../../inference/submit.js';
 import type { SubmitResult } from '../../inference/submit.js';
 import type { Triplet } from '../../training/config.js';
@@ -82,7 +83,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
   builder: (y) =>
     y
       .options({
-        maps: { type: 'string', array: true, demandOption: true, describe: 'Map files (.pnm) covering exactly the sample submission\'s images' },
+        maps: { type: 'string', array: true, demandOption: true, describe: 'Map files (.pnm) covering exactly the sample submission\'s images: files over distinct images are joined, files over the same images blended (path:weight)' },
         sample: { type: 'string', demandOption: true, describe: 'The sample submission (its ids and order are the submission\'s)' },
         out: { type: 'string', demandOption: true, describe: 'Submission CSV to write (atomically)' },
         triplet: { type: 'string', describe: `top,area,bottom (default ${DEFAULT_SUBMIT_TRIPLET.join(',')}, the first place's best on validation)` },
@@ -115,7 +116,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
     const bar = new ProgressBar('submit', sampleIds.length, { unit: 'images', silent: argv.quiet });
     let result: SubmitResult;
     try {
-      result = await makeSubmission(argv.maps, sampleIds, argv.out, {
+      result = await makeSubmission(argv.maps.map(parseWeighted), sampleIds, argv.out, {
         triplet,
         minArea: argv['min-area'],
         nonEmptyRatio: argv['non-empty-ratio'],
