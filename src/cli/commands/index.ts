@@ -9,14 +9,14 @@ import { prepareCommand } from './prepare.js';
 import { dicomInfoCommand } from './dicom-info.js';
 import { augmentPreviewCommand } from './augment-preview.js';
 import { modelsCommand } from './models.js';
-import { swaCommand } from './swa.js';
 import { inferCommand } from './infer.js';
-import { stackCommand } from './stack.js';
-import { blendCommand } from './blend.js';
-import { submitCommand } from './submit.js';
 import { thresholdsCommand } from './thresholds.js';
+import { blendCommand } from './blend.js';
+import { swaCommand } from './swa.js';
+import { stackCommand } from './stack.js';
+import { submitCommand } from './submit.js';
 import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, thresholdsCommand, submitCommand, blendCommand, stackCommand, inferCommand, swaCommand, trainCommand, serveCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, serveCommand];
