@@ -18,6 +18,7 @@
 #include "augment/augment_api.h"
 #include "losses/loss_api.h"
 #include "optim/optim_api.h"
+#include "train/train_api.h"
 #include "inference/thresholds_api.h"
 
 #ifndef PN_VERSION
@@ -822,13 +823,11 @@ Napi::Array namedTensorsResult(Napi::Env env, std::vector<std::pair<std::string,
   return out;
 }
 
-/** createOptimizer([[name, NativeTensor], ...], spec) -> handle (sync: builds groups only). */
-Napi::Value CreateOptimizer(const Napi::CallbackInfo& info) {
-  auto parameters = namedTensorsArg(info, 0, "parameters");
-  const Napi::Object o = optionsArg(info, 1);
+/** An optimizer spec object ({ algorithm, lr, ..., lrRules }) -> pn::OptimizerSpec. */
+pn::OptimizerSpec optimizerSpecArg(Napi::Env env, const Napi::Object& o) {
   pn::OptimizerSpec spec;
   const Napi::Value algorithm = o.Get("algorithm");
-  if (!algorithm.IsString()) throwType(info.Env(), "Expected a string for spec.algorithm");
+  if (!algorithm.IsString()) throwType(env, "Expected a string for spec.algorithm");
   spec.algorithm = algorithm.As<Napi::String>().Utf8Value();
   spec.lr = lossNumberOption(o, "lr", spec.lr);
   spec.weightDecay = lossNumberOption(o, "weightDecay", spec.weightDecay);
@@ -842,18 +841,25 @@ Napi::Value CreateOptimizer(const Napi::CallbackInfo& info) {
   spec.nesterov = lossBoolOption(o, "nesterov", spec.nesterov);
   const Napi::Value rules = o.Get("lrRules");
   if (!rules.IsUndefined() && !rules.IsNull()) {
-    if (!rules.IsArray()) throwType(info.Env(), "Expected an array of [prefix, lr] pairs for spec.lrRules");
+    if (!rules.IsArray()) throwType(env, "Expected an array of [prefix, lr] pairs for spec.lrRules");
     const auto a = rules.As<Napi::Array>();
     for (uint32_t k = 0; k < a.Length(); ++k) {
       const Napi::Value rule = a.Get(k);
       if (!rule.IsArray() || rule.As<Napi::Array>().Length() != 2 || !rule.As<Napi::Array>().Get(0u).IsString() ||
           !rule.As<Napi::Array>().Get(1u).IsNumber()) {
-        throwType(info.Env(), "Expected an array of [prefix, lr] pairs for spec.lrRules");
+        throwType(env, "Expected an array of [prefix, lr] pairs for spec.lrRules");
       }
       spec.lrRules.emplace_back(rule.As<Napi::Array>().Get(0u).As<Napi::String>().Utf8Value(),
                                 rule.As<Napi::Array>().Get(1u).As<Napi::Number>().DoubleValue());
     }
   }
+  return spec;
+}
+
+/** createOptimizer([[name, NativeTensor], ...], spec) -> handle (sync: builds groups only). */
+Napi::Value CreateOptimizer(const Napi::CallbackInfo& info) {
+  auto parameters = namedTensorsArg(info, 0, "parameters");
+  const pn::OptimizerSpec spec = optimizerSpecArg(info.Env(), optionsArg(info, 1));
   pn::Optimizer optimizer = syncCall(info.Env(), [&] { return pn::createOptimizer(parameters, spec); });
   auto handle = Napi::External<pn::Optimizer>::New(info.Env(), new pn::Optimizer(std::move(optimizer)),
                                                    [](Napi::Env, pn::Optimizer* o) { delete o; });
@@ -1503,6 +1509,287 @@ void RegisterInference(Napi::Env env, Napi::Object exports) {
 
 // ---- end inference: threshold search -----------------------------------------------------------
 
+// ---- training engine, prediction, SWA ----------------------------------------------------------
+// native/train/train_api.h. modelPredict(model, input, tta) and the BatchNorm recompute take a
+// NativeModel; the engine and the recompute session are type-tagged Externals (freed by their
+// finalizers, or at once by trainEngineDispose).
+
+const pn::Model& modelArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(NativeModel::constructorOf(info.Env()))) {
+    throwType(info.Env(), "Expected a NativeModel for model");
+  }
+  return Napi::ObjectWrap<NativeModel>::Unwrap(info[i].As<Napi::Object>())->get(info.Env());
+}
+
+Napi::Value modelOutputToJs(Napi::Env env, pn::ModelOutput& r) {
+  auto o = Napi::Object::New(env);
+  o.Set("mask", wrapTensor(env, std::move(r.mask)));
+  if (r.label.defined()) o.Set("label", wrapTensor(env, std::move(r.label)));
+  return o;
+}
+
+/** modelPredict(model, input, tta) -> Promise<{ mask, label? }> (sigmoid probabilities). */
+Napi::Value ModelPredict(const Napi::CallbackInfo& info) {
+  pn::Model m = modelArg(info, 0);
+  pn::Tensor x = NativeTensor::unwrapArg(info, 1, "input");
+  const bool tta = info.Length() > 2 && info[2].ToBoolean().Value();
+  return Task<pn::ModelOutput>::Run(info.Env(), "pneumo.modelPredict", [m, x, tta] { return pn::modelPredict(m, x, tta); }, modelOutputToJs);
+}
+
+const napi_type_tag kTrainEngineTag = {0x706e747261696e65ULL, 0x6e67696e652d6831ULL};
+const napi_type_tag kBatchNormTag = {0x706e62617463686eULL, 0x6f726d2d72656331ULL};
+
+template <typename T>
+T& taggedArg(const Napi::CallbackInfo& info, size_t i, const napi_type_tag& tag, const char* what) {
+  bool tagged = false;
+  if (info.Length() > i && info[i].IsExternal()) napi_check_object_type_tag(info.Env(), info[i], &tag, &tagged);
+  if (!tagged) throwType(info.Env(), std::string("Expected a ") + what + " handle");
+  return *info[i].As<Napi::External<T>>().Data();
+}
+
+pn::TrainEngine engineArg(const Napi::CallbackInfo& info, size_t i) {
+  const pn::TrainEngine& e = taggedArg<pn::TrainEngine>(info, i, kTrainEngineTag, "train engine");
+  if (!e.defined()) throw Napi::Error::New(info.Env(), "TrainEngine has been disposed");
+  return e;
+}
+
+pn::LossTermSpec lossTermArg(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsObject()) throwType(env, "Expected an object { kind, weight, options } for each loss term");
+  const auto o = v.As<Napi::Object>();
+  pn::LossTermSpec term;
+  const Napi::Value kind = o.Get("kind");
+  if (!kind.IsString() || !pn::parseLossKind(kind.As<Napi::String>().Utf8Value(), &term.kind)) {
+    throwType(env, "Expected a loss name for loss[].kind");
+  }
+  term.weight = lossNumberOption(o, "weight", 1.0);
+  const Napi::Value options = o.Get("options");
+  if (options.IsObject()) {
+    const auto lo = options.As<Napi::Object>();
+    pn::LossOptions& d = term.options;
+    d.bceWeight = lossNumberOption(lo, "bceWeight", d.bceWeight);
+    d.diceWeight = lossNumberOption(lo, "diceWeight", d.diceWeight);
+    d.focalWeight = lossNumberOption(lo, "focalWeight", d.focalWeight);
+    d.perImageDice = lossBoolOption(lo, "perImageDice", d.perImageDice);
+    d.smooth = lossNumberOption(lo, "smooth", d.smooth);
+    d.alpha = lossNumberOption(lo, "alpha", d.alpha);
+    d.positiveMargin = lossNumberOption(lo, "positiveMargin", d.positiveMargin);
+    d.negativeMargin = lossNumberOption(lo, "negativeMargin", d.negativeMargin);
+    d.symmetric = lossBoolOption(lo, "symmetric", d.symmetric);
+  }
+  return term;
+}
+
+/** createTrainEngine(model, { optimizer, loss, accumulation, gradClip, task, labelWeight, maskWeight }) -> handle. */
+Napi::Value CreateTrainEngine(const Napi::CallbackInfo& info) {
+  const pn::Model& model = modelArg(info, 0);
+  const Napi::Object o = optionsArg(info, 1);
+  pn::TrainEngineSpec spec;
+  const Napi::Value optimizer = o.Get("optimizer");
+  if (!optimizer.IsObject()) throwType(info.Env(), "Expected an object for options.optimizer");
+  spec.optimizer = optimizerSpecArg(info.Env(), optimizer.As<Napi::Object>());
+  const Napi::Value loss = o.Get("loss");
+  if (loss.IsArray()) {
+    const auto a = loss.As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); ++k) spec.loss.push_back(lossTermArg(info.Env(), a.Get(k)));
+  } else if (!loss.IsUndefined()) {
+    throwType(info.Env(), "Expected an array of loss terms for options.loss");
+  }
+  spec.accumulation = static_cast<int64_t>(lossNumberOption(o, "accumulation", 1));
+  spec.gradClip = lossNumberOption(o, "gradClip", 0);
+  const Napi::Value task = o.Get("task");
+  spec.classify = task.IsString() && task.As<Napi::String>().Utf8Value() == "classify";
+  spec.labelWeight = lossNumberOption(o, "labelWeight", spec.classify ? 1.0 : 0.0);
+  spec.maskWeight = lossNumberOption(o, "maskWeight", 1.0);
+  pn::TrainEngine engine = syncCall(info.Env(), [&] { return pn::createTrainEngine(model, spec); });
+  auto handle = Napi::External<pn::TrainEngine>::New(info.Env(), new pn::TrainEngine(std::move(engine)),
+                                                     [](Napi::Env, pn::TrainEngine* e) { delete e; });
+  napi_type_tag_object(info.Env(), handle, &kTrainEngineTag);
+  return handle;
+}
+
+Napi::Value TrainEngineDispose(const Napi::CallbackInfo& info) {
+  taggedArg<pn::TrainEngine>(info, 0, kTrainEngineTag, "train engine") = pn::TrainEngine();
+  return info.Env().Undefined();
+}
+
+/** trainEngineStep(engine, images, masks, labels?) -> Promise<{ loss, gradNorm, finite, stepped }>. */
+Napi::Value TrainEngineStep(const Napi::CallbackInfo& info) {
+  pn::TrainEngine e = engineArg(info, 0);
+  pn::Tensor images = NativeTensor::unwrapArg(info, 1, "images");
+  pn::Tensor masks = NativeTensor::unwrapArg(info, 2, "masks");
+  pn::Tensor labels;
+  if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) labels = NativeTensor::unwrapArg(info, 3, "labels");
+  return Task<pn::TrainStepResult>::Run(info.Env(), "pneumo.trainEngineStep",
+                                        [e, images, masks, labels] { return pn::trainEngineStep(e, images, masks, labels); },
+                                        [](Napi::Env env, pn::TrainStepResult& r) -> Napi::Value {
+                                          auto o = Napi::Object::New(env);
+                                          o.Set("loss", r.loss);
+                                          o.Set("gradNorm", r.gradNorm);
+                                          o.Set("finite", r.finite);
+                                          o.Set("stepped", r.stepped);
+                                          return o;
+                                        });
+}
+
+Napi::Value TrainEngineGroups(const Napi::CallbackInfo& info) {
+  pn::TrainEngine e = engineArg(info, 0);
+  const auto groups = syncCall(info.Env(), [&] { return pn::trainEngineGroups(e); });
+  auto out = Napi::Array::New(info.Env(), groups.size());
+  for (size_t k = 0; k < groups.size(); ++k) {
+    auto g = Napi::Object::New(info.Env());
+    g.Set("name", groups[k].name);
+    g.Set("lr", groups[k].lr);
+    g.Set("initialLr", groups[k].initialLr);
+    g.Set("weightDecay", groups[k].weightDecay);
+    g.Set("parameters", stringsToJs(info.Env(), groups[k].parameters));
+    out.Set(static_cast<uint32_t>(k), g);
+  }
+  return out;
+}
+
+Napi::Value TrainEngineSetLr(const Napi::CallbackInfo& info) {
+  pn::TrainEngine e = engineArg(info, 0);
+  const int64_t group = argInteger(info, 1, "group");
+  const double lr = argNumber(info, 2, "lr");
+  syncCall(info.Env(), [&] {
+    pn::trainEngineSetLr(e, group, lr);
+    return 0;
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value TrainEngineScaleLr(const Napi::CallbackInfo& info) {
+  pn::TrainEngine e = engineArg(info, 0);
+  const double factor = argNumber(info, 1, "factor");
+  syncCall(info.Env(), [&] {
+    pn::trainEngineScaleLr(e, factor);
+    return 0;
+  });
+  return info.Env().Undefined();
+}
+
+Napi::Value TrainEngineOptimizerState(const Napi::CallbackInfo& info) {
+  pn::TrainEngine e = engineArg(info, 0);
+  return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
+      info.Env(), "pneumo.trainEngineOptimizerState", [e] { return pn::trainEngineOptimizerState(e); },
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+}
+
+Napi::Value TrainEngineLoadOptimizerState(const Napi::CallbackInfo& info) {
+  pn::TrainEngine e = engineArg(info, 0);
+  auto state = argNamedTensors(info, 1, "state");
+  return Task<int>::Run(
+      info.Env(), "pneumo.trainEngineLoadOptimizerState",
+      [e, state] {
+        pn::trainEngineLoadOptimizerState(e, state);
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+Napi::Value TrainEnginePending(const Napi::CallbackInfo& info) {
+  pn::TrainEngine e = engineArg(info, 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(syncCall(info.Env(), [&] { return pn::trainEnginePending(e); })));
+}
+
+/** averageStateDicts([[[name, NativeTensor], ...], ...], weights: number[]) -> Promise<[name, NativeTensor][]>. */
+Napi::Value AverageStateDicts(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsArray()) throwType(info.Env(), "Expected an array of state dicts for dicts");
+  const auto a = info[0].As<Napi::Array>();
+  std::vector<std::vector<std::pair<std::string, pn::Tensor>>> dicts;
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value entry = a.Get(k);
+    if (!entry.IsArray()) throwType(info.Env(), "Expected an array of [name, Tensor] pairs for dicts[" + std::to_string(k) + "]");
+    const auto pairs = entry.As<Napi::Array>();
+    std::vector<std::pair<std::string, pn::Tensor>> dict;
+    for (uint32_t j = 0; j < pairs.Length(); ++j) {
+      const Napi::Value pair = pairs.Get(j);
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2 || !pair.As<Napi::Array>().Get(0u).IsString()) {
+        throwType(info.Env(), "Expected [name, Tensor] pairs for dicts[" + std::to_string(k) + "]");
+      }
+      const Napi::Value t = pair.As<Napi::Array>().Get(1u);
+      if (!t.IsObject() || !t.As<Napi::Object>().InstanceOf(NativeTensor::constructorOf(info.Env()))) {
+        throwType(info.Env(), "Expected [name, Tensor] pairs for dicts[" + std::to_string(k) + "]");
+      }
+      dict.emplace_back(pair.As<Napi::Array>().Get(0u).As<Napi::String>().Utf8Value(),
+                        Napi::ObjectWrap<NativeTensor>::Unwrap(t.As<Napi::Object>())->get(info.Env()));
+    }
+    dicts.push_back(std::move(dict));
+  }
+  std::vector<double> weights;
+  if (info.Length() > 1 && info[1].IsArray()) {
+    const auto w = info[1].As<Napi::Array>();
+    for (uint32_t k = 0; k < w.Length(); ++k) {
+      if (!w.Get(k).IsNumber()) throwType(info.Env(), "Expected an array of numbers for weights");
+      weights.push_back(w.Get(k).As<Napi::Number>().DoubleValue());
+    }
+  }
+  return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
+      info.Env(), "pneumo.averageStateDicts", [dicts, weights] { return pn::averageStateDicts(dicts, weights); },
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+}
+
+pn::BatchNormRecompute batchNormArg(const Napi::CallbackInfo& info, size_t i) {
+  return taggedArg<pn::BatchNormRecompute>(info, i, kBatchNormTag, "BatchNorm recompute");
+}
+
+/** batchNormRecomputeBegin(model) -> Promise<handle>: saves the statistics, train mode, measures each layer's update factor. */
+Napi::Value BatchNormRecomputeBegin(const Napi::CallbackInfo& info) {
+  pn::Model m = modelArg(info, 0);
+  return Task<pn::BatchNormRecompute>::Run(info.Env(), "pneumo.batchNormRecomputeBegin", [m] { return pn::beginBatchNormRecompute(m); },
+                                           [](Napi::Env env, pn::BatchNormRecompute& s) -> Napi::Value {
+                                             auto handle = Napi::External<pn::BatchNormRecompute>::New(
+                                                 env, new pn::BatchNormRecompute(std::move(s)),
+                                                 [](Napi::Env, pn::BatchNormRecompute* p) { delete p; });
+                                             napi_type_tag_object(env, handle, &kBatchNormTag);
+                                             return handle;
+                                           });
+}
+
+Napi::Value BatchNormRecomputeAdd(const Napi::CallbackInfo& info) {
+  pn::BatchNormRecompute s = batchNormArg(info, 0);
+  pn::Tensor x = NativeTensor::unwrapArg(info, 1, "batch");
+  return Task<int64_t>::Run(info.Env(), "pneumo.batchNormRecomputeAdd", [s, x] { return pn::batchNormRecomputeAdd(s, x); },
+                            [](Napi::Env env, int64_t& n) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(n)); });
+}
+
+Napi::Value BatchNormRecomputeFinish(const Napi::CallbackInfo& info) {
+  pn::BatchNormRecompute s = batchNormArg(info, 0);
+  return Task<int64_t>::Run(info.Env(), "pneumo.batchNormRecomputeFinish", [s] { return pn::finishBatchNormRecompute(s); },
+                            [](Napi::Env env, int64_t& n) -> Napi::Value { return Napi::Number::New(env, static_cast<double>(n)); });
+}
+
+Napi::Value BatchNormRecomputeAbort(const Napi::CallbackInfo& info) {
+  pn::BatchNormRecompute s = batchNormArg(info, 0);
+  return Task<int>::Run(
+      info.Env(), "pneumo.batchNormRecomputeAbort",
+      [s] {
+        pn::abortBatchNormRecompute(s);
+        return 0;
+      },
+      [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
+}
+
+void RegisterTraining(Napi::Env env, Napi::Object exports) {
+  exports.Set("modelPredict", Napi::Function::New(env, ModelPredict, "modelPredict"));
+  exports.Set("createTrainEngine", Napi::Function::New(env, CreateTrainEngine, "createTrainEngine"));
+  exports.Set("trainEngineDispose", Napi::Function::New(env, TrainEngineDispose, "trainEngineDispose"));
+  exports.Set("trainEngineStep", Napi::Function::New(env, TrainEngineStep, "trainEngineStep"));
+  exports.Set("trainEngineGroups", Napi::Function::New(env, TrainEngineGroups, "trainEngineGroups"));
+  exports.Set("trainEngineSetLr", Napi::Function::New(env, TrainEngineSetLr, "trainEngineSetLr"));
+  exports.Set("trainEngineScaleLr", Napi::Function::New(env, TrainEngineScaleLr, "trainEngineScaleLr"));
+  exports.Set("trainEngineOptimizerState", Napi::Function::New(env, TrainEngineOptimizerState, "trainEngineOptimizerState"));
+  exports.Set("trainEngineLoadOptimizerState", Napi::Function::New(env, TrainEngineLoadOptimizerState, "trainEngineLoadOptimizerState"));
+  exports.Set("trainEnginePending", Napi::Function::New(env, TrainEnginePending, "trainEnginePending"));
+  exports.Set("averageStateDicts", Napi::Function::New(env, AverageStateDicts, "averageStateDicts"));
+  exports.Set("batchNormRecomputeBegin", Napi::Function::New(env, BatchNormRecomputeBegin, "batchNormRecomputeBegin"));
+  exports.Set("batchNormRecomputeAdd", Napi::Function::New(env, BatchNormRecomputeAdd, "batchNormRecomputeAdd"));
+  exports.Set("batchNormRecomputeFinish", Napi::Function::New(env, BatchNormRecomputeFinish, "batchNormRecomputeFinish"));
+  exports.Set("batchNormRecomputeAbort", Napi::Function::New(env, BatchNormRecomputeAbort, "batchNormRecomputeAbort"));
+}
+
+// ---- end training engine, prediction, SWA ------------------------------------------------------
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pn::installCpuAllocator();
   auto* data = new AddonData();
@@ -1533,6 +1820,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterAugmentation(env, exports);
   RegisterLossesAndOptimizers(env, exports);
   RegisterModels(env, exports, data);
+  RegisterTraining(env, exports);
   RegisterInference(env, exports);
   return exports;
 }

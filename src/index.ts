@@ -60,6 +60,13 @@ export * as sampler from './training/sampler.js';
 export * as preview from './training/preview.js';
 /** Experiment configs: `config.loadConfig(path, overrides)`, the schema, the first/second place recipes. */
 export * as config from './training/config.js';
+/** The native training step (forward + losses + backward + clip + optimizer step in one native call): `TrainEngine.create(model, options)`. */
+export * as engine from './training/engine.js';
+export { TrainEngine } from './training/engine.js';
+export type { LossTerm, LossTermKind, StepResult, TrainEngineOptions, TrainTask } from './training/engine.js';
+/** Weight averaging (top-K averaging, SWA): `averageStateDicts(dicts, weights)`, then `model.recomputeBatchNorm(batches)`. */
+export * as swa from './training/swa.js';
+export { averageStateDicts } from './training/swa.js';
 /** Inference: the triplet rule, region filtering, non_empty_ratio, the native triplet search (`inference.summariseMaps`, `inference.scoreTriplets`). */
 export * as inference from './inference/index.js';
 /** Serving: `Segmenter.load(path, options)` (micro-batched, abortable predictions for other Node services) and the HTTP `SegmentServer`. */

@@ -1,6 +1,6 @@
 /** The model zoo: `Model`, the registry and safetensors. */
 export { Model, resolveSpec } from './model.js';
-export type { ModelOptions, ModelSpec, ModelOutput, ParameterCounts, EncoderInfo, StateDictReport, GradientReport, SaveOptions, LoadOptions, LoadedCheckpoint, LoadStateDictOptions } from './model.js';
+export type { ModelOptions, ModelSpec, ModelOutput, Prediction, PredictOptions, ParameterCounts, EncoderInfo, StateDictReport, GradientReport, SaveOptions, LoadOptions, LoadedCheckpoint, LoadStateDictOptions } from './model.js';
 export { ARCHITECTURES, registry, backbone, backboneNames, encoder, architecture, parseRegistry } from './registry.js';
 export type { Architecture, EncoderEntry, ArchitectureEntry, BackboneEntry, Registry } from './registry.js';
 export { readSafetensorsHeader, writeSafetensors } from './safetensors.js';

@@ -71,6 +71,22 @@ export interface ModelOutput {
   label?: Tensor;
 }
 
+/** What `predict` returns: probabilities, not logits. */
+export interface Prediction {
+  /** float32 sigmoid probabilities, N x classes x H x W, on the model's device. */
+  mask: Tensor;
+  /** float32 sigmoid of the classification logit, N x 1 (only with `classificationHead`). */
+  label?: Tensor;
+}
+
+export interface PredictOptions {
+  /**
+   * Horizontal-flip TTA as one batched forward over [x, flip(x)]: the mask is
+   * (p(x) + flip(p(flip(x)))) / 2, the label the mean of the two probabilities (default false).
+   */
+  tta?: boolean;
+}
+
 export type ParameterCounts = NativeParameterCounts;
 export type EncoderInfo = NativeEncoderInfo;
 export type StateDictReport = NativeStateDictReport;
@@ -245,17 +261,65 @@ export class Model {
 
   /** Runs the network: with autograd in training mode, without (and frozen, conv-BN folded) in eval mode. */
   async forward(input: Tensor): Promise<ModelOutput> {
-    if (!(input instanceof Tensor)) throw invalidParameterError('input', 'a Tensor', input);
-    const shape = input.shape;
-    const divisor = this.encoderInfo.requiredDivisor;
-    if (shape.length !== 4) throw invalidParameterError('input', 'a 4-D batch (N x C x H x W)', `shape [${shape.join(', ')}]`);
-    if (shape[2]! % divisor !== 0 || shape[3]! % divisor !== 0 || shape[2]! === 0 || shape[3]! === 0) {
-      throw new RangeError(
-        `Expected input height and width that are positive multiples of ${divisor} for ${this.describe()} but received ${shape[2]}x${shape[3]}`,
-      );
-    }
+    this.#checkInput(input);
     const out = await this.native.forward(input.native);
     return out.label ? { mask: new Tensor(out.mask), label: new Tensor(out.label) } : { mask: new Tensor(out.mask) };
+  }
+
+  /**
+   * Eval-mode prediction without autograd: sigmoid probabilities from the frozen, conv-BN-folded
+   * inference module, whatever the model's mode (a model in training mode stays in it). With
+   * `tta: true`, horizontal-flip TTA as one forward over a batch of 2N.
+   */
+  async predict(input: Tensor, options: PredictOptions = {}): Promise<Prediction> {
+    this.#checkInput(input);
+    if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object', options);
+    const tta = options.tta ?? false;
+    if (!is.bool(tta)) throw invalidParameterError('options.tta', 'a boolean', tta);
+    const out = await ensureRuntime().modelPredict(this.native, input.native, tta);
+    return out.label ? { mask: new Tensor(out.mask), label: new Tensor(out.label) } : { mask: new Tensor(out.mask) };
+  }
+
+  /**
+   * SWA's BatchNorm pass (torch.optim.swa_utils.update_bn): resets every BatchNorm's running
+   * statistics and recomputes them as the plain average, over `batches` (N x C x H x W inputs, at
+   * least 2 images each), of the batch mean and unbiased batch variance (PyTorch's momentum=None);
+   * leaves the model in eval mode. Runs in training mode without autograd (dropout active, as
+   * update_bn). Do not run anything else on the model meanwhile. On an error (or no batch) the
+   * previous statistics and mode are restored. Returns the number of batches used.
+   */
+  async recomputeBatchNorm(batches: AsyncIterable<Tensor> | Iterable<Tensor>): Promise<number> {
+    const iterable = batches as Partial<AsyncIterable<Tensor> & Iterable<Tensor>> | null;
+    if (iterable === null || typeof iterable !== 'object' || (typeof iterable[Symbol.asyncIterator] !== 'function' && typeof iterable[Symbol.iterator] !== 'function')) {
+      throw invalidParameterError('batches', 'an iterable or async iterable of Tensors', batches);
+    }
+    const runtime = ensureRuntime();
+    const session = await runtime.batchNormRecomputeBegin(this.native);
+    let count = 0;
+    try {
+      for await (const batch of batches) {
+        this.#checkInput(batch, `batches[${count}]`);
+        count = await runtime.batchNormRecomputeAdd(session, batch.native);
+      }
+      if (count === 0) throw invalidParameterError('batches', 'at least one batch', 'none');
+    } catch (err) {
+      await runtime.batchNormRecomputeAbort(session);
+      throw err;
+    }
+    await runtime.batchNormRecomputeFinish(session);
+    return count;
+  }
+
+  #checkInput(input: unknown, name = 'input'): asserts input is Tensor {
+    if (!(input instanceof Tensor)) throw invalidParameterError(name, 'a Tensor', input);
+    const shape = input.shape;
+    const divisor = this.encoderInfo.requiredDivisor;
+    if (shape.length !== 4) throw invalidParameterError(name, 'a 4-D batch (N x C x H x W)', `shape [${shape.join(', ')}]`);
+    if (shape[2]! % divisor !== 0 || shape[3]! % divisor !== 0 || shape[2]! === 0 || shape[3]! === 0) {
+      throw new RangeError(
+        `Expected ${name} height and width that are positive multiples of ${divisor} for ${this.describe()} but received ${shape[2]}x${shape[3]}`,
+      );
+    }
   }
 
   /** The encoder's 5 feature maps (strides 2, 4, 8, 16, 32) for `input`. */

@@ -295,6 +295,67 @@ export interface NativeBinding {
   gradientOf(parameter: NativeTensor): NativeTensor | undefined;
 }
 
+// ---- training engine, prediction, SWA (native/train/train_api.h) ----
+
+/** One term of the engine's segmentation loss: weight * kind(mask logits, masks). */
+export interface NativeLossTerm {
+  kind: NativeLossKind;
+  weight?: number;
+  options?: NativeLossOptions;
+}
+
+/** What `createTrainEngine` builds (native/train/train_api.h, TrainEngineSpec). */
+export interface NativeTrainEngineSpec {
+  optimizer: NativeOptimizerSpec;
+  loss: NativeLossTerm[];
+  accumulation?: number;
+  gradClip?: number;
+  task?: 'segment' | 'classify';
+  /** Default 1 for classify, 0 (no label loss) for segment. */
+  labelWeight?: number;
+  maskWeight?: number;
+}
+
+export interface NativeTrainStepResult {
+  loss: number;
+  gradNorm: number;
+  finite: boolean;
+  stepped: boolean;
+}
+
+/** An opaque, type-tagged handle to a native training engine. */
+export interface NativeTrainEngineHandle {
+  readonly __brand: 'NativeTrainEngineHandle';
+}
+
+/** An opaque, type-tagged handle to a BatchNorm recompute in progress. */
+export interface NativeBatchNormHandle {
+  readonly __brand: 'NativeBatchNormHandle';
+}
+
+/** The training exports (merged into NativeBinding). */
+export interface NativeBinding {
+  /** Eval-mode sigmoid probabilities, optionally with flip TTA as one batched forward. */
+  modelPredict(model: NativeModel, input: NativeTensor, tta: boolean): Promise<{ mask: NativeTensor; label?: NativeTensor }>;
+  createTrainEngine(model: NativeModel, spec: NativeTrainEngineSpec): NativeTrainEngineHandle;
+  trainEngineDispose(engine: NativeTrainEngineHandle): void;
+  trainEngineStep(engine: NativeTrainEngineHandle, images: NativeTensor, masks: NativeTensor, labels?: NativeTensor): Promise<NativeTrainStepResult>;
+  trainEngineGroups(engine: NativeTrainEngineHandle): NativeOptimizerGroup[];
+  trainEngineSetLr(engine: NativeTrainEngineHandle, group: number, lr: number): void;
+  trainEngineScaleLr(engine: NativeTrainEngineHandle, factor: number): void;
+  trainEngineOptimizerState(engine: NativeTrainEngineHandle): Promise<NativeNamedTensors>;
+  trainEngineLoadOptimizerState(engine: NativeTrainEngineHandle, state: NativeNamedTensors): Promise<void>;
+  trainEnginePending(engine: NativeTrainEngineHandle): number;
+  averageStateDicts(dicts: NativeNamedTensors[], weights?: number[]): Promise<NativeNamedTensors>;
+  batchNormRecomputeBegin(model: NativeModel): Promise<NativeBatchNormHandle>;
+  batchNormRecomputeAdd(session: NativeBatchNormHandle, batch: NativeTensor): Promise<number>;
+  /** Returns the number of BatchNorm layers updated. */
+  batchNormRecomputeFinish(session: NativeBatchNormHandle): Promise<number>;
+  batchNormRecomputeAbort(session: NativeBatchNormHandle): Promise<void>;
+}
+
+// ---- end training engine, prediction, SWA ----
+
 /** Thrown when the compiled addon cannot be loaded; the message names the cause and the fix. */
 export class NativeLoadError extends Error {
   constructor(message: string, cause?: unknown) {

@@ -101,3 +101,6 @@ export async function lossForwardBackward(kind: LossKind, logits: Tensor, target
   const result = await ensureRuntime().lossForwardBackward(kind, logits.native, target.native, native);
   return { loss: result.loss, grad: new Tensor(result.grad) };
 }
+
+/** @internal Validates loss options (shared with TrainEngine). */
+export { checkOptions as checkLossOptions };

@@ -188,3 +188,6 @@ export function gradientOf(parameter: Tensor): Tensor | undefined {
   const g = ensureRuntime().gradientOf(parameter.native);
   return g === undefined ? undefined : new Tensor(g);
 }
+
+/** @internal Validates an optimizer spec (shared with TrainEngine). */
+export { checkSpec as checkOptimizerSpec };

@@ -1,0 +1,273 @@
+// The native training step: forward, the summed losses, backward with gradient accumulation,
+// global-norm clipping and the optimizer step, in one call on one thread-pool thread.
+#include <cmath>
+#include <limits>
+
+#include "../losses/losses.h"
+#include "../models/model_internal.h"
+#include "../optim/optim.h"
+#include "train_api.h"
+
+namespace pn {
+
+struct TrainEngine::Impl {
+  Model model;
+  TrainEngineSpec spec;
+  Optimizer optimizer;
+  /** Calls since the last optimizer step. */
+  int64_t pending = 0;
+  /** Serialises steps and state calls on this engine (taken before the model's mutex). */
+  std::mutex mutex;
+  /** Learning rates as JS sees them, applied to the optimizer before the next step. */
+  std::mutex lrMutex;
+  std::vector<OptimizerGroupInfo> groups;
+  bool lrDirty = false;
+};
+
+TrainEngine::TrainEngine() = default;
+TrainEngine::TrainEngine(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+namespace {
+
+TrainEngine::Impl& get(const TrainEngine& engine) {
+  if (!engine.defined()) throw Error("train engine is undefined (disposed or never created)");
+  return *engine.impl();
+}
+
+Model::Impl& modelOf(TrainEngine::Impl& engine) {
+  if (!engine.model.defined()) throw Error("model is undefined (disposed or never created)");
+  return *engine.model.impl();
+}
+
+/** Pushes learning rates set from JS into the optimizer. Call with the engine mutex held. */
+void applyLearningRates(TrainEngine::Impl& e) {
+  std::lock_guard<std::mutex> lock(e.lrMutex);
+  if (!e.lrDirty) return;
+  for (size_t g = 0; g < e.groups.size(); ++g) optimizerSetLr(e.optimizer, static_cast<int64_t>(g), e.groups[g].lr);
+  e.lrDirty = false;
+}
+
+/** Re-reads the optimizer's learning rates (after loading a state). Call with the engine mutex held. */
+void readLearningRates(TrainEngine::Impl& e) {
+  std::vector<OptimizerGroupInfo> groups = optimizerGroups(e.optimizer);
+  std::lock_guard<std::mutex> lock(e.lrMutex);
+  e.groups = std::move(groups);
+  e.lrDirty = false;
+}
+
+at::Tensor segmentationLoss(const TrainEngineSpec& spec, const at::Tensor& logits, const at::Tensor& target) {
+  at::Tensor total;
+  for (const LossTermSpec& term : spec.loss) {
+    const LossOptions& o = term.options;
+    at::Tensor value;
+    switch (term.kind) {
+      case LossKind::Combo:
+        value = losses::comboLoss(logits, target, {o.bceWeight, o.diceWeight, o.focalWeight, o.perImageDice});
+        break;
+      case LossKind::ComboReference:
+        value = losses::comboLossReference(logits, target, {o.bceWeight, o.diceWeight, o.focalWeight, o.perImageDice});
+        break;
+      case LossKind::SoftDice: value = losses::softDiceLoss(logits, target, o.smooth); break;
+      case LossKind::BalancedBce: value = losses::balancedBceLoss(logits, target, o.alpha); break;
+      case LossKind::Lovasz:
+        value = losses::lovaszHingeLoss(logits, target, {o.positiveMargin, o.negativeMargin, o.symmetric});
+        break;
+    }
+    value = value * term.weight;
+    total = total.defined() ? total + value : value;
+  }
+  return total;
+}
+
+/** BCE + focal (gamma 2, SPEC 4's focal) on the label logit: the combo loss without its Dice. */
+at::Tensor labelBceFocal(const at::Tensor& logits, const at::Tensor& labels) {
+  return losses::comboLoss(logits, labels, {1.0, 0.0, 1.0, false});
+}
+
+std::string shapeOf(const at::Tensor& t) { return c10::str(t.sizes()); }
+
+}  // namespace
+
+TrainEngine createTrainEngine(const Model& model, const TrainEngineSpec& spec) {
+  if (!model.defined()) throw Error("model is undefined (disposed or never created)");
+  if (spec.accumulation < 1) throw Error("Expected an accumulation of at least 1 but received " + std::to_string(spec.accumulation));
+  if (!(spec.gradClip >= 0) || !std::isfinite(spec.gradClip)) {
+    throw Error("Expected a finite gradClip >= 0 but received " + std::to_string(spec.gradClip));
+  }
+  if (!spec.classify && spec.loss.empty()) throw Error("Expected at least one loss term for the segment task but received none");
+  Model::Impl& m = *model.impl();
+  auto impl = std::make_shared<TrainEngine::Impl>();
+  impl->model = model;
+  impl->spec = spec;
+  if ((spec.classify || spec.labelWeight > 0) && !m.spec.classificationHead) {
+    throw Error(std::string("Expected a model with a classification head for ") +
+                (spec.classify ? "the classify task" : "a label loss (labelWeight > 0)") + " but " + m.spec.architecture + " on " +
+                m.spec.encoder + " has none (create it with classificationHead: true)");
+  }
+  std::vector<std::pair<std::string, Tensor>> parameters;
+  {
+    std::lock_guard<std::mutex> lock(m.mutex);
+    guard([&] {
+      for (auto& [name, p] : optim::namedParameters(m.module)) parameters.emplace_back(name, wrap(p));
+      return 0;
+    });
+  }
+  impl->optimizer = createOptimizer(parameters, spec.optimizer);
+  impl->groups = optimizerGroups(impl->optimizer);
+  return TrainEngine(std::move(impl));
+}
+
+TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images, const Tensor& masks, const Tensor& labels) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> engineLock(e.mutex);
+  Model::Impl& m = modelOf(e);
+  const TrainEngineSpec& spec = e.spec;
+  const at::Tensor& x = unwrap(images);
+  const at::Tensor& y = unwrap(masks);
+  const bool wantLabels = spec.classify || spec.labelWeight > 0;
+  if (wantLabels && !labels.defined()) {
+    throw Error(std::string("Expected labels ([B] or [B, 1]) for ") + (spec.classify ? "the classify task" : "a label loss") +
+                " but received none");
+  }
+  applyLearningRates(e);
+  std::lock_guard<std::mutex> modelLock(m.mutex);
+  return guard([&] {
+    torch::AutoGradMode gradMode(true);
+    if (!m.module.is_training()) m.module.train(true);
+    m.inference.reset();  // the weights change below
+    zoo::checkInput(m, x);
+    const int64_t batch = x.size(0);
+    if (y.dim() != 4 || y.size(0) != batch || y.size(1) != m.spec.classes || y.size(2) != x.size(2) || y.size(3) != x.size(3)) {
+      throw Error("Expected masks of shape [" + std::to_string(batch) + ", " + std::to_string(m.spec.classes) + ", " +
+                  std::to_string(x.size(2)) + ", " + std::to_string(x.size(3)) + "] (the images' batch and size) but received " +
+                  shapeOf(y));
+    }
+    at::Tensor target = y.to(m.device, at::kFloat);
+    at::Tensor labelTarget;
+    if (wantLabels) {
+      const at::Tensor& l = unwrap(labels);
+      if (l.numel() != batch || l.dim() > 2) {
+        throw Error("Expected labels of shape [" + std::to_string(batch) + "] or [" + std::to_string(batch) + ", 1] but received " +
+                    shapeOf(l));
+      }
+      labelTarget = l.to(m.device, at::kFloat).reshape({batch, 1});
+    }
+
+    // BatchNorm statistics as they were, put back if this batch turns out non-finite (a NaN batch
+    // would otherwise poison every running mean it passed through).
+    std::vector<at::Tensor> buffers;
+    std::vector<at::Tensor> savedBuffers;
+    {
+      torch::NoGradGuard noGrad;
+      for (const at::Tensor& b : m.module.buffers()) {
+        buffers.push_back(b);
+        savedBuffers.push_back(b.clone());
+      }
+    }
+
+    const c10::IValue out = zoo::runForward(m, m.module, x);
+    at::Tensor maskLogits;
+    at::Tensor labelLogits;
+    if (out.isTuple()) {
+      const auto& elements = out.toTupleRef().elements();
+      maskLogits = elements[0].toTensor().to(at::kFloat);
+      labelLogits = elements[1].toTensor().to(at::kFloat);
+    } else {
+      maskLogits = out.toTensor().to(at::kFloat);
+    }
+
+    at::Tensor loss;
+    if (spec.classify) {
+      loss = spec.labelWeight * labelBceFocal(labelLogits, labelTarget) +
+             spec.maskWeight * torch::binary_cross_entropy_with_logits(maskLogits, target);
+    } else {
+      loss = segmentationLoss(spec, maskLogits, target);
+      if (spec.labelWeight > 0) loss = loss + spec.labelWeight * torch::binary_cross_entropy_with_logits(labelLogits, labelTarget);
+    }
+
+    TrainStepResult result;
+    result.loss = loss.item<double>();
+    result.gradNorm = std::numeric_limits<double>::quiet_NaN();
+    if (!std::isfinite(result.loss)) {
+      // Nothing of this call reaches the weights, and what was accumulated before is dropped.
+      {
+        torch::NoGradGuard noGrad;
+        for (size_t k = 0; k < buffers.size(); ++k) buffers[k].copy_(savedBuffers[k]);
+      }
+      optimizerZeroGrad(e.optimizer);
+      e.pending = 0;
+      result.finite = false;
+      return result;
+    }
+    (spec.accumulation > 1 ? loss / static_cast<double>(spec.accumulation) : loss).backward();
+    if (++e.pending < spec.accumulation) return result;
+    e.pending = 0;
+
+    // A frozen parameter keeps no gradient (it may hold a zeroed one from before it was frozen,
+    // and Adam's momentum would still move it): the optimizer skips parameters without one.
+    for (const at::Tensor& p : m.module.parameters()) {
+      if (!p.requires_grad() && p.grad().defined()) p.mutable_grad().reset();
+    }
+    const double norm = spec.gradClip > 0 ? optimizerClipGradNorm(e.optimizer, spec.gradClip) : optimizerGradNorm(e.optimizer);
+    result.gradNorm = norm;
+    if (!std::isfinite(norm)) {
+      optimizerZeroGrad(e.optimizer);
+      result.finite = false;
+      return result;
+    }
+    optimizerStep(e.optimizer);
+    optimizerZeroGrad(e.optimizer);
+    result.stepped = true;
+    return result;
+  });
+}
+
+std::vector<OptimizerGroupInfo> trainEngineGroups(const TrainEngine& engine) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> lock(e.lrMutex);
+  return e.groups;
+}
+
+void trainEngineSetLr(const TrainEngine& engine, int64_t group, double lr) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> lock(e.lrMutex);
+  if (group < 0 || static_cast<size_t>(group) >= e.groups.size()) {
+    throw Error("Expected a group index between 0 and " + std::to_string(static_cast<int64_t>(e.groups.size()) - 1) +
+                " but received " + std::to_string(group));
+  }
+  if (!std::isfinite(lr) || lr < 0) throw Error("Expected a finite lr >= 0 but received " + std::to_string(lr));
+  e.groups[static_cast<size_t>(group)].lr = lr;
+  e.lrDirty = true;
+}
+
+void trainEngineScaleLr(const TrainEngine& engine, double factor) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> lock(e.lrMutex);
+  if (!std::isfinite(factor) || factor < 0) throw Error("Expected a finite lr factor >= 0 but received " + std::to_string(factor));
+  for (OptimizerGroupInfo& g : e.groups) g.lr = g.initialLr * factor;
+  e.lrDirty = true;
+}
+
+std::vector<std::pair<std::string, Tensor>> trainEngineOptimizerState(const TrainEngine& engine) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> lock(e.mutex);
+  applyLearningRates(e);
+  return optimizerStateDict(e.optimizer);
+}
+
+void trainEngineLoadOptimizerState(const TrainEngine& engine, const std::vector<std::pair<std::string, Tensor>>& state) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> lock(e.mutex);
+  optimizerLoadStateDict(e.optimizer, state);
+  optimizerZeroGrad(e.optimizer);
+  e.pending = 0;
+  readLearningRates(e);
+}
+
+int64_t trainEnginePending(const TrainEngine& engine) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> lock(e.mutex);
+  return e.pending;
+}
+
+}  // namespace pn
