@@ -156,7 +156,7 @@ h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 28
 table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ddd; padding: 4px 10px; text-align: left; }
 thead td, thead th { background: #f3f4f6; font-weight: 600; }
 figure { margin: 10px 0; } figure img { max-width: 100%; border: 1px solid #ccc; }
-figcaption { font-size: 13px; color: #444; }
+figcaption { font-size: 13px; color: #444; overflow-wrap: anywhere; }
 .tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(250px, 1fr)); gap: 12px; }
 .tile img { width: 100%; image-rendering: pixelated; }
 .key span { display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }

@@ -20,13 +20,13 @@ describe('pneumo-native CLI', () => {
     expect(result.stdout).toMatch(/^BLAS\s+/m);
   });
 
-  it('demo checks the runtime and trains the smoke model (--json)', async () => {
-    const result = await runCli(['demo', '--json', '--steps', '8', '--size', '32', '--batch', '2']);
+  it('check reports the runtime and trains the smoke model (--json)', async () => {
+    const result = await runCli(['check', '--json', '--steps', '8', '--size', '32', '--batch', '2']);
     expect(result.code, result.stderr).toBe(0);
-    const demo = parseJson<{ runtime: { libtorch: { version: string } }; smoke: { losses: number[]; lossDrop: number; gradientsFinite: boolean } }>(result);
-    expect(demo.smoke.losses).toHaveLength(8);
-    expect(demo.smoke.lossDrop).toBeGreaterThan(0);
-    expect(demo.smoke.gradientsFinite).toBe(true);
+    const check = parseJson<{ runtime: { libtorch: { version: string } }; smoke: { losses: number[]; lossDrop: number; gradientsFinite: boolean } }>(result);
+    expect(check.smoke.losses).toHaveLength(8);
+    expect(check.smoke.lossDrop).toBeGreaterThan(0);
+    expect(check.smoke.gradientsFinite).toBe(true);
     expect(result.stderr).toMatch(/smoke training pass/);
   });
 

@@ -2,6 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { infoCommand } from './info.js';
 import { demoCommand } from './demo.js';
+import { checkCommand } from './check.js';
 import { foldsCommand } from './folds.js';
 import { scoreCommand } from './score.js';
 import { synthCommand } from './synth.js';
@@ -9,14 +10,14 @@ import { prepareCommand } from './prepare.js';
 import { dicomInfoCommand } from './dicom-info.js';
 import { augmentPreviewCommand } from './augment-preview.js';
 import { modelsCommand } from './models.js';
-import { inferCommand } from './infer.js';
 import { thresholdsCommand } from './thresholds.js';
+import { submitCommand } from './submit.js';
 import { blendCommand } from './blend.js';
+import { inferCommand } from './infer.js';
 import { swaCommand } from './swa.js';
 import { stackCommand } from './stack.js';
-import { submitCommand } from './submit.js';
 import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, serveCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, serveCommand];
