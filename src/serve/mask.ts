@@ -6,6 +6,9 @@
  * fraction of the full 1M-pixel pass on the event loop (and nothing when the mask is empty).
  */
 
+import { encodeRuns } from '../data/rle.js';
+import type { Runs } from '../data/rle.js';
+
 /** Per output index: the two source indices and the weight of the second (as resize.ts computes them). */
 function axis(outSize: number, inSize: number): { i0: Int32Array; i1: Int32Array; f: Float32Array } {
   const i0 = new Int32Array(outSize);
@@ -39,17 +42,24 @@ function reach(ax: { i0: Int32Array; i1: Int32Array }, lo: number, hi: number): 
 export interface UpsampledMask {
   mask: Uint8Array;
   area: number;
-  runs: Int32Array;
+  runs: Runs;
 }
 
-/**
- * Resizes a row-major 0/1 (any non-zero = 1) `height` x `width` mask to `outHeight` x `outWidth`,
- * bilinear with half-pixel centres, binarised at 0.5. Walks the output column by column over the
- * reachable box, so the SIIM runs (column-major) come out of the same pass: `rle.formatRuns(runs)`
- * is the mask's RLE.
- */
-export function upsampleMask(mask: Uint8Array, height: number, width: number, outHeight: number, outWidth: number): UpsampledMask {
-  const out = new Uint8Array(outHeight * outWidth);
+interface Plan {
+  mask: Uint8Array;
+  width: number;
+  outWidth: number;
+  out: Uint8Array;
+  rowAny: Uint8Array;
+  ys: ReturnType<typeof axis>;
+  xs: ReturnType<typeof axis>;
+  rows: [number, number];
+  cols: [number, number];
+}
+
+/** The source's bounding box and the output box it reaches, or undefined for an empty mask. */
+function plan(mask: Uint8Array, height: number, width: number, outHeight: number, outWidth: number, out: Uint8Array): Plan | undefined {
+  const rowAny = new Uint8Array(height);
   let r0 = height;
   let r1 = -1;
   let c0 = width;
@@ -58,6 +68,7 @@ export function upsampleMask(mask: Uint8Array, height: number, width: number, ou
     const row = r * width;
     for (let c = 0; c < width; c++) {
       if (mask[row + c] !== 0) {
+        rowAny[r] = 1;
         if (r < r0) r0 = r;
         r1 = r;
         if (c < c0) c0 = c;
@@ -65,64 +76,89 @@ export function upsampleMask(mask: Uint8Array, height: number, width: number, ou
       }
     }
   }
-  if (r1 < 0) return { mask: out, area: 0, runs: new Int32Array(0) };
+  if (r1 < 0) return undefined;
   const ys = axis(outHeight, height);
   const xs = axis(outWidth, width);
-  const [rowFirst, rowLast] = reach(ys, r0, r1)!;
-  const [colFirst, colLast] = reach(xs, c0, c1)!;
+  return { mask, width, outWidth, out, rowAny, ys, xs, rows: reach(ys, r0, r1)!, cols: reach(xs, c0, c1)! };
+}
+
+/** Fills output rows [from, to] of the plan; returns the pixels set. */
+function fillRows(p: Plan, from: number, to: number): number {
+  const { mask, width, outWidth, out, rowAny, ys } = p;
+  const xi0 = p.xs.i0;
+  const xi1 = p.xs.i1;
+  const xf = p.xs.f;
+  const [colFirst, colLast] = p.cols;
   const value = new Float32Array(1); // rounds each interpolated value to float32, as resize.ts stores it
-  let runs = new Int32Array(256);
-  let n = 0;
-  const push = (index: number): void => {
-    if (n === runs.length) {
-      const grown = new Int32Array(runs.length * 2);
-      grown.set(runs);
-      runs = grown;
-    }
-    runs[n++] = index;
-  };
   let area = 0;
-  let inRun = 0;
-  for (let c = colFirst; c <= colLast; c++) {
-    const column = c * outHeight;
-    if (inRun === 1 && rowFirst > 0) {
-      push(column); // rows above rowFirst are empty
-      inRun = 0;
-    }
-    const x0 = xs.i0[c]!;
-    const x1 = xs.i1[c]!;
-    const fx = xs.f[c]!;
-    for (let o = rowFirst; o <= rowLast; o++) {
-      const row0 = ys.i0[o]! * width;
-      const row1 = ys.i1[o]! * width;
+  for (let o = from; o <= to; o++) {
+    const s0 = ys.i0[o]!;
+    const s1 = ys.i1[o]!;
+    if (rowAny[s0] === 0 && rowAny[s1] === 0) continue;
+    const row0 = s0 * width;
+    const row1 = s1 * width;
+    const fy = ys.f[o]!;
+    const base = o * outWidth;
+    for (let c = colFirst; c <= colLast; c++) {
+      const x0 = xi0[c]!;
+      const x1 = xi1[c]!;
       const a = mask[row0 + x0] ? 1 : 0;
       const b = mask[row0 + x1] ? 1 : 0;
       const d = mask[row1 + x0] ? 1 : 0;
       const e = mask[row1 + x1] ? 1 : 0;
-      let bit: number;
       const corners = a + b + d + e;
-      if (corners === 0 || corners === 4) {
-        bit = corners >> 2;
-      } else {
+      if (corners === 0) continue;
+      if (corners !== 4) {
+        const fx = xf[c]!;
         const top = a + (b - a) * fx;
         const bottom = d + (e - d) * fx;
-        value[0] = top + (bottom - top) * ys.f[o]!;
-        bit = value[0]! > 0.5 ? 1 : 0;
+        value[0] = top + (bottom - top) * fy;
+        if (!(value[0]! > 0.5)) continue;
       }
-      if (bit === 1) {
-        out[o * outWidth + c] = 1;
-        area++;
-      }
-      if (bit !== inRun) {
-        push(column + o);
-        inRun = bit;
-      }
-    }
-    if (inRun === 1 && rowLast < outHeight - 1) {
-      push(column + rowLast + 1);
-      inRun = 0;
+      out[base + c] = 1;
+      area++;
     }
   }
-  if (inRun === 1) push((colLast + 1) * outHeight);
-  return { mask: out, area, runs: runs.subarray(0, n) };
+  return area;
+}
+
+const EMPTY_RUNS: Runs = new Int32Array(0);
+
+/**
+ * Resizes a row-major 0/1 (any non-zero = 1) `height` x `width` mask to `outHeight` x `outWidth`,
+ * bilinear with half-pixel centres, binarised at 0.5, with its SIIM runs
+ * (`rle.formatRuns(runs)` is its RLE). Pixels whose four source neighbours agree are copied; only
+ * edges are interpolated; output rows whose two source rows are empty are skipped.
+ */
+export function upsampleMask(mask: Uint8Array, height: number, width: number, outHeight: number, outWidth: number): UpsampledMask {
+  const out = new Uint8Array(outHeight * outWidth);
+  const p = plan(mask, height, width, outHeight, outWidth, out);
+  if (p === undefined) return { mask: out, area: 0, runs: EMPTY_RUNS };
+  const area = fillRows(p, p.rows[0], p.rows[1]);
+  return { mask: out, area, runs: area === 0 ? EMPTY_RUNS : encodeRuns(out, outWidth, outHeight) };
+}
+
+/**
+ * {@link upsampleMask} in slices of `rowsPerSlice` output rows with the event loop served between
+ * them (a server's post-processing of a large mask never holds the loop for the whole image).
+ */
+export async function upsampleMaskAsync(
+  mask: Uint8Array,
+  height: number,
+  width: number,
+  outHeight: number,
+  outWidth: number,
+  rowsPerSlice = 128,
+): Promise<UpsampledMask> {
+  const out = new Uint8Array(outHeight * outWidth);
+  const p = plan(mask, height, width, outHeight, outWidth, out);
+  if (p === undefined) return { mask: out, area: 0, runs: EMPTY_RUNS };
+  let area = 0;
+  for (let from = p.rows[0]; from <= p.rows[1]; from += rowsPerSlice) {
+    if (from > p.rows[0]) await new Promise<void>((resolve) => setImmediate(resolve));
+    area += fillRows(p, from, Math.min(p.rows[1], from + rowsPerSlice - 1));
+  }
+  if (area === 0) return { mask: out, area: 0, runs: EMPTY_RUNS };
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  return { mask: out, area, runs: encodeRuns(out, outWidth, outHeight) };
 }

@@ -26,7 +26,7 @@ import { Model } from '../models/model.js';
 import type { Triplet } from '../training/config.js';
 import { SegmenterError } from './errors.js';
 import { prepareInput } from './input.js';
-import { upsampleMask } from './mask.js';
+import { upsampleMaskAsync } from './mask.js';
 import type { InputFormat, PreparedInput, SegmenterInput } from './input.js';
 
 /** The first place's best validation triplet (SPEC section 4): (top 0.75, area 2000, bottom 0.3). */
@@ -527,7 +527,7 @@ export class Segmenter {
       const call = batch[i]!;
       if (call.state === 'settled') continue;
       try {
-        const result = this.#postprocess(call, probs.subarray(i * pixels, (i + 1) * pixels), {
+        const result = await this.#postprocess(call, probs.subarray(i * pixels, (i + 1) * pixels), {
           decodeMs: call.prepareMs + decodeMs,
           queueMs: batchStart - call.enqueued,
           inferenceMs,
@@ -559,11 +559,11 @@ export class Segmenter {
     }
   }
 
-  #postprocess(
+  async #postprocess(
     call: Call,
     map: Float32Array,
     batch: { decodeMs: number; queueMs: number; inferenceMs: number; batchSize: number },
-  ): SegmentResult {
+  ): Promise<SegmentResult> {
     const t0 = performance.now();
     const size = call.size;
     let maxProbability = 0;
@@ -578,7 +578,7 @@ export class Segmenter {
     if (this.#options.maskSize === 'input' && (prepared.width !== size || prepared.height !== size)) {
       width = prepared.width;
       height = prepared.height;
-      const resized = upsampleMask(rule.mask, size, size, height, width);
+      const resized = await upsampleMaskAsync(rule.mask, size, size, height, width);
       ({ mask, area } = resized);
       rle = formatRuns(resized.runs);
     } else {

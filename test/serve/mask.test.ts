@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { encodeRuns } from '../../src/data/rle.js';
 import { resizeMask } from '../../src/inference/resize.js';
-import { upsampleMask } from '../../src/serve/mask.js';
+import { upsampleMask, upsampleMaskAsync } from '../../src/serve/mask.js';
 import { randomBytes } from './fixtures.js';
 
 function blobMask(height: number, width: number, seed: number, density: number): Uint8Array {
@@ -18,7 +18,7 @@ function blobMask(height: number, width: number, seed: number, density: number):
 }
 
 describe('upsampleMask', () => {
-  it('is exactly resizeMask (bilinear, half-pixel centres, > 0.5) up, down, square or not', () => {
+  it('is exactly resizeMask (bilinear, half-pixel centres, > 0.5) up, down, square or not, whole or sliced', async () => {
     const shapes: [number, number, number, number][] = [
       [64, 64, 1024, 1024],
       [64, 64, 128, 128],
@@ -36,6 +36,9 @@ describe('upsampleMask', () => {
         expect(Buffer.from(got.mask).equals(Buffer.from(expected)), `${h}x${w} -> ${oh}x${ow} density ${density}`).toBe(true);
         expect(got.area).toBe(expected.reduce((s, v) => s + v, 0));
         expect(Array.from(got.runs)).toEqual(Array.from(encodeRuns(expected, ow, oh)));
+        const sliced = await upsampleMaskAsync(mask, h, w, oh, ow, 7);
+        expect(Buffer.from(sliced.mask).equals(Buffer.from(expected))).toBe(true);
+        expect(Array.from(sliced.runs)).toEqual(Array.from(got.runs));
       }
     }
   });
