@@ -8,6 +8,8 @@
 import { assertInteger, invalidParameterError } from '../core/validate.js';
 import { decodeUnion } from '../data/rle.js';
 import type { Triplet } from '../training/config.js';
+import { openMapSet } from './blend.js';
+import type { BlendInput } from './blend.js';
 import { MapReader } from './maps.js';
 import { resizeMask } from './resize.js';
 import { bestTriplet, defaultGrid, scoreTriplets, summariseMaps } from './thresholds.js';
@@ -27,8 +29,10 @@ export interface ThresholdSearchOptions {
 }
 
 export interface ThresholdSearchResult {
-  /** The map files searched, with their map count. */
-  maps: { path: string; count: number }[];
+  /** The map files searched, with their map count and weight. */
+  maps: { path: string; count: number; weight: number }[];
+  /** How the files were read: one file, files over distinct images, or blended files over the same images. */
+  mode: 'single' | 'union' | 'blend';
   height: number;
   width: number;
   images: number;
@@ -43,12 +47,14 @@ export interface ThresholdSearchResult {
 }
 
 /**
- * Scores `grid` on the maps of `mapPaths` (several files, e.g. one per fold's out-of-fold maps,
- * must share size and dtype and hold distinct ids) against `truth` (`id -> RLE rows`, as
- * `labels.readTrainLabels` returns). Every map id must be in the truth.
+ * Scores `grid` on the maps of `mapPaths` against `truth` (`id -> RLE rows`, as
+ * `labels.readTrainLabels` returns). Several files over distinct images (e.g. one per fold's
+ * out-of-fold maps) are joined and must share size and dtype; several files over the same images
+ * (pipelines) are blended on the fly with their weights (`{ path, weight }`). Every map id must be
+ * in the truth.
  */
 export async function searchThresholds(
-  mapPaths: readonly string[],
+  mapPaths: readonly (string | BlendInput)[],
   truth: ReadonlyMap<string, readonly string[]>,
   options: ThresholdSearchOptions = {},
 ): Promise<ThresholdSearchResult> {
@@ -59,46 +65,48 @@ export async function searchThresholds(
   const chunk = options.chunk ?? 32;
   assertInteger('truthSize', truthSize, 1, 1 << 15);
   assertInteger('chunk', chunk, 1, 4096);
+  // Files over the same images are blended on the fly (float maps); otherwise each file's chunks
+  // are read as stored (uint8 maps are summarised over all 256 levels).
+  const set = await openMapSet(mapPaths);
   const readers: MapReader[] = [];
   try {
-    for (const path of mapPaths) readers.push(await MapReader.open(path));
-    const first = readers[0]!;
-    const seen = new Map<string, string>();
-    for (const r of readers) {
-      if (r.height !== first.height || r.width !== first.width || r.dtype !== first.dtype) {
-        throw new Error(`${r.path} holds ${r.height}x${r.width} ${r.dtype} maps but ${first.path} holds ${first.height}x${first.width} ${first.dtype}: blend or re-infer them to one size and dtype first`);
-      }
-      for (const id of r.ids) {
-        const other = seen.get(id);
-        if (other !== undefined) throw new Error(`image ${id} is in both ${other} and ${r.path}: the map files must hold distinct images`);
-        seen.set(id, r.path);
-      }
-    }
-    const missing = [...seen.keys()].filter((id) => !truth.has(id));
+    const missing = set.ids.filter((id) => !truth.has(id));
     if (missing.length > 0) {
       throw new Error(`${missing.length} map image(s) have no truth: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
     }
-    const { height, width } = first;
+    const { height, width } = set;
     const pixels = height * width;
-    // Float16 maps are compared at exactly the grid's thresholds.
-    const thresholds = first.dtype === 'float16' ? [...new Set(grid.flatMap((t) => [t[0], t[2]]))] : undefined;
-    const total = seen.size;
+    const gridThresholds = [...new Set(grid.flatMap((t) => [t[0], t[2]]))];
+    const total = set.ids.length;
     let done = 0;
     const parts: MapSummaries[] = [];
-    for (const r of readers) {
-      for (let start = 0; start < r.count; start += chunk) {
-        const n = Math.min(chunk, r.count - start);
-        const maps = await r.readForSearch(start, n);
-        const masks = new Uint8Array(n * pixels);
-        for (let k = 0; k < n; k++) {
-          const id = r.ids[start + k]!;
-          const full = decodeUnion(truth.get(id)!, truthSize, truthSize, id);
-          masks.set(resizeMask(full, truthSize, truthSize, height, width), k * pixels);
+    const summarise = async (ids: readonly string[], maps: Uint8Array | Float32Array) => {
+      const masks = new Uint8Array(ids.length * pixels);
+      ids.forEach((id, k) => {
+        const full = decodeUnion(truth.get(id)!, truthSize, truthSize, id);
+        masks.set(resizeMask(full, truthSize, truthSize, height, width), k * pixels);
+      });
+      // Float maps are compared at exactly the grid's thresholds.
+      parts.push(await summariseMaps(maps, height, width, { truth: masks, thresholds: maps instanceof Float32Array ? gridThresholds : undefined }));
+      done += ids.length;
+      options.onProgress?.(done, total);
+    };
+    if (set.mode === 'blend') {
+      for (let start = 0; start < total; start += chunk) {
+        const ids = set.ids.slice(start, start + chunk);
+        const maps = new Float32Array(ids.length * pixels);
+        for (let k = 0; k < ids.length; k++) maps.set(await set.read(ids[k]!), k * pixels);
+        await summarise(ids, maps);
+      }
+    } else {
+      for (const input of mapPaths) readers.push(await MapReader.open(typeof input === 'string' ? input : input.path));
+      const dtype = readers[0]!.dtype;
+      for (const r of readers) {
+        if (r.dtype !== dtype) throw new Error(`${r.path} holds ${r.dtype} maps but ${readers[0]!.path} holds ${dtype}: blend or re-infer them to one dtype first`);
+        for (let start = 0; start < r.count; start += chunk) {
+          const n = Math.min(chunk, r.count - start);
+          await summarise(r.ids.slice(start, start + n), await r.readForSearch(start, n));
         }
-        const part = await summariseMaps(maps, height, width, { truth: masks, thresholds });
-        parts.push(part);
-        done += n;
-        options.onProgress?.(done, total);
       }
     }
     // One concatenation at the end (not one per chunk, which would copy quadratically).
@@ -107,7 +115,8 @@ export async function searchThresholds(
     const best = bestTriplet(scores);
     const emptyImages = best.empty.count;
     return {
-      maps: readers.map((r) => ({ path: r.path, count: r.count })),
+      maps: set.paths.map((path, k) => ({ path, count: set.mode === 'union' ? readers[k]!.count : set.ids.length, weight: set.weights[k]! })),
+      mode: set.mode,
       height,
       width,
       images: total,
@@ -119,6 +128,6 @@ export async function searchThresholds(
       best,
     };
   } finally {
-    await Promise.all(readers.map((r) => r.close()));
+    await Promise.all([set.close(), ...readers.map((r) => r.close())]);
   }
 }

@@ -58,6 +58,13 @@ describe('pneumo-native thresholds', () => {
     const png = await readFile(heatmap);
     expect(png.subarray(1, 4).toString()).toBe('PNG');
     expect((await stat(heatmap)).size).toBeGreaterThan(5000);
+    // the same file twice over the same images: blended on the fly (float maps), same scores
+    const twice = await runCli(['thresholds', '--maps', `${join(dir, 'oof.pnm')}:1`, '--maps', `${join(dir, 'oof.pnm')}:3`, '--truth', join(dir, 'truth.csv'), '--truth-size', String(T), '--grid', 'spec', '--json', '--quiet']);
+    expect(twice.code, twice.stderr).toBe(0);
+    const blended = parseJson<{ mode: string; scores: { meanDice: number }[] }>(twice);
+    expect(blended.mode).toBe('blend');
+    const spec = (report.scores as { triplet: number[]; meanDice: number }[]).slice(0, 8);
+    blended.scores.forEach((s, i) => expect(s.meanDice).toBeCloseTo(spec[i]!.meanDice, 12));
     const text = await runCli(['thresholds', '--maps', join(dir, 'oof.pnm'), '--truth', join(dir, 'truth.csv'), '--truth-size', String(T), '--grid', 'spec', '--quiet']);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/The first place's triplets:/);

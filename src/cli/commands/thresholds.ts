@@ -2,6 +2,7 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
 import { readTrainLabels } from '../../data/labels.js';
+import { parseWeighted } from '../../inference/blend.js';
 import { writeHeatmap } from '../../inference/heatmap.js';
 import { searchThresholds } from '../../inference/search.js';
 import type { ThresholdSearchResult } from '../../inference/search.js';
@@ -101,7 +102,7 @@ export const thresholdsCommand: CommandModule<object, ThresholdsArgs> = {
   builder: (y) =>
     y
       .options({
-        maps: { type: 'string', array: true, demandOption: true, describe: 'Map files (.pnm from infer/blend), e.g. one per fold of out-of-fold maps' },
+        maps: { type: 'string', array: true, demandOption: true, describe: 'Map files (.pnm from infer/blend): files over distinct images (e.g. one per fold of out-of-fold maps) are joined, files over the same images blended (path:weight)' },
         truth: { type: 'string', demandOption: true, describe: 'Truth labels CSV (train-rle.csv layout; every map id must be in it)' },
         grid: { type: 'string', default: 'default', describe: '"default" (the SPEC\'s 8 triplets plus a finer grid), "spec" (the 8), or a JSON file of [top, area, bottom]' },
         tops: { type: 'string', describe: 'Grid as a product: comma-separated tops (with --areas and --bottoms)' },
@@ -127,7 +128,7 @@ export const thresholdsCommand: CommandModule<object, ThresholdsArgs> = {
     const bar = new ProgressBar('thresholds', 0, { unit: 'maps', silent: argv.quiet });
     let result: ThresholdSearchResult;
     try {
-      result = await searchThresholds(argv.maps, truth, {
+      result = await searchThresholds(argv.maps.map(parseWeighted), truth, {
         grid,
         areaSize: argv['area-size'],
         truthSize: argv['truth-size'],
