@@ -3,10 +3,10 @@
  * bilinear with half-pixel centres and binarised at 0.5 — exactly `inference/resize.ts`'s
  * `resizeMask` — but computed only over the output rows and columns that the mask's bounding box
  * can reach. A pneumothorax covers a few percent of the image, so a 1024 x 1024 mask costs a
- * fraction of the full 1M-pixel pass on the event loop (and nothing when the mask is empty).
+ * fraction of the full 1M-pixel pass on the event loop (and nothing when the mask is empty). The
+ * SIIM runs come from a column-major copy written in the same pass, read a word at a time.
  */
 
-import { encodeRuns } from '../data/rle.js';
 import type { Runs } from '../data/rle.js';
 
 /** Per output index: the two source indices and the weight of the second (as resize.ts computes them). */
@@ -49,12 +49,16 @@ interface Plan {
   mask: Uint8Array;
   width: number;
   outWidth: number;
+  outHeight: number;
   out: Uint8Array;
+  /** The same pixels column-major (index column * outHeight + row), for the runs. */
+  outT: Uint8Array;
   rowAny: Uint8Array;
   ys: ReturnType<typeof axis>;
   xs: ReturnType<typeof axis>;
   rows: [number, number];
-  cols: [number, number];
+  /** Output columns in spans sharing their two source columns: [first, last, x0, x1] each. */
+  spans: Int32Array;
 }
 
 /** The source's bounding box and the output box it reaches, or undefined for an empty mask. */
@@ -79,16 +83,35 @@ function plan(mask: Uint8Array, height: number, width: number, outHeight: number
   if (r1 < 0) return undefined;
   const ys = axis(outHeight, height);
   const xs = axis(outWidth, width);
-  return { mask, width, outWidth, out, rowAny, ys, xs, rows: reach(ys, r0, r1)!, cols: reach(xs, c0, c1)! };
+  const [colFirst, colLast] = reach(xs, c0, c1)!;
+  const spans: number[] = [];
+  for (let c = colFirst; c <= colLast; c++) {
+    const n = spans.length;
+    if (n > 0 && spans[n - 2] === xs.i0[c] && spans[n - 1] === xs.i1[c]) spans[n - 3] = c;
+    else spans.push(c, c, xs.i0[c]!, xs.i1[c]!);
+  }
+  return {
+    mask,
+    width,
+    outWidth,
+    outHeight,
+    out,
+    outT: new Uint8Array(out.length),
+    rowAny,
+    ys,
+    xs,
+    rows: reach(ys, r0, r1)!,
+    spans: Int32Array.from(spans),
+  };
 }
 
-/** Fills output rows [from, to] of the plan; returns the pixels set. */
+/**
+ * Fills output rows [from, to] of the plan; returns the pixels set. Column spans whose four source
+ * neighbours agree are skipped or filled whole; only the spans on an edge are interpolated.
+ */
 function fillRows(p: Plan, from: number, to: number): number {
-  const { mask, width, outWidth, out, rowAny, ys } = p;
-  const xi0 = p.xs.i0;
-  const xi1 = p.xs.i1;
+  const { mask, width, outWidth, outHeight, out, outT, rowAny, ys, spans } = p;
   const xf = p.xs.f;
-  const [colFirst, colLast] = p.cols;
   const value = new Float32Array(1); // rounds each interpolated value to float32, as resize.ts stores it
   let area = 0;
   for (let o = from; o <= to; o++) {
@@ -99,27 +122,63 @@ function fillRows(p: Plan, from: number, to: number): number {
     const row1 = s1 * width;
     const fy = ys.f[o]!;
     const base = o * outWidth;
-    for (let c = colFirst; c <= colLast; c++) {
-      const x0 = xi0[c]!;
-      const x1 = xi1[c]!;
+    for (let k = 0; k < spans.length; k += 4) {
+      const first = spans[k]!;
+      const last = spans[k + 1]!;
+      const x0 = spans[k + 2]!;
+      const x1 = spans[k + 3]!;
       const a = mask[row0 + x0] ? 1 : 0;
       const b = mask[row0 + x1] ? 1 : 0;
       const d = mask[row1 + x0] ? 1 : 0;
       const e = mask[row1 + x1] ? 1 : 0;
       const corners = a + b + d + e;
       if (corners === 0) continue;
-      if (corners !== 4) {
-        const fx = xf[c]!;
-        const top = a + (b - a) * fx;
-        const bottom = d + (e - d) * fx;
-        value[0] = top + (bottom - top) * fy;
-        if (!(value[0]! > 0.5)) continue;
+      for (let c = first; c <= last; c++) {
+        if (corners !== 4) {
+          const fx = xf[c]!;
+          const top = a + (b - a) * fx;
+          const bottom = d + (e - d) * fx;
+          value[0] = top + (bottom - top) * fy;
+          if (!(value[0]! > 0.5)) continue;
+        }
+        out[base + c] = 1;
+        outT[c * outHeight + o] = 1;
+        area++;
       }
-      out[base + c] = 1;
-      area++;
     }
   }
   return area;
+}
+
+/** Runs (start, end, ...) of a column-major 0/1 buffer, a word at a time where nothing changes. */
+function runsOf(outT: Uint8Array): Runs {
+  let runs = new Int32Array(256);
+  let n = 0;
+  const push = (index: number): void => {
+    if (n === runs.length) {
+      const grown = new Int32Array(runs.length * 2);
+      grown.set(runs);
+      runs = grown;
+    }
+    runs[n++] = index;
+  };
+  const words = new Int32Array(outT.buffer, outT.byteOffset, outT.length >> 2);
+  let inRun = 0;
+  let i = 0;
+  while (i < outT.length) {
+    if ((i & 3) === 0 && i + 4 <= outT.length && words[i >> 2] === (inRun === 0 ? 0 : 0x01010101)) {
+      i += 4; // four bytes that continue the current state
+      continue;
+    }
+    const v = outT[i]!;
+    if (v !== inRun) {
+      push(i);
+      inRun = v;
+    }
+    i++;
+  }
+  if (inRun === 1) push(outT.length);
+  return runs.subarray(0, n);
 }
 
 const EMPTY_RUNS: Runs = new Int32Array(0);
@@ -135,7 +194,7 @@ export function upsampleMask(mask: Uint8Array, height: number, width: number, ou
   const p = plan(mask, height, width, outHeight, outWidth, out);
   if (p === undefined) return { mask: out, area: 0, runs: EMPTY_RUNS };
   const area = fillRows(p, p.rows[0], p.rows[1]);
-  return { mask: out, area, runs: area === 0 ? EMPTY_RUNS : encodeRuns(out, outWidth, outHeight) };
+  return { mask: out, area, runs: area === 0 ? EMPTY_RUNS : runsOf(p.outT) };
 }
 
 /**
@@ -159,6 +218,5 @@ export async function upsampleMaskAsync(
     area += fillRows(p, from, Math.min(p.rows[1], from + rowsPerSlice - 1));
   }
   if (area === 0) return { mask: out, area: 0, runs: EMPTY_RUNS };
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  return { mask: out, area, runs: encodeRuns(out, outWidth, outHeight) };
+  return { mask: out, area, runs: runsOf(p.outT) };
 }
