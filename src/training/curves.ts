@@ -31,7 +31,7 @@ function niceTicks(min: number, max: number, count = 5): number[] {
   return ticks;
 }
 
-function panel(x0: number, width: number, title: string, series: Series[], epochs: number, yRange?: [number, number]): string {
+function panel(x0: number, width: number, title: string, series: Series[], epochs: number, yRange?: [number, number], legend: 'top' | 'bottom' = 'top'): string {
   const h = HEIGHT - PANEL.top - PANEL.bottom;
   const w = width - PANEL.left - PANEL.right;
   const left = x0 + PANEL.left;
@@ -59,9 +59,10 @@ function panel(x0: number, width: number, title: string, series: Series[], epoch
     const d = pts.map((p, j) => `${j === 0 ? 'M' : 'L'}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(' ');
     parts.push(`<path d="${d}" fill="none" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="6 4"' : ''}/>`);
     if (pts.length === 1) parts.push(`<circle cx="${X(pts[0]![0])}" cy="${Y(pts[0]![1])}" r="3" fill="${s.colour}"/>`);
-    const ly = PANEL.top + 14 + 16 * i;
-    parts.push(`<line x1="${left + 8}" x2="${left + 28}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`);
-    parts.push(`<text x="${left + 32}" y="${ly}" font-size="11">${escapeXml(s.label)}</text>`);
+    const ly = legend === 'top' ? PANEL.top + 14 + 16 * i : PANEL.top + h - 8 - 16 * (series.length - 1 - i);
+    const lx = legend === 'top' ? left + 8 : left + w - 190;
+    parts.push(`<line x1="${lx}" x2="${lx + 20}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.colour}" stroke-width="2"${s.dashed ? ' stroke-dasharray="4 3"' : ''}/>`);
+    parts.push(`<text x="${lx + 24}" y="${ly}" font-size="11">${escapeXml(s.label)}</text>`);
   });
   return parts.join('\n');
 }
@@ -79,7 +80,7 @@ export function curvesSvg(history: readonly EpochRecord[], title = 'training'): 
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     panel(0, half, `${title}: loss`, [loss], epochs),
-    panel(half, half, 'validation', [score, positive, baseline], epochs, [0, 1]),
+    panel(half, half, 'validation', [score, positive, baseline], epochs, [0, 1], 'bottom'),
     '</svg>',
   ].join('\n');
 }

@@ -18,7 +18,7 @@
  * saved, so `last.ckpt` and `best.ckpt` stay the last good state.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { deriveSeed } from '../core/random.js';
 import { defaultDevice, manualSeed } from '../core/runtime.js';
 import type { Tensor } from '../core/tensor.js';
@@ -267,11 +267,12 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
     if (!saved || saved.version !== 1) throw new Error(`${files.last} holds no trainer state: it was not written by pneumo-native train`);
     state = saved;
     resumedAt = state.epoch;
+    // The run folder may have moved: checkpoints are found by name in it.
+    state.topK = state.topK.map((c) => ({ ...c, path: join(files.dir, basename(c.path)) }));
     // Epoch checkpoints of an epoch that was interrupted before last.ckpt recorded it.
-    const kept = new Set(state.topK.map((c) => c.path));
+    const kept = new Set(state.topK.map((c) => basename(c.path)));
     for (const name of readdirSync(files.dir)) {
-      const path = join(files.dir, name);
-      if (/^epoch\d+\.ckpt$/.test(name) && !kept.has(path)) await files.remove(path);
+      if (/^epoch\d+\.ckpt$/.test(name) && !kept.has(name)) await files.remove(join(files.dir, name));
     }
     log(`resuming ${files.dir} at epoch ${state.epoch}`);
     const changed = changedPaths(loaded.metadata.config, config);
