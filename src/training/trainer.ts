@@ -244,9 +244,11 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
   const files = new RunFiles(foldDir(config, fold));
   await files.create();
   const started = performance.now();
+  // train.log lines are appended in order; the fold waits for them before it returns.
+  let logged: Promise<void> = Promise.resolve();
   const log = (message: string): void => {
     emit({ type: 'log', fold, message });
-    void files.appendLog(message).catch(() => undefined);
+    logged = logged.then(() => files.appendLog(message)).catch(() => undefined);
   };
   const { train, val } = splitFold(dataset, fold);
   const device = config.device === 'auto' ? await defaultDevice() : config.device;
@@ -308,6 +310,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
   if (state.finished !== null) {
     model.dispose();
     log(`fold ${fold} already finished (${state.finished})`);
+    await logged;
     return result(state.finished);
   }
 
@@ -476,6 +479,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
   } finally {
     engine.dispose();
     model.dispose();
+    await logged;
   }
 }
 

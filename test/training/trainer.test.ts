@@ -265,6 +265,19 @@ describe('trainExperiment', () => {
     for (const t of best.optimizer.values()) t.dispose();
   }, 120_000);
 
+  it('runs folds one after another and stops early after validations without improvement', async () => {
+    // A triplet no map passes: every image is predicted empty, so the score never improves on the first.
+    const config = tinyConfig({ name: 'early', folds: { use: [0, 1] }, validation: { triplets: [[1, 1, 1]] }, training: { epochs: 6, batchSize: 4, earlyStopping: 2, maxStepsPerEpoch: 1 } });
+    const result = await trainExperiment(config);
+    expect(result.folds.map((f) => f.fold)).toEqual([0, 1]);
+    for (const f of result.folds) {
+      expect(f.stopped).toBe('early-stopped');
+      expect(f.epochsRun).toBe(3);
+      expect(f.best?.epoch).toBe(0);
+      expect(readFileSync(join(f.dir, 'train.log'), 'utf8')).toMatch(/early stopping: no improvement in 2 validations \(best [\d.]+ at epoch 0\)/);
+    }
+  }, 120_000);
+
   it('names a missing earlier part when a part starts from it', async () => {
     const config = tinyConfig({ name: 'parts', part: 1, model: { backbone: 'tiny_unet_r18', fromPart: 0 } });
     await expect(trainExperiment(config)).rejects.toThrow(/part 1 starts from part 0's best checkpoint of fold 0, but .*part0\/fold0\/best\.ckpt does not exist/);
