@@ -78,7 +78,7 @@ describe('experiment config', () => {
   it('ships valid recipes for the first and second places', () => {
     const root = join(repoRoot, 'models', 'experiments');
     const experiments = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory());
-    expect(experiments.map((d) => d.name).sort()).toEqual(['albunet_valid', 'resnet50', 'seunet', 'unet_se50']);
+    expect(experiments.map((d) => d.name).sort()).toEqual(['albunet_valid', 'resnet50', 'seunet', 'synthetic', 'unet_se50']);
     for (const exp of experiments) {
       for (const file of readdirSync(join(root, exp.name))) loadConfig(join(root, exp.name, file));
     }
@@ -87,5 +87,6 @@ describe('experiment config', () => {
     expect(albunet2.optimizer.lr).toBe(1e-5);
     expect(loadConfig(join(root, 'resnet50', 'part0.yaml')).loss.weights).toEqual({ bce: 2, dice: 1, focal: 2 });
     expect(loadConfig(join(root, 'unet_se50', 'part0.yaml'))).toMatchObject({ sampler: { mode: 'positive-only' }, loss: { kind: 'soft-dice', perImage: true }, scheduler: { kind: 'warm-restarts' } });
+    expect(loadConfig(join(root, 'synthetic', 'small.yaml'))).toMatchObject({ model: { backbone: 'tiny_unet_r18' }, data: { imgSize: 256 }, folds: { use: [0] } });
   });
 });
