@@ -309,45 +309,47 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
   }
   if (state.finished !== null) {
     model.dispose();
+    for (const t of optimizerState?.values() ?? []) t.dispose();
     log(`fold ${fold} already finished (${state.finished})`);
     await logged;
     return result(state.finished);
   }
 
-  const pipeline = await configPipeline(config);
-  const channels = model.spec.inChannels === 1 ? 1 : 3;
-  const trainLoader = new BatchLoader(train, {
-    size: config.data.imgSize,
-    batchSize: config.training.batchSize,
-    pipeline,
-    channels,
-    depth: Math.max(1, config.data.workers),
-    device,
-    preparedSize: dataset.preparedSize,
-  });
-  const valLoader = new BatchLoader(val, {
-    size: config.data.imgSize,
-    batchSize: Math.max(config.training.batchSize, 4),
-    pipeline: validationPipeline(pipeline),
-    channels,
-    depth: Math.max(1, config.data.workers),
-    device,
-    preparedSize: dataset.preparedSize,
-  });
-  const sampler = new EpochSampler(
-    train.map((s: TrainingSample) => s.positive),
-    samplerConfig(config),
-    { seed: deriveSeed(config.seed, config.part, fold), epochs: config.training.epochs },
-  );
-  const engineOptions: TrainEngineOptions = {
-    optimizer: optimizerSpec(config),
-    loss: lossTerms(config),
-    accumulation: config.training.accumulation,
-    gradClip: config.training.gradClip,
-    task: config.task,
-  };
-  const engine = TrainEngine.create(model, engineOptions);
+  let engine: TrainEngine | undefined;
   try {
+    const pipeline = await configPipeline(config);
+    const channels = model.spec.inChannels === 1 ? 1 : 3;
+    const trainLoader = new BatchLoader(train, {
+      size: config.data.imgSize,
+      batchSize: config.training.batchSize,
+      pipeline,
+      channels,
+      depth: Math.max(1, config.data.workers),
+      device,
+      preparedSize: dataset.preparedSize,
+    });
+    const valLoader = new BatchLoader(val, {
+      size: config.data.imgSize,
+      batchSize: Math.max(config.training.batchSize, 4),
+      pipeline: validationPipeline(pipeline),
+      channels,
+      depth: Math.max(1, config.data.workers),
+      device,
+      preparedSize: dataset.preparedSize,
+    });
+    const sampler = new EpochSampler(
+      train.map((s: TrainingSample) => s.positive),
+      samplerConfig(config),
+      { seed: deriveSeed(config.seed, config.part, fold), epochs: config.training.epochs },
+    );
+    const engineOptions: TrainEngineOptions = {
+      optimizer: optimizerSpec(config),
+      loss: lossTerms(config),
+      accumulation: config.training.accumulation,
+      gradClip: config.training.gradClip,
+      task: config.task,
+    };
+    engine = TrainEngine.create(model, engineOptions);
     if (optimizerState) {
       await engine.loadOptimizerState(optimizerState);
       for (const t of optimizerState.values()) t.dispose();
@@ -477,8 +479,9 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
     emit({ type: 'fold-end', fold, result: out });
     return out;
   } finally {
-    engine.dispose();
+    engine?.dispose();
     model.dispose();
+    for (const t of optimizerState?.values() ?? []) if (!t.disposed) t.dispose();
     await logged;
   }
 }
