@@ -36,7 +36,7 @@ export const DEMO_CONFIG = fileURLToPath(new URL('../../models/experiments/synth
 export interface DemoOptions {
   /** The work folder (created); everything the demo writes goes inside it. */
   workdir: string;
-  /** Synthetic training images (default 400). */
+  /** Synthetic training images (default 500, the size of the shipped synthetic recipe). */
   train?: number;
   /** Synthetic test images (default 100). */
   test?: number;
@@ -136,7 +136,7 @@ function pickTiles(ids: readonly string[], positive: ReadonlySet<string>, count:
 /** Runs the demo (see the module comment); resolves with the scores and the report's path. */
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   if (typeof options?.workdir !== 'string' || options.workdir === '') throw invalidParameterError('workdir', 'a folder path', options?.workdir);
-  const train = options.train ?? 400;
+  const train = options.train ?? 500;
   const test = options.test ?? 100;
   const size = options.size ?? 256;
   const seed = options.seed ?? 7;

@@ -50,7 +50,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     y
       .options(jsonOption)
       .option('workdir', { type: 'string', default: 'pneumo-demo', describe: 'Work folder: keeps everything; a second run reuses what is done' })
-      .option('train', { type: 'number', default: 400, describe: 'Synthetic training images' })
+      .option('train', { type: 'number', default: 500, describe: 'Synthetic training images' })
       .option('test', { type: 'number', default: 100, describe: 'Synthetic test images' })
       .option('size', { type: 'number', default: 256, describe: 'Image side of the data and the model (a multiple of 32)' })
       .option('seed', { type: 'number', default: 7, describe: 'Seed of the synthetic dataset' })
