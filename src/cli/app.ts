@@ -22,6 +22,9 @@ export function buildCli(argv: string[]): Argv {
     .alias('h', 'help')
     .fail((msg, err) => {
       if (err) throw err;
+      // yargs' suggestion alone ("Did you mean train?") does not say what was typed.
+      const typed = argv.find((a) => !a.startsWith('-'));
+      if (/^Did you mean/.test(msg) && typed !== undefined) throw new CliError(`Unknown command '${typed}'. ${msg}`, 2);
       throw new CliError(msg, 2);
     });
   for (const command of commands) cli = cli.command(command);
