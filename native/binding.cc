@@ -796,6 +796,7 @@ pn::Optimizer optimizerArg(const Napi::CallbackInfo& info, size_t i) {
   return *o;
 }
 
+/** [[name, NativeTensor], ...] -> named tensors (optimizers, state dicts, checkpoints, the engine). */
 std::vector<std::pair<std::string, pn::Tensor>> namedTensorsArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   const std::string expected = std::string("Expected an array of [name, Tensor] pairs for ") + name;
   if (info.Length() <= i || !info[i].IsArray()) throwType(info.Env(), expected);
@@ -1054,37 +1055,6 @@ pn::ModelSpec argModelSpec(const Napi::CallbackInfo& info, size_t i) {
   return spec;
 }
 
-/** [[name, NativeTensor], ...] -> named tensors. */
-std::vector<std::pair<std::string, pn::Tensor>> argNamedTensors(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsArray()) throwType(info.Env(), std::string("Expected an array of [name, Tensor] pairs for ") + name);
-  const auto a = info[i].As<Napi::Array>();
-  std::vector<std::pair<std::string, pn::Tensor>> out;
-  for (uint32_t k = 0; k < a.Length(); ++k) {
-    const Napi::Value pair = a.Get(k);
-    if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2 || !pair.As<Napi::Array>().Get(0u).IsString()) {
-      throwType(info.Env(), std::string("Expected [name, Tensor] pairs for ") + name);
-    }
-    const Napi::Value t = pair.As<Napi::Array>().Get(1u);
-    if (!t.IsObject() || !t.As<Napi::Object>().InstanceOf(NativeTensor::constructorOf(info.Env()))) {
-      throwType(info.Env(), std::string("Expected [name, Tensor] pairs for ") + name);
-    }
-    out.emplace_back(pair.As<Napi::Array>().Get(0u).As<Napi::String>().Utf8Value(),
-                     Napi::ObjectWrap<NativeTensor>::Unwrap(t.As<Napi::Object>())->get(info.Env()));
-  }
-  return out;
-}
-
-Napi::Array namedTensorsToJs(Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& tensors) {
-  auto out = Napi::Array::New(env, tensors.size());
-  for (size_t k = 0; k < tensors.size(); ++k) {
-    auto pair = Napi::Array::New(env, 2);
-    pair.Set(0u, Napi::String::New(env, tensors[k].first));
-    pair.Set(1u, wrapTensor(env, std::move(tensors[k].second)));
-    out.Set(static_cast<uint32_t>(k), pair);
-  }
-  return out;
-}
-
 Napi::Array stringsToJs(Napi::Env env, const std::vector<std::string>& values) {
   auto out = Napi::Array::New(env, values.size());
   for (size_t k = 0; k < values.size(); ++k) out.Set(static_cast<uint32_t>(k), Napi::String::New(env, values[k]));
@@ -1232,12 +1202,12 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     pn::Model m = get(info.Env());
     return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
         info.Env(), "pneumo.stateDict", [m] { return pn::modelStateDict(m); },
-        [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+        [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsResult(env, r); });
   }
 
   Napi::Value LoadStateDict(const Napi::CallbackInfo& info) {
     pn::Model m = get(info.Env());
-    auto tensors = argNamedTensors(info, 0, "tensors");
+    auto tensors = namedTensorsArg(info, 0, "tensors");
     const std::string prefix = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
     const bool strict = info.Length() > 2 && info[2].ToBoolean().Value();
     return Task<pn::StateDictReport>::Run(
@@ -1256,7 +1226,7 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     const std::string path = argString(info, 0, "path");
     pn::CheckpointExtras extras;
     extras.metadataJson = argString(info, 1, "metadataJson");
-    if (info.Length() > 2 && !info[2].IsUndefined()) extras.optimizer = argNamedTensors(info, 2, "optimizer");
+    if (info.Length() > 2 && !info[2].IsUndefined()) extras.optimizer = namedTensorsArg(info, 2, "optimizer");
     return Task<int>::Run(
         info.Env(), "pneumo.saveCheckpoint",
         [m, path, extras] {
@@ -1331,7 +1301,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo& info) {
                                            o.Set("model", wrapModel(env, std::move(r.model)));
                                            o.Set("kind", r.kind);
                                            o.Set("metadataJson", r.extras.metadataJson);
-                                           o.Set("optimizer", namedTensorsToJs(env, r.extras.optimizer));
+                                           o.Set("optimizer", namedTensorsResult(env, r.extras.optimizer));
                                            return o;
                                          });
 }
@@ -1341,13 +1311,13 @@ Napi::Value ReadStateDict(const Napi::CallbackInfo& info) {
   const std::string path = argString(info, 0, "path");
   return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
       info.Env(), "pneumo.readStateDict", [path] { return pn::readTorchStateDict(path); },
-      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsResult(env, r); });
 }
 
 /** writeStateDict(path, [[name, NativeTensor], ...]) -> Promise<void> (torch.load reads it). */
 Napi::Value WriteStateDict(const Napi::CallbackInfo& info) {
   const std::string path = argString(info, 0, "path");
-  auto tensors = argNamedTensors(info, 1, "tensors");
+  auto tensors = namedTensorsArg(info, 1, "tensors");
   return Task<int>::Run(
       info.Env(), "pneumo.writeStateDict",
       [path, tensors] {
@@ -1378,7 +1348,7 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
   }
   return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
       info.Env(), "pneumo.readSafetensors", [path, offset, entries] { return pn::readSafetensors(path, offset, entries); },
-      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsResult(env, r); });
 }
 
 void RegisterModels(Napi::Env env, Napi::Object exports, AddonData* data) {
@@ -1672,12 +1642,12 @@ Napi::Value TrainEngineOptimizerState(const Napi::CallbackInfo& info) {
   pn::TrainEngine e = engineArg(info, 0);
   return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
       info.Env(), "pneumo.trainEngineOptimizerState", [e] { return pn::trainEngineOptimizerState(e); },
-      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsResult(env, r); });
 }
 
 Napi::Value TrainEngineLoadOptimizerState(const Napi::CallbackInfo& info) {
   pn::TrainEngine e = engineArg(info, 0);
-  auto state = argNamedTensors(info, 1, "state");
+  auto state = namedTensorsArg(info, 1, "state");
   return Task<int>::Run(
       info.Env(), "pneumo.trainEngineLoadOptimizerState",
       [e, state] {
@@ -1726,7 +1696,7 @@ Napi::Value AverageStateDicts(const Napi::CallbackInfo& info) {
   }
   return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(
       info.Env(), "pneumo.averageStateDicts", [dicts, weights] { return pn::averageStateDicts(dicts, weights); },
-      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsToJs(env, r); });
+      [](Napi::Env env, std::vector<std::pair<std::string, pn::Tensor>>& r) -> Napi::Value { return namedTensorsResult(env, r); });
 }
 
 pn::BatchNormRecompute batchNormArg(const Napi::CallbackInfo& info, size_t i) {
