@@ -4,6 +4,7 @@
  * common ones (`--backbone`, `--img-size`, `--epochs`, ...). `--preview N` writes a PNG grid of
  * augmented training samples and exits.
  */
+import { closestName, editDistance } from '../../training/augment/transforms.js';
 import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { AugmentPreviewReport } from '../../training/preview.js';
@@ -67,26 +68,10 @@ function givenPaths(argv: Record<string, unknown>, prefix = ''): string[] {
   return out;
 }
 
+/** The closest valid flag, when it is close enough to be a plausible typo. */
 function closest(name: string, candidates: string[]): string | undefined {
-  const d = (a: string, b: string): number => {
-    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-    for (let i = 1; i <= a.length; i++) {
-      let diag = row[0]!;
-      row[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const up = row[j]!;
-        row[j] = Math.min(up + 1, row[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-        diag = up;
-      }
-    }
-    return row[b.length]!;
-  };
-  let best: { c: string; d: number } | undefined;
-  for (const c of candidates) {
-    const dist = d(name.toLowerCase(), c.toLowerCase());
-    if (!best || dist < best.d) best = { c, d: dist };
-  }
-  return best && best.d <= Math.max(2, Math.floor(best.c.length / 3)) ? best.c : undefined;
+  const best = closestName(name, candidates);
+  return best !== undefined && editDistance(name.toLowerCase(), best.toLowerCase()) <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
 }
 
 const kebabToCamel = (s: string): string => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());

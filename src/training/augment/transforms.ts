@@ -215,7 +215,8 @@ export const TRANSFORM_NAMES = Object.keys(PARAMETERS) as TransformName[];
 const IGNORED_KEYS = new Set(['type', '__class_fullname__', 'p', 'always_apply', '__version__']);
 
 /** Levenshtein distance, for "did you mean" suggestions. */
-function editDistance(a: string, b: string): number {
+/** Levenshtein distance (for "did you mean" suggestions). */
+export function editDistance(a: string, b: string): number {
   const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     let diag = prev[0] as number;
