@@ -687,24 +687,27 @@ void RegisterAugmentation(Napi::Env env, Napi::Object exports) {
 
 // ---- data ------------------------------------------------------------------------------------
 
-/**
- * decodeImageBatch(sources, size, normalize, mean, std): sources is an array of
- * { data: Uint8Array, jpeg: boolean, width?, height? }; resolves with a [B,1,size,size] tensor.
- * The source buffers are held by persistent references until the task settles.
- */
-Napi::Value DecodeImageBatch(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Expected an array of image sources for sources");
-  const auto list = info[0].As<Napi::Array>();
+pn::data::BatchOptions batchOptionsArg(const Napi::CallbackInfo& info, size_t first) {
   pn::data::BatchOptions options;
-  options.size = static_cast<int>(argInteger(info, 1, "size"));
-  options.normalize = info.Length() > 2 && info[2].ToBoolean().Value();
+  options.size = static_cast<int>(argInteger(info, first, "size"));
+  options.normalize = info.Length() > first + 1 && info[first + 1].ToBoolean().Value();
   if (options.normalize) {
-    options.mean = static_cast<float>(argNumber(info, 3, "mean"));
-    options.std = static_cast<float>(argNumber(info, 4, "std"));
+    options.mean = static_cast<float>(argNumber(info, first + 2, "mean"));
+    options.std = static_cast<float>(argNumber(info, first + 3, "std"));
   }
+  return options;
+}
+
+/**
+ * Image sources from info[i], an array of { data: Uint8Array, jpeg: boolean, width?, height? }.
+ * The source buffers are held by the persistent references in `keep` until the task settles.
+ */
+std::vector<pn::data::ImageSource> imageSourcesArg(const Napi::CallbackInfo& info, size_t i,
+                                                   std::vector<Napi::ObjectReference>& keep) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsArray()) throwType(env, "Expected an array of image sources for sources");
+  const auto list = info[i].As<Napi::Array>();
   std::vector<pn::data::ImageSource> sources;
-  auto keep = std::make_shared<std::vector<Napi::ObjectReference>>();
   for (uint32_t k = 0; k < list.Length(); ++k) {
     const Napi::Value item = list.Get(k);
     if (!item.IsObject()) throwType(env, "Expected an object for sources[" + std::to_string(k) + "]");
@@ -723,11 +726,63 @@ Napi::Value DecodeImageBatch(const Napi::CallbackInfo& info) {
       src.height = object.Get("height").ToNumber().Int32Value();
     }
     sources.push_back(src);
-    keep->push_back(Napi::Persistent(static_cast<Napi::Object>(bytes)));
+    keep.push_back(Napi::Persistent(static_cast<Napi::Object>(bytes)));
   }
+  return sources;
+}
+
+/** decodeImageBatch(sources, size, normalize, mean, std): resolves with a [B,1,size,size] tensor. */
+Napi::Value DecodeImageBatch(const Napi::CallbackInfo& info) {
+  auto keep = std::make_shared<std::vector<Napi::ObjectReference>>();
+  const std::vector<pn::data::ImageSource> sources = imageSourcesArg(info, 0, *keep);
+  const pn::data::BatchOptions options = batchOptionsArg(info, 1);
   return Task<pn::Tensor>::Run(
-      env, "pneumo.decodeImageBatch", [sources, options] { return pn::data::decodeImageBatch(sources, options); },
+      info.Env(), "pneumo.decodeImageBatch", [sources, options] { return pn::data::decodeImageBatch(sources, options); },
       [keep](Napi::Env e, pn::Tensor& t) -> Napi::Value { return wrapTensor(e, std::move(t)); });
+}
+
+/** decodeImageBatchInto(into, rows, sources, size, normalize, mean, std): fills rows of `into`. */
+Napi::Value DecodeImageBatchInto(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const pn::Tensor into = NativeTensor::unwrapArg(info, 0, "into");
+  if (info.Length() < 2 || !info[1].IsArray()) throwType(env, "Expected an array of row indices for rows");
+  std::vector<int64_t> rows;
+  const auto rowList = info[1].As<Napi::Array>();
+  for (uint32_t k = 0; k < rowList.Length(); ++k) rows.push_back(rowList.Get(k).ToNumber().Int64Value());
+  auto keep = std::make_shared<std::vector<Napi::ObjectReference>>();
+  const std::vector<pn::data::ImageSource> sources = imageSourcesArg(info, 2, *keep);
+  const pn::data::BatchOptions options = batchOptionsArg(info, 3);
+  return Task<int>::Run(
+      env, "pneumo.decodeImageBatchInto",
+      [into, rows, sources, options] {
+        pn::data::decodeImageBatchInto(sources, rows, into, options);
+        return 0;
+      },
+      [keep](Napi::Env e, int&) -> Napi::Value { return e.Undefined(); });
+}
+
+/** readImageFiles(paths, size, normalize, mean, std): resolves with { images, fallback }. */
+Napi::Value ReadImageFiles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Expected an array of file paths for paths");
+  const auto list = info[0].As<Napi::Array>();
+  std::vector<std::string> paths;
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    const Napi::Value item = list.Get(k);
+    if (!item.IsString()) throwType(env, "Expected a string for paths[" + std::to_string(k) + "]");
+    paths.push_back(item.As<Napi::String>().Utf8Value());
+  }
+  const pn::data::BatchOptions options = batchOptionsArg(info, 1);
+  return Task<pn::data::FileBatch>::Run(
+      env, "pneumo.readImageFiles", [paths, options] { return pn::data::readImageFiles(paths, options); },
+      [](Napi::Env e, pn::data::FileBatch& r) -> Napi::Value {
+        auto out = Napi::Object::New(e);
+        out.Set("images", wrapTensor(e, std::move(r.images)));
+        auto fallback = Napi::Array::New(e, r.fallback.size());
+        for (size_t k = 0; k < r.fallback.size(); ++k) fallback.Set(static_cast<uint32_t>(k), Napi::Number::New(e, static_cast<double>(r.fallback[k])));
+        out.Set("fallback", fallback);
+        return out;
+      });
 }
 
 // ---- end data --------------------------------------------------------------------------------
@@ -1785,6 +1840,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("counters", Napi::Function::New(env, Counters, "counters"));
   exports.Set("hasTurboJpeg", Napi::Boolean::New(env, pn::data::hasTurboJpeg()));
   exports.Set("decodeImageBatch", Napi::Function::New(env, DecodeImageBatch, "decodeImageBatch"));
+  exports.Set("decodeImageBatchInto", Napi::Function::New(env, DecodeImageBatchInto, "decodeImageBatchInto"));
+  exports.Set("readImageFiles", Napi::Function::New(env, ReadImageFiles, "readImageFiles"));
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, SetCpuCacheLimit, "setCpuCacheLimit"));
   exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache, "emptyCpuCache"));
   RegisterAugmentation(env, exports);

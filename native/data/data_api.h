@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "../core/api.h"
@@ -37,5 +38,29 @@ bool hasTurboJpeg();
  * exact size. Throws pn::Error naming the failing image's index and libjpeg-turbo's reason.
  */
 Tensor decodeImageBatch(const std::vector<ImageSource>& sources, const BatchOptions& options);
+
+/**
+ * Decodes sources[k] into row rows[k] of `into`, a contiguous CPU [B, 1, size, size] batch of the
+ * options' dtype (uint8, or float32 when normalising); other rows are left as they are. Used to
+ * fill the rows that readImageFiles left to the full reader.
+ */
+void decodeImageBatchInto(const std::vector<ImageSource>& sources, const std::vector<int64_t>& rows, const Tensor& into,
+                          const BatchOptions& options);
+
+/** A batch read from files, with the files the native fast path left to the caller. */
+struct FileBatch {
+  Tensor images;
+  /** Indices of the files not taken (their rows are zero): see readImageFiles. */
+  std::vector<int64_t> fallback;
+};
+
+/**
+ * Reads, decodes and resizes image files into one [B, 1, size, size] tensor with no JavaScript
+ * in the loop: each file is read on a decode thread, then a JPEG file, or a SIIM-like JPEG
+ * DICOM (findSiimJpegFrame), is decoded as decodeImageBatch would. Every other file (PNG, not
+ * even read when named *.png; other DICOM encodings; unreadable or malformed files) is listed in
+ * `fallback`, never an error here: the caller's full reader owns those files and their errors.
+ */
+FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptions& options);
 
 }  // namespace pn::data

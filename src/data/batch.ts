@@ -99,17 +99,26 @@ export async function decodeBatch(sources: readonly ImageSource[], options: Imag
     const native = await ensureRuntime().decodeImageBatch(sources as ImageSource[], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1);
     return new Tensor(native);
   } catch (err) {
-    const m = /^image (\d+) of the batch: (.*)$/s.exec((err as Error).message);
-    const name = m ? names?.[Number(m[1])] : undefined;
-    if (m && name !== undefined) throw new DicomError(name, m[2]!);
-    throw err;
+    throw namedDecodeError(err, names);
   }
+}
+
+/** The native decoder's "image K of the batch: reason" as a DicomError naming the K-th name. */
+function namedDecodeError(err: unknown, names: readonly string[] | undefined): unknown {
+  const m = /^image (\d+) of the batch: (.*)$/s.exec((err as Error).message);
+  const name = m ? names?.[Number(m[1])] : undefined;
+  return m && name !== undefined ? new DicomError(name, m[2]!) : err;
 }
 
 /**
  * Reads image files (DICOM, JPEG, PNG) into one [B, 1, size, size] tensor: uint8, or float32
- * normalised with `normalize`. Files are read concurrently; decoding and resizing run natively in
- * parallel.
+ * normalised with `normalize`, off the event loop.
+ *
+ * With libjpeg-turbo, JPEG files and SIIM-like JPEG DICOMs (the SIIM encoding: JPEG Baseline,
+ * MONOCHROME2, one frame) never enter JavaScript: each is read, located and decoded on a native
+ * decode thread. Every other file (PNG, other DICOM encodings, anything malformed) goes through
+ * the TypeScript reader, `concurrency` files at a time, and is decoded into its row of the same
+ * batch; its errors name the file as before.
  * @throws DicomError / Error naming the first file that cannot be read
  */
 export async function readImageBatch(paths: readonly string[], options: ImageBatchOptions): Promise<Tensor> {
@@ -117,6 +126,27 @@ export async function readImageBatch(paths: readonly string[], options: ImageBat
   assertInteger('size', options?.size, 1, 16384);
   const concurrency = options.concurrency ?? 16;
   assertInteger('concurrency', concurrency, 1, 1024);
-  const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path));
-  return decodeBatch(sources, options, paths);
+  // Prepared PNG folders have nothing for the native file reader.
+  if (!hasNativeJpeg() || paths.every((p) => /\.png$/i.test(p))) {
+    const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path));
+    return decodeBatch(sources, options, paths);
+  }
+  const norm = normalization(options.normalize);
+  const runtime = ensureRuntime();
+  const { images, fallback } = await runtime.readImageFiles([...paths], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1);
+  const batch = new Tensor(images);
+  if (fallback.length === 0) return batch;
+  try {
+    const others = fallback.map((i) => paths[i]!);
+    const sources = await mapLimit(others, concurrency, async (path) => imageSource(await readFile(path), path));
+    try {
+      await runtime.decodeImageBatchInto(batch.native, fallback, sources, options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1);
+    } catch (err) {
+      throw namedDecodeError(err, others);
+    }
+    return batch;
+  } catch (err) {
+    batch.dispose();
+    throw err;
+  }
 }

@@ -267,6 +267,21 @@ export interface NativeBinding {
     mean: number,
     std: number,
   ): Promise<NativeTensor>;
+  /** Decodes sources[k] into row rows[k] of `into` (a [B,1,size,size] batch of the options' dtype). */
+  decodeImageBatchInto(
+    into: NativeTensor,
+    rows: number[],
+    sources: ({ data: Uint8Array; jpeg: true } | { data: Uint8Array; jpeg: false; width: number; height: number })[],
+    size: number,
+    normalize: boolean,
+    mean: number,
+    std: number,
+  ): Promise<void>;
+  /**
+   * Reads JPEG files and SIIM-like JPEG DICOMs natively into one [B,1,size,size] tensor; the
+   * indices of every other file (zero rows) come back in `fallback` for the full reader.
+   */
+  readImageFiles(paths: string[], size: number, normalize: boolean, mean: number, std: number): Promise<{ images: NativeTensor; fallback: number[] }>;
   emptyCpuCache(): void;
   // ---- models ----
   createModel(spec: NativeModelSpec, device: string): Promise<NativeModel>;

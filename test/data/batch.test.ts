@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { ensureRuntime } from '../../src/core/runtime.js';
+import { Tensor } from '../../src/core/tensor.js';
 import { decodeBatch, hasNativeJpeg, imageSource, readImageBatch } from '../../src/data/batch.js';
 import { read, writeDicom } from '../../src/data/dicom.js';
 
@@ -88,5 +91,95 @@ describe('native image batches', () => {
     await expect(decodeBatch([truncated], { size: 64 }, ['broken.raw'])).rejects.toThrow(/broken\.raw.*raw pixels hold 10 bytes/);
     const corruptJpeg = { data: Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 0, 4, 1, 2]), jpeg: true as const };
     await expect(decodeBatch([corruptJpeg], { size: 64 }, ['corrupt.jpg'])).rejects.toThrow(/corrupt\.jpg/);
+  });
+
+  describe('native file reading (SIIM fast path)', () => {
+    /** Inserts a sequence of undefined length (one undefined-length item) at the data set's start. */
+    function withSequence(bytes: Uint8Array): Buffer {
+      const view = Buffer.from(bytes);
+      expect(view.readUInt16LE(132)).toBe(0x0002); // (0002,0000) File Meta Information Group Length
+      const start = 132 + 12 + view.readUInt32LE(140);
+      const sq = Buffer.concat([
+        Buffer.from([0x08, 0x00, 0x40, 0x11, 0x53, 0x51, 0, 0, 0xff, 0xff, 0xff, 0xff]), // (0008,1140) SQ, undefined length
+        Buffer.from([0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]), // item, undefined length
+        Buffer.from([0x08, 0x00, 0x50, 0x11, 0x55, 0x49, 4, 0]), // (0008,1150) UI, 4 bytes
+        Buffer.from('1.2\0', 'latin1'),
+        Buffer.from([0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]), // item delimiter
+        Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]), // sequence delimiter
+      ]);
+      return Buffer.concat([view.subarray(0, start), sq, view.subarray(start)]);
+    }
+
+    let files: Record<string, string>;
+    beforeAll(async () => {
+      const image = { pixels: source, width: SIZE, height: SIZE };
+      const variants: Record<string, Uint8Array> = {
+        'siim.dcm': await writeDicom(image, { encoding: 'jpeg-baseline', quality: 90 }),
+        'fragments.dcm': await writeDicom(image, { encoding: 'jpeg-baseline', quality: 90, fragments: 3, offsetTable: true }),
+        'mono1.dcm': await writeDicom(image, { encoding: 'jpeg-baseline', photometric: 'MONOCHROME1' }),
+        'frames.dcm': await writeDicom({ pixels: Uint8Array.from([...source, ...source.map((v) => 255 - v)]), width: SIZE, height: SIZE }, { encoding: 'jpeg-baseline', frames: 2 }),
+        'implicit.dcm': await writeDicom(image, { encoding: 'implicit-le' }),
+        'plain.jpg': await sharp(source, { raw: { width: SIZE, height: SIZE, channels: 1 } }).jpeg({ quality: 90 }).toBuffer(),
+      };
+      variants['sequence.dcm'] = withSequence(variants['siim.dcm']!);
+      const siim = Buffer.from(variants['siim.dcm']!);
+      variants['truncated.dcm'] = siim.subarray(0, siim.length - 2000);
+      files = {};
+      for (const [name, bytes] of Object.entries(variants)) {
+        files[name] = join(dir, name);
+        writeFileSync(files[name]!, bytes);
+      }
+    });
+
+    it('reads SIIM-like JPEG DICOMs and JPEG files natively, leaving every other file to the full reader', async () => {
+      const names = ['siim.dcm', 'mono1.dcm', 'fragments.dcm', 'c.png', 'sequence.dcm', 'frames.dcm', 'implicit.dcm', 'plain.jpg', 'b.dcm'];
+      const paths = names.map((n) => files[n] ?? join(dir, n));
+      const { images, fallback } = await ensureRuntime().readImageFiles(paths, 64, false, 0, 1);
+      new Tensor(images).dispose();
+      expect(fallback.map((i) => names[i])).toEqual(['mono1.dcm', 'c.png', 'frames.dcm', 'implicit.dcm', 'b.dcm']);
+    });
+
+    it('gives the same pixels as the TypeScript reader, row for row, in a mixed batch', async () => {
+      const names = ['siim.dcm', 'mono1.dcm', 'fragments.dcm', 'c.png', 'sequence.dcm', 'frames.dcm', 'implicit.dcm', 'plain.jpg'];
+      const paths = names.map((n) => files[n] ?? join(dir, n));
+      for (const [size, normalize] of [
+        [SIZE, false],
+        [128, true],
+        [100, false],
+      ] as const) {
+        const ours = await readImageBatch(paths, { size, normalize });
+        const sources = await Promise.all(paths.map(async (p) => imageSource(await readFile(p), p)));
+        const reference = await decodeBatch(sources, { size, normalize });
+        expect(ours.shape).toEqual(reference.shape);
+        expect(ours.dtype).toBe(normalize ? 'float32' : 'uint8');
+        const a = ours.takeData(normalize ? 'float32' : 'uint8');
+        const b = reference.takeData(normalize ? 'float32' : 'uint8');
+        const plane = size * size;
+        for (let row = 0; row < names.length; row += 1) {
+          expect(Array.from(a.subarray(row * plane, (row + 1) * plane)), `${names[row]} at ${size}`).toEqual(Array.from(b.subarray(row * plane, (row + 1) * plane)));
+        }
+      }
+    });
+
+    it('leaves a truncated SIIM DICOM to the full reader, whose error names the file', async () => {
+      const { images, fallback } = await ensureRuntime().readImageFiles([files['truncated.dcm']!, files['siim.dcm']!], 64, false, 0, 1);
+      new Tensor(images).dispose();
+      expect(fallback).toEqual([0]);
+      await expect(readImageBatch([files['siim.dcm']!, files['truncated.dcm']!], { size: 64 })).rejects.toThrow(/truncated\.dcm/);
+      await expect(readImageBatch([files['siim.dcm']!, join(dir, 'missing.dcm')], { size: 64 })).rejects.toThrow(/missing\.dcm/);
+    });
+
+    it('decodes into chosen rows of an existing batch and rejects a batch of the wrong shape or dtype', async () => {
+      const source0 = await imageSource(await readFile(join(dir, 'b.dcm')), 'b.dcm');
+      const batch = Tensor.from(new Uint8Array(3 * 64 * 64).fill(7), [3, 1, 64, 64]);
+      await ensureRuntime().decodeImageBatchInto(batch.native, [2], [source0], 64, false, 0, 1);
+      const values = await batch.data('uint8');
+      const alone = (await decodeBatch([source0], { size: 64 })).takeData('uint8');
+      expect(values.subarray(0, 2 * 64 * 64).every((v) => v === 7)).toBe(true);
+      expect(Array.from(values.subarray(2 * 64 * 64))).toEqual(Array.from(alone));
+      await expect(ensureRuntime().decodeImageBatchInto(batch.native, [0], [source0], 64, true, 0.5, 0.5)).rejects.toThrow(/Expected a contiguous CPU \[B, 1, 64, 64\] Float batch/);
+      await expect(ensureRuntime().decodeImageBatchInto(batch.native, [3], [source0], 64, false, 0, 1)).rejects.toThrow(/row 3 is outside the batch of 3/);
+      batch.dispose();
+    });
   });
 });

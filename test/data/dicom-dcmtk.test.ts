@@ -7,6 +7,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { ensureRuntime } from '../../src/core/runtime.js';
+import { Tensor } from '../../src/core/tensor.js';
+import { decodeBatch, imageSource, readImageBatch } from '../../src/data/batch.js';
 import { read } from '../../src/data/dicom.js';
 import { writeDicom } from '../../src/data/dicom-write.js';
 import { dcmtk, maxAbsDiff, meanAbsDiff, parsePgm, requireDcmtk, tempDir, testImage } from './dicom-fixtures.js';
@@ -201,5 +205,19 @@ describe('DICOMs written by dcmtk', () => {
       dcmtk('dcmdjpeg', [path, `${path}.native.dcm`]);
       expect(maxAbsDiff((await read(path)).pixels, dcm2pnm(`${path}.native.dcm`))).toBeLessThanOrEqual(1);
     }
+  });
+
+  it("the native file reader takes dcmtk's JPEG Baseline files (sequences, fragments) and gives the TypeScript reader's pixels", async () => {
+    // Files written by the tests above: img2dcm, dcmcjpeg whole and fragmented (with dcmtk's
+    // Derivation Code Sequence), and syntaxes the fast path must leave to the full reader.
+    const taken = ['img2dcm.dcm', 'cj-whole.dcm', 'cj-frag.dcm', 'mine-4.dcm'].map(at);
+    const left = ['unsupported-dcmcjpeg+e1.dcm', 'unsupported-dcmcjpeg+ee.dcm', 'unsupported-dcmconv+tb.dcm', 'cj-whole-d.dcm'].map(at);
+    const { images, fallback } = await ensureRuntime().readImageFiles([...taken, ...left], 64, false, 0, 1);
+    new Tensor(images).dispose();
+    expect(fallback).toEqual([4, 5, 6, 7]);
+    const ours = (await readImageBatch(taken, { size: 64 })).takeData('uint8');
+    const sources = await Promise.all(taken.map(async (p) => imageSource(await readFile(p), p)));
+    const reference = (await decodeBatch(sources, { size: 64 })).takeData('uint8');
+    expect(Buffer.from(ours).equals(Buffer.from(reference))).toBe(true);
   });
 });
