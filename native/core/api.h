@@ -110,11 +110,16 @@ Tensor normalizeU8(const Tensor& images, float mean, float std);
 
 // ---- runtime ------------------------------------------------------------------------------------
 
-/** Sets the intra-op thread count for every thread that runs LibTorch work from now on. */
+/** Sets the intra-op thread count of the compute thread (see binding.cc's ComputeThread). */
 void setNumThreads(int threads);
 int numThreads();
 /** Applies the requested thread count to the calling thread (cheap; call before torch work). */
 void syncThreads();
+/**
+ * Makes LibTorch run serially on the calling thread (an OpenMP team of one): for the main thread
+ * and the libuv workers, so that the compute thread's team is the process's only one.
+ */
+void useSerialThread();
 /** Seeds LibTorch's CPU and CUDA generators. */
 void manualSeed(uint64_t seed);
 

@@ -1,5 +1,8 @@
 // Process-wide runtime: threads, seeding, the build/device report and the smoke training pass.
 #include <ATen/Parallel.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <torch/version.h>
 
 #include <atomic>
@@ -24,9 +27,19 @@ void setNumThreads(int threads) {
   if (threads < 1) throw Error("thread count must be >= 1, got " + std::to_string(threads));
   gRequestedThreads.store(threads);
   guard([&] {
-    at::set_num_threads(threads);
+    at::set_num_threads(threads);  // the default for threads that start LibTorch work later
     return 0;
   });
+  useSerialThread();  // the caller (the JavaScript thread) itself stays serial
+}
+
+void useSerialThread() {
+#ifdef _OPENMP
+  // ATen initialises each thread's count lazily on its first parallel call (to the global count):
+  // let it do so first, or that first call would undo this.
+  (void)at::get_num_threads();
+  omp_set_num_threads(1);
+#endif
 }
 
 int numThreads() {

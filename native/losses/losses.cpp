@@ -85,7 +85,6 @@ bool parseLossKind(const std::string& name, LossKind* out) {
 
 LossResult lossForwardBackward(LossKind kind, const Tensor& logits, const Tensor& target, const LossOptions& options) {
   return guard([&] {
-    syncThreads();
     torch::AutoGradMode gradMode(true);
     const at::Tensor& input = unwrap(logits);
     TORCH_CHECK(at::isFloatingType(input.scalar_type()), "lossForwardBackward: logits must be a floating-point tensor, got ",

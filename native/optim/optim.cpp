@@ -378,7 +378,6 @@ auto withOptimizer(const Optimizer& handle, Fn&& fn) {
   if (!handle.defined() || !handle.impl()->optimizer) throw Error("optimizer is undefined (disposed or never created)");
   std::lock_guard<std::mutex> lock(handle.impl()->mutex);
   return guard([&] {
-    syncThreads();
     return fn(*handle.impl()->optimizer);
   });
 }
