@@ -838,7 +838,7 @@ Napi::Value DecodeImageBatchInto(const Napi::CallbackInfo& info) {
       [keep](Napi::Env e, int&) -> Napi::Value { return e.Undefined(); }, RunOn::Pool);
 }
 
-/** readImageFiles(paths, size, normalize, mean, std): resolves with { images, fallback }. */
+/** readImageFiles(paths, size, normalize, mean, std, into?): resolves with { images (none with into), fallback }. */
 Napi::Value ReadImageFiles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Expected an array of file paths for paths");
@@ -850,11 +850,13 @@ Napi::Value ReadImageFiles(const Napi::CallbackInfo& info) {
     paths.push_back(item.As<Napi::String>().Utf8Value());
   }
   const pn::data::BatchOptions options = batchOptionsArg(info, 1);
+  std::optional<pn::Tensor> into;
+  if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) into = NativeTensor::unwrapArg(info, 5, "into");
   return Task<pn::data::FileBatch>::Run(
-      env, "pneumo.readImageFiles", [paths, options] { return pn::data::readImageFiles(paths, options); },
+      env, "pneumo.readImageFiles", [paths, options, into] { return pn::data::readImageFiles(paths, options, into ? &*into : nullptr); },
       [](Napi::Env e, pn::data::FileBatch& r) -> Napi::Value {
         auto out = Napi::Object::New(e);
-        out.Set("images", wrapTensor(e, std::move(r.images)));
+        if (r.images.defined()) out.Set("images", wrapTensor(e, std::move(r.images)));  // not when reading into a batch
         auto fallback = Napi::Array::New(e, r.fallback.size());
         for (size_t k = 0; k < r.fallback.size(); ++k) fallback.Set(static_cast<uint32_t>(k), Napi::Number::New(e, static_cast<double>(r.fallback[k])));
         out.Set("fallback", fallback);

@@ -60,7 +60,9 @@ struct FileBatch {
  * DICOM (findSiimJpegFrame), is decoded as decodeImageBatch would. Every other file (PNG, not
  * even read when named *.png; other DICOM encodings; unreadable or malformed files) is listed in
  * `fallback`, never an error here: the caller's full reader owns those files and their errors.
+ * With `into` (a batch as for decodeImageBatchInto, one row per path), the images go there and
+ * `images` is left undefined.
  */
-FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptions& options);
+FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptions& options, const Tensor* into = nullptr);
 
 }  // namespace pn::data

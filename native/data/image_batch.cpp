@@ -291,17 +291,28 @@ Tensor decodeImageBatch(const std::vector<ImageSource>& sources, const BatchOpti
   });
 }
 
+namespace {
+
+/** `into` as a batch to decode into: a contiguous CPU [B, 1, size, size] tensor of the options' dtype. */
+const at::Tensor& checkedInto(const Tensor& into, const BatchOptions& options) {
+  const at::Tensor& out = unwrap(into);
+  const at::ScalarType dtype = options.normalize ? at::kFloat : at::kByte;
+  if (out.dim() != 4 || out.size(1) != 1 || out.size(2) != options.size || out.size(3) != options.size || out.scalar_type() != dtype ||
+      !out.is_contiguous() || !out.device().is_cpu()) {
+    throw Error("Expected a contiguous CPU [B, 1, " + std::to_string(options.size) + ", " + std::to_string(options.size) + "] " +
+                c10::toString(dtype) + " batch to decode into but received " + c10::str(out.sizes()) + " " + c10::toString(out.scalar_type()) +
+                (out.is_contiguous() ? "" : " (not contiguous)") + " on " + out.device().str());
+  }
+  return out;
+}
+
+}  // namespace
+
 void decodeImageBatchInto(const std::vector<ImageSource>& sources, const std::vector<int64_t>& rows, const Tensor& into,
                           const BatchOptions& options) {
   guard([&] {
     checkOptions(options);
-    const at::Tensor& out = unwrap(into);
-    const at::ScalarType dtype = options.normalize ? at::kFloat : at::kByte;
-    if (out.dim() != 4 || out.size(1) != 1 || out.size(2) != options.size || out.size(3) != options.size || out.scalar_type() != dtype ||
-        !out.is_contiguous() || !out.device().is_cpu()) {
-      throw Error("Expected a contiguous CPU [B, 1, " + std::to_string(options.size) + ", " + std::to_string(options.size) + "] " +
-                  c10::toString(dtype) + " batch to decode into but received " + c10::str(out.sizes()) + " " + c10::toString(out.scalar_type()));
-    }
+    const at::Tensor& out = checkedInto(into, options);
     if (rows.size() != sources.size()) throw Error("Expected one row per source");
     for (int64_t row : rows) {
       if (row < 0 || row >= out.size(0)) throw Error("row " + std::to_string(row) + " is outside the batch of " + std::to_string(out.size(0)));
@@ -311,11 +322,15 @@ void decodeImageBatchInto(const std::vector<ImageSource>& sources, const std::ve
   });
 }
 
-FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptions& options) {
+FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptions& options, const Tensor* into) {
   return guard([&] {
     checkOptions(options);
     const auto count = static_cast<int64_t>(paths.size());
-    at::Tensor out = emptyBatch(count, options);
+    at::Tensor out = into ? checkedInto(*into, options) : emptyBatch(count, options);
+    if (out.size(0) != count) {
+      throw Error("Expected a batch of " + std::to_string(count) + " rows to read " + std::to_string(count) + " files into but received " +
+                  std::to_string(out.size(0)));
+    }
     const size_t slotBytes = static_cast<size_t>(options.size) * options.size * (options.normalize ? sizeof(float) : 1);
     std::vector<char> fallback(paths.size(), 0);
     const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(numThreads(), count));
@@ -345,7 +360,7 @@ FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptio
     for (int64_t i = 0; i < count; ++i) {
       if (fallback[static_cast<size_t>(i)]) result.fallback.push_back(i);
     }
-    result.images = wrap(out);
+    if (!into) result.images = wrap(out);
     return result;
   });
 }

@@ -23,6 +23,11 @@ export interface ImageBatchOptions {
   normalize?: boolean | { mean: number; std: number };
   /** Files read concurrently (default 16). */
   concurrency?: number;
+  /**
+   * readImageBatch only: a batch to read into instead of a new tensor, [paths.length, 1, size,
+   * size], float32 when normalising, else uint8 (e.g. a loader's reused buffer). It is returned.
+   */
+  into?: Tensor;
 }
 
 /** One prepared batch member: what the native decoder takes. */
@@ -126,27 +131,50 @@ export async function readImageBatch(paths: readonly string[], options: ImageBat
   assertInteger('size', options?.size, 1, 16384);
   const concurrency = options.concurrency ?? 16;
   assertInteger('concurrency', concurrency, 1, 1024);
+  const norm = normalization(options.normalize);
+  const { into } = options;
+  if (into !== undefined) checkInto(into, paths.length, options.size, norm !== undefined);
+  const runtime = ensureRuntime();
+  const decodeInto = async (batch: Tensor, rows: number[], files: string[]): Promise<void> => {
+    const sources = await mapLimit(files, concurrency, async (path) => imageSource(await readFile(path), path));
+    try {
+      await runtime.decodeImageBatchInto(batch.native, rows, sources, options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1);
+    } catch (err) {
+      throw namedDecodeError(err, files);
+    }
+  };
   // Prepared PNG folders have nothing for the native file reader.
   if (!hasNativeJpeg() || paths.every((p) => /\.png$/i.test(p))) {
-    const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path));
-    return decodeBatch(sources, options, paths);
+    if (into === undefined) {
+      const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path));
+      return decodeBatch(sources, options, paths);
+    }
+    await decodeInto(into, paths.map((_, i) => i), [...paths]);
+    return into;
   }
-  const norm = normalization(options.normalize);
-  const runtime = ensureRuntime();
-  const { images, fallback } = await runtime.readImageFiles([...paths], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1);
-  const batch = new Tensor(images);
+  const { images, fallback } = await runtime.readImageFiles([...paths], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, into?.native);
+  const batch = into ?? new Tensor(images!);
   if (fallback.length === 0) return batch;
   try {
-    const others = fallback.map((i) => paths[i]!);
-    const sources = await mapLimit(others, concurrency, async (path) => imageSource(await readFile(path), path));
-    try {
-      await runtime.decodeImageBatchInto(batch.native, fallback, sources, options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1);
-    } catch (err) {
-      throw namedDecodeError(err, others);
-    }
+    await decodeInto(
+      batch,
+      fallback,
+      fallback.map((i) => paths[i]!),
+    );
     return batch;
   } catch (err) {
-    batch.dispose();
+    if (into === undefined) batch.dispose();
     throw err;
+  }
+}
+
+function checkInto(into: unknown, count: number, size: number, normalized: boolean): void {
+  const dtype = normalized ? 'float32' : 'uint8';
+  const expected = `a ${dtype} Tensor of shape [${count}, 1, ${size}, ${size}]`;
+  if (!(into instanceof Tensor)) throw invalidParameterError('into', expected, into);
+  if (into.disposed) throw new TypeError(`Expected ${expected} for into but received a disposed Tensor`);
+  const shape = into.shape;
+  if (into.dtype !== dtype || shape.length !== 4 || shape[0] !== count || shape[1] !== 1 || shape[2] !== size || shape[3] !== size) {
+    throw new TypeError(`Expected ${expected} for into but received a ${into.dtype} Tensor of shape [${shape.join(', ')}]`);
   }
 }

@@ -281,7 +281,14 @@ export interface NativeBinding {
    * Reads JPEG files and SIIM-like JPEG DICOMs natively into one [B,1,size,size] tensor; the
    * indices of every other file (zero rows) come back in `fallback` for the full reader.
    */
-  readImageFiles(paths: string[], size: number, normalize: boolean, mean: number, std: number): Promise<{ images: NativeTensor; fallback: number[] }>;
+  readImageFiles(
+    paths: string[],
+    size: number,
+    normalize: boolean,
+    mean: number,
+    std: number,
+    into?: NativeTensor,
+  ): Promise<{ images?: NativeTensor; fallback: number[] }>;
   emptyCpuCache(): void;
   // ---- models ----
   createModel(spec: NativeModelSpec, device: string): Promise<NativeModel>;

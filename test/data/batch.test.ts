@@ -135,7 +135,7 @@ describe('native image batches', () => {
       const names = ['siim.dcm', 'mono1.dcm', 'fragments.dcm', 'c.png', 'sequence.dcm', 'frames.dcm', 'implicit.dcm', 'plain.jpg', 'b.dcm'];
       const paths = names.map((n) => files[n] ?? join(dir, n));
       const { images, fallback } = await ensureRuntime().readImageFiles(paths, 64, false, 0, 1);
-      new Tensor(images).dispose();
+      new Tensor(images!).dispose();
       expect(fallback.map((i) => names[i])).toEqual(['mono1.dcm', 'c.png', 'frames.dcm', 'implicit.dcm', 'b.dcm']);
     });
 
@@ -163,7 +163,7 @@ describe('native image batches', () => {
 
     it('leaves a truncated SIIM DICOM to the full reader, whose error names the file', async () => {
       const { images, fallback } = await ensureRuntime().readImageFiles([files['truncated.dcm']!, files['siim.dcm']!], 64, false, 0, 1);
-      new Tensor(images).dispose();
+      new Tensor(images!).dispose();
       expect(fallback).toEqual([0]);
       await expect(readImageBatch([files['siim.dcm']!, files['truncated.dcm']!], { size: 64 })).rejects.toThrow(/truncated\.dcm/);
       await expect(readImageBatch([files['siim.dcm']!, join(dir, 'missing.dcm')], { size: 64 })).rejects.toThrow(/missing\.dcm/);
@@ -180,6 +180,34 @@ describe('native image batches', () => {
       await expect(ensureRuntime().decodeImageBatchInto(batch.native, [0], [source0], 64, true, 0.5, 0.5)).rejects.toThrow(/Expected a contiguous CPU \[B, 1, 64, 64\] Float batch/);
       await expect(ensureRuntime().decodeImageBatchInto(batch.native, [3], [source0], 64, false, 0, 1)).rejects.toThrow(/row 3 is outside the batch of 3/);
       batch.dispose();
+    });
+
+    it('reads into a given batch (a reused buffer): same pixels, the same tensor back, clear errors', async () => {
+      const names = ['siim.dcm', 'c.png', 'fragments.dcm'];
+      const paths = names.map((n) => files[n] ?? join(dir, n));
+      for (const normalize of [false, true]) {
+        const fresh = await readImageBatch(paths, { size: 64, normalize });
+        const into = normalize ? Tensor.from(new Float32Array(3 * 64 * 64).fill(9), [3, 1, 64, 64]) : Tensor.from(new Uint8Array(3 * 64 * 64).fill(9), [3, 1, 64, 64]);
+        for (let round = 0; round < 2; round += 1) {
+          const back = await readImageBatch(paths, { size: 64, normalize, into });
+          expect(back).toBe(into);
+          expect(Array.from(await into.data(normalize ? 'float32' : 'uint8'))).toEqual(Array.from(await fresh.data(normalize ? 'float32' : 'uint8')));
+        }
+        const pngOnly = await readImageBatch([join(dir, 'c.png')], { size: 64, normalize, into: normalize ? Tensor.from(new Float32Array(64 * 64), [1, 1, 64, 64]) : Tensor.from(new Uint8Array(64 * 64), [1, 1, 64, 64]) });
+        expect(Array.from(await pngOnly.data(normalize ? 'float32' : 'uint8'))).toEqual(Array.from((await fresh.data(normalize ? 'float32' : 'uint8')).subarray(64 * 64, 2 * 64 * 64)));
+        pngOnly.dispose();
+        fresh.dispose();
+        into.dispose();
+      }
+      const wrong = Tensor.from(new Uint8Array(2 * 64 * 64), [2, 1, 64, 64]);
+      await expect(readImageBatch(paths, { size: 64, into: wrong })).rejects.toThrow('Expected a uint8 Tensor of shape [3, 1, 64, 64] for into but received a uint8 Tensor of shape [2, 1, 64, 64]');
+      await expect(readImageBatch(paths.slice(0, 2), { size: 64, normalize: true, into: wrong })).rejects.toThrow('Expected a float32 Tensor of shape [2, 1, 64, 64] for into but received a uint8 Tensor');
+      await expect(readImageBatch(paths, { size: 64, into: new Uint8Array(4) as never })).rejects.toThrow(/Expected a uint8 Tensor of shape \[3, 1, 64, 64\] for into/);
+      const kept = Tensor.from(new Uint8Array(2 * 64 * 64), [2, 1, 64, 64]);
+      await expect(readImageBatch([files['siim.dcm']!, files['truncated.dcm']!], { size: 64, into: kept })).rejects.toThrow(/truncated\.dcm/);
+      expect(kept.disposed).toBe(false);
+      kept.dispose();
+      wrong.dispose();
     });
   });
 });

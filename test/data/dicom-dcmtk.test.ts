@@ -213,7 +213,7 @@ describe('DICOMs written by dcmtk', () => {
     const taken = ['img2dcm.dcm', 'cj-whole.dcm', 'cj-frag.dcm', 'mine-4.dcm'].map(at);
     const left = ['unsupported-dcmcjpeg+e1.dcm', 'unsupported-dcmcjpeg+ee.dcm', 'unsupported-dcmconv+tb.dcm', 'cj-whole-d.dcm'].map(at);
     const { images, fallback } = await ensureRuntime().readImageFiles([...taken, ...left], 64, false, 0, 1);
-    new Tensor(images).dispose();
+    new Tensor(images!).dispose();
     expect(fallback).toEqual([4, 5, 6, 7]);
     const ours = (await readImageBatch(taken, { size: 64 })).takeData('uint8');
     const sources = await Promise.all(taken.map(async (p) => imageSource(await readFile(p), p)));
