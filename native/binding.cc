@@ -180,6 +180,11 @@ class Task final : public Napi::AsyncWorker {
     std::optional<std::string> error;
     auto body = [&] {
       try {
+        if (where_ == RunOn::Compute) {
+          pn::syncThreads();
+        } else {
+          pn::useSerialThread();
+        }
         result_.emplace(work_());
       } catch (const std::exception& e) {
         error = e.what();
@@ -187,13 +192,10 @@ class Task final : public Napi::AsyncWorker {
         error = "unknown native error";
       }
     };
+    // body never throws: the compute thread's loop must not see an exception.
     if (where_ == RunOn::Compute) {
-      ComputeThread::instance().run([&] {
-        pn::syncThreads();
-        body();
-      });
+      ComputeThread::instance().run(body);
     } else {
-      pn::useSerialThread();
       body();
     }
     if (error) SetError(*error);
