@@ -60,8 +60,9 @@ export function counters(): NativeCounters {
 }
 
 /**
- * Caps the bytes of large CPU tensor blocks kept cached for reuse (default 1 GiB, or
- * $PNEUMO_CPU_CACHE_MB). Reuse spares page faults in training loops; the cap bounds RSS.
+ * Caps the bytes of large CPU tensor blocks kept cached for reuse (default a quarter of physical
+ * memory and at least 1 GiB, or $PNEUMO_CPU_CACHE_MB). Reuse spares page faults in training
+ * loops, as long as the cap holds a step's activations; the cap bounds RSS.
  */
 export function setCpuCacheLimit(bytes: number): void {
   assertInteger('bytes', bytes, 0, Number.MAX_SAFE_INTEGER);
