@@ -106,7 +106,7 @@ void atomicWrite(const std::string& path, Write&& write) {
 
 std::vector<char> pickleTensors(const std::vector<std::pair<std::string, Tensor>>& tensors) {
   c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& [name, t] : tensors) dict.insert(name, unwrap(t).detach().cpu());
+  for (const auto& [name, t] : tensors) dict.insert(name, unwrap(t).detach().cpu().contiguous());  // plain layout whatever the model's
   return torch::pickle_save(c10::IValue(dict));
 }
 

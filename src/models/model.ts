@@ -40,7 +40,11 @@ export interface ModelOptions {
   classificationHead?: boolean;
   /** "cpu" (default), "cuda" or "cuda:N". */
   device?: string;
-  /** Channels-last weights and inputs (faster convolutions on recent GPUs). */
+  /**
+   * Channels-last (NHWC) weights and inputs. Default true: on CPU, oneDNN's convolutions train
+   * 0-25% faster this way (most for EfficientNet's depthwise convolutions, `npm run bench --
+   * models`), and on CUDA it is the layout tensor cores want. Outputs are returned contiguous.
+   */
   channelsLast?: boolean;
   /** Mixed precision (autocast) on CUDA; ignored on CPU. */
   autocast?: boolean;
@@ -167,7 +171,7 @@ export function resolveSpec(options: ModelOptions): ModelSpec {
     classes,
     inChannels,
     classificationHead: options.classificationHead ?? false,
-    channelsLast: options.channelsLast ?? false,
+    channelsLast: options.channelsLast ?? true,
     autocast: options.autocast ?? false,
   };
 }

@@ -84,8 +84,10 @@ describe('forward and backward', () => {
   });
 
   it('channels-last weights and inputs give the same outputs and gradients flow', async () => {
-    const plain = await Model.create({ backbone: 'tiny_unet_r18', seed: 13 });
-    const last = await Model.create({ backbone: 'tiny_unet_r18', seed: 13, channelsLast: true, autocast: true }); // autocast: CUDA only, a no-op here
+    const plain = await Model.create({ backbone: 'tiny_unet_r18', seed: 13, channelsLast: false });
+    const last = await Model.create({ backbone: 'tiny_unet_r18', seed: 13, autocast: true }); // autocast: CUDA only, a no-op here
+    expect(plain.spec.channelsLast).toBe(false);
+    expect(last.spec.channelsLast).toBe(true); // the default
     const x = await Tensor.randn([2, 3, 64, 64]);
     const step = await last.gradientStep(x);
     expect(step.finite).toBe(true);

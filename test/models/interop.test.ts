@@ -65,7 +65,7 @@ torch.save({'input': x, 'f0': f2, 'f1': f4, 'f2': f8, 'f3': f16, 'f4': f32}, sys
 `, dir]);
     const ref = await readPt(join(dir, 'features.pt'));
     for (const file of ['tv.pt', 'tv.safetensors']) {
-      const model = await Model.create({ backbone: 'unet_r34', seed: 1 });
+      const model = await Model.create({ backbone: 'unet_r34', seed: 1, channelsLast: false }); // the reference's layout
       const report = await model.loadStateDict(join(dir, file), { prefix: 'encoder.' });
       expect(report.unexpected.sort()).toEqual(['encoder.fc.bias', 'encoder.fc.weight']);
       expect(report.missing).toEqual([]);
@@ -85,7 +85,9 @@ torch.save({'input': x, 'f0': f2, 'f1': f4, 'f2': f8, 'f3': f16, 'f4': f32}, sys
     ['deeplab_r34 (dilated, ASPP)', { backbone: 'deeplab_r34', classificationHead: true }],
   ];
   it.each(architectures)('%s: native weights load strictly into the Python reimplementation, same outputs', async (_name, options) => {
-    const model = await Model.create({ ...options, seed: 21 });
+    // Contiguous like the Python reimplementation: after the step some outputs reach 1e15, where
+    // only the same kernels agree to 1e-3 (channels-last vs contiguous is tested on its own).
+    const model = await Model.create({ ...options, seed: 21, channelsLast: false });
     const x = await Tensor.randn([2, 3, 64, 64]);
     await model.gradientStep(x, { lr: 0.001 }); // move BatchNorm statistics off their init
     model.eval();
