@@ -1,13 +1,15 @@
 // One native measurement in a fresh process (so peak RSS is this model's alone), for
-// bench/models.bench.mjs: node models.worker.mjs <backbone> <weights.pt> <size> <batch> <reps>.
+// bench/models.bench.mjs and bench/layout.bench.mjs:
+// node models.worker.mjs <backbone> <weights.pt> <size> <batch> <reps> [contiguous|channels-last].
 // Prints { forwardMs, trainMs, peakRssMb, peakRssEvalMb, threads } per image, like the Python baseline.
 import { Tensor, models, getThreads } from '../dist/index.js';
 
-const [backbone, weights, sizeArg, batchArg, repsArg] = process.argv.slice(2);
+const [backbone, weights, sizeArg, batchArg, repsArg, layout = 'channels-last'] = process.argv.slice(2);
+if (layout !== 'contiguous' && layout !== 'channels-last') throw new Error(`Expected "contiguous" or "channels-last" for the layout but received "${layout}"`);
 const size = Number(sizeArg);
 const batch = Number(batchArg);
 const reps = Number(repsArg);
-const model = await models.Model.create({ backbone, seed: 1 });
+const model = await models.Model.create({ backbone, seed: 1, channelsLast: layout === 'channels-last' });
 await model.loadStateDict(weights, { strict: true });
 const x = await Tensor.randn([batch, 3, size, size]);
 const ms = () => Number(process.hrtime.bigint()) / 1e6;

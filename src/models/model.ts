@@ -42,8 +42,9 @@ export interface ModelOptions {
   device?: string;
   /**
    * Channels-last (NHWC) weights and inputs. Default true: on CPU, oneDNN's convolutions train
-   * 0-25% faster this way (most for EfficientNet's depthwise convolutions, `npm run bench --
-   * models`), and on CUDA it is the layout tensor cores want. Outputs are returned contiguous.
+   * up to about 1.3x faster this way (most for EfficientNet's depthwise convolutions; `npm run
+   * bench -- layout`), and on CUDA it is the layout tensor cores want. Outputs are returned
+   * contiguous.
    */
   channelsLast?: boolean;
   /** Mixed precision (autocast) on CUDA; ignored on CPU. */
