@@ -630,6 +630,22 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+/** setCudnnOptions(benchmark, deterministic) -> the options now in force { benchmark, deterministic }. */
+Napi::Value SetCudnnOptions(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || !info[0].IsBoolean() || !info[1].IsBoolean()) {
+    throwType(info.Env(), "Expected (benchmark: boolean, deterministic: boolean) for setCudnnOptions");
+  }
+  const bool benchmark = info[0].As<Napi::Boolean>().Value(), deterministic = info[1].As<Napi::Boolean>().Value();
+  const pn::CudnnOptions now = syncCall(info.Env(), [&] {
+    pn::setCudnnOptions(benchmark, deterministic);
+    return pn::cudnnOptions();
+  });
+  auto o = Napi::Object::New(info.Env());
+  o.Set("benchmark", now.benchmark);
+  o.Set("deterministic", now.deterministic);
+  return o;
+}
+
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   return Task<pn::RuntimeInfo>::Run(info.Env(), "pneumo.runtimeInfo", [] { return pn::runtimeInfo(); },
                                     [](Napi::Env env, pn::RuntimeInfo& r) -> Napi::Value {
@@ -1186,7 +1202,7 @@ pn::ModelSpec argModelSpec(const Napi::CallbackInfo& info, size_t i) {
   spec.inChannels = optInteger(o, "inChannels", 3);
   spec.classificationHead = optBool(o, "classificationHead");
   spec.channelsLast = optBool(o, "channelsLast");
-  spec.autocast = optBool(o, "autocast");
+  spec.precision = optString(o, "precision", "fp32");
   spec.json = optString(o, "json", "{}");
   return spec;
 }
@@ -1216,6 +1232,7 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
                            InstanceMethod<&NativeModel::Encode>("encode"),
                            InstanceMethod<&NativeModel::Train>("train"),
                            InstanceMethod<&NativeModel::FreezeEncoder>("freezeEncoder"),
+                           InstanceMethod<&NativeModel::SetPrecision>("setPrecision"),
                            InstanceMethod<&NativeModel::ParameterCounts>("parameterCounts"),
                            InstanceMethod<&NativeModel::To>("to"),
                            InstanceMethod<&NativeModel::StateDict>("stateDict"),
@@ -1307,6 +1324,19 @@ class NativeModel final : public Napi::ObjectWrap<NativeModel> {
     const bool on = info.Length() == 0 || info[0].ToBoolean().Value();
     syncCall(info.Env(), [&] {
       pn::modelFreezeEncoder(get(info.Env()), on);
+      return 0;
+    });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetPrecision(const Napi::CallbackInfo& info) {
+    if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString()) {
+      throwType(info.Env(), "Expected (precision: string, specJson: string) for setPrecision");
+    }
+    const std::string precision = info[0].As<Napi::String>().Utf8Value();
+    const std::string json = info[1].As<Napi::String>().Utf8Value();
+    syncCall(info.Env(), [&] {
+      pn::modelSetPrecision(get(info.Env()), precision, json);
       return 0;
     });
     return info.Env().Undefined();
@@ -1706,6 +1736,17 @@ Napi::Value CreateTrainEngine(const Napi::CallbackInfo& info) {
   spec.classify = task.IsString() && task.As<Napi::String>().Utf8Value() == "classify";
   spec.labelWeight = lossNumberOption(o, "labelWeight", spec.classify ? 1.0 : 0.0);
   spec.maskWeight = lossNumberOption(o, "maskWeight", 1.0);
+  const Napi::Value scaler = o.Get("scaler");
+  if (scaler.IsObject()) {
+    const auto so = scaler.As<Napi::Object>();
+    spec.scaler.mode = optString(so, "mode", "auto");
+    spec.scaler.initScale = lossNumberOption(so, "initScale", spec.scaler.initScale);
+    spec.scaler.growthFactor = lossNumberOption(so, "growthFactor", spec.scaler.growthFactor);
+    spec.scaler.backoffFactor = lossNumberOption(so, "backoffFactor", spec.scaler.backoffFactor);
+    spec.scaler.growthInterval = static_cast<int64_t>(lossNumberOption(so, "growthInterval", static_cast<double>(spec.scaler.growthInterval)));
+  } else if (!scaler.IsUndefined()) {
+    throwType(info.Env(), "Expected an object for options.scaler");
+  }
   pn::TrainEngine engine = syncCall(info.Env(), [&] { return pn::createTrainEngine(model, spec); });
   auto handle = Napi::External<pn::TrainEngine>::New(info.Env(), new pn::TrainEngine(std::move(engine)),
                                                      [](Napi::Env, pn::TrainEngine* e) { delete e; });
@@ -1733,6 +1774,8 @@ Napi::Value TrainEngineStep(const Napi::CallbackInfo& info) {
                                           o.Set("gradNorm", r.gradNorm);
                                           o.Set("finite", r.finite);
                                           o.Set("stepped", r.stepped);
+                                          o.Set("lossScale", r.lossScale);
+                                          o.Set("overflow", r.overflow);
                                           return o;
                                         });
 }
@@ -1916,6 +1959,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
+  exports.Set("setCudnnOptions", Napi::Function::New(env, SetCudnnOptions, "setCudnnOptions"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("smokeTrain", Napi::Function::New(env, SmokeTrain, "smokeTrain"));
   exports.Set("counters", Napi::Function::New(env, Counters, "counters"));

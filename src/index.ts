@@ -18,6 +18,7 @@ export {
   manualSeed,
   runtimeReport,
   setCpuCacheLimit,
+  setCudnnOptions,
   setThreads,
   smokeTrain,
 } from './core/runtime.js';

@@ -147,6 +147,14 @@ struct RuntimeInfo {
   std::string parallelInfo;
   std::string buildConfig;
 };
+/** cuDNN's process-wide switches: autotuning (benchmark) and deterministic algorithms. */
+struct CudnnOptions {
+  bool benchmark = false;
+  bool deterministic = false;
+};
+/** Sets cuDNN autotuning and determinism (deterministic wins: it turns autotuning off). */
+void setCudnnOptions(bool benchmark, bool deterministic);
+CudnnOptions cudnnOptions();
 RuntimeInfo runtimeInfo();
 
 /** What the smoke forward/backward pass measured. */

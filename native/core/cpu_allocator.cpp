@@ -17,6 +17,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "torch_compat.h"
 #include "torch_internal.h"
 
 namespace pn {
@@ -55,13 +56,17 @@ class CachingCpuAllocator final : public c10::Allocator {
  public:
   CachingCpuAllocator() : capBytes_(defaultCapBytes()) {}
 
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) PN_ALLOCATE_CONST override {
     if (n < kMinCachedBytes) return fallback()->allocate(n);
     void* p = const_cast<CachingCpuAllocator*>(this)->take(roundBlock(n));
     return {p, p, &CachingCpuAllocator::deleteBlock, c10::Device(c10::DeviceType::CPU)};
   }
 
   c10::DeleterFnPtr raw_deleter() const override { return &CachingCpuAllocator::deleteBlock; }
+
+#if PN_ALLOCATOR_HAS_COPY_DATA
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#endif
 
   static void deleteBlock(void* p) { instance().give(p); }
 

@@ -12,9 +12,15 @@
 #include "cuda_ops.h"
 #include "torch_internal.h"
 
+#include <ATen/Context.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+
 #ifdef PN_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+// c10/cuda and the CUDA runtime only: ATen/cuda/CUDAContext.h would pull in cuBLAS, cuSPARSE and
+// cuSOLVER headers, which a CUDA toolkit without those libraries (or the header-only compile test)
+// does not have.
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace pn {
@@ -54,6 +60,18 @@ void syncThreads() {
   if (requested > 0 && at::get_num_threads() != requested) at::set_num_threads(requested);
 }
 
+void setCudnnOptions(bool benchmark, bool deterministic) {
+  guard([&] {
+    at::globalContext().setBenchmarkCuDNN(benchmark && !deterministic);
+    at::globalContext().setDeterministicCuDNN(deterministic);
+    return 0;
+  });
+}
+
+CudnnOptions cudnnOptions() {
+  return {at::globalContext().benchmarkCuDNN(), at::globalContext().deterministicCuDNN()};
+}
+
 void manualSeed(uint64_t seed) {
   guard([&] {
     torch::manual_seed(seed);
@@ -74,9 +92,10 @@ RuntimeInfo runtimeInfo() {
 #ifdef PN_WITH_CUDA
     if (info.cudnnAvailable) info.cudnnVersion = at::detail::getCUDAHooks().versionCuDNN();
     for (int i = 0; i < info.cudaDeviceCount; ++i) {
-      const cudaDeviceProp* prop = at::cuda::getDeviceProperties(i);
-      info.cudaDevices.push_back(CudaDevice{i, prop->name, static_cast<int64_t>(prop->totalGlobalMem), prop->major,
-                                            prop->minor, prop->multiProcessorCount});
+      cudaDeviceProp prop{};
+      if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) throw Error("could not read the properties of CUDA device " + std::to_string(i));
+      info.cudaDevices.push_back(CudaDevice{i, prop.name, static_cast<int64_t>(prop.totalGlobalMem), prop.major, prop.minor,
+                                            prop.multiProcessorCount});
     }
 #endif
     syncThreads();

@@ -56,7 +56,7 @@ std::string nativeDescription(const Model::Impl& impl) {
   const ModelSpec& s = impl.spec;
   std::ostringstream out;
   out << "architecture=" << s.architecture << "\nencoder=" << s.encoder << "\nclasses=" << s.classes << "\ninChannels=" << s.inChannels
-      << "\nclassificationHead=" << s.classificationHead << "\nchannelsLast=" << s.channelsLast << "\nautocast=" << s.autocast
+      << "\nclassificationHead=" << s.classificationHead << "\nchannelsLast=" << s.channelsLast << "\nprecision=" << s.precision
       << "\nencoderFrozen=" << impl.encoderFrozen << "\nrequiredDivisor=" << impl.encoder.requiredDivisor
       << "\nchannels=" << joinInts(impl.encoder.channels) << "\nstrides=" << joinInts(impl.encoder.strides)
       << "\ndecoderChannels=" << joinInts(s.decoderChannels) << "\n";
@@ -78,7 +78,8 @@ void parseNativeDescription(const std::string& text, Model::Impl& impl) {
     else if (key == "inChannels") s.inChannels = std::stoll(value);
     else if (key == "classificationHead") s.classificationHead = value == "1";
     else if (key == "channelsLast") s.channelsLast = value == "1";
-    else if (key == "autocast") s.autocast = value == "1";
+    else if (key == "precision") s.precision = value;
+    else if (key == "autocast" && value == "1") s.precision = "fp16";  // before precision: autocast meant CUDA fp16
     else if (key == "encoderFrozen") impl.encoderFrozen = value == "1";
     else if (key == "requiredDivisor") impl.encoder.requiredDivisor = std::stoll(value);
     else if (key == "channels") impl.encoder.channels = splitInts(value);

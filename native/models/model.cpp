@@ -1,8 +1,7 @@
 // pn::Model: building, running, freezing, moving and counting a zoo model.
-#include <ATen/autocast_mode.h>
-
 #include <sstream>
 
+#include "../core/torch_compat.h"
 #include "model_internal.h"
 
 namespace pn {
@@ -14,26 +13,24 @@ namespace zoo {
 
 namespace {
 
-/** Autocast for the calling thread while alive (CUDA only; a no-op elsewhere). */
-class AutocastScope {
- public:
-  explicit AutocastScope(bool on) : on_(on), previous_(at::autocast::is_enabled()) {
-    if (on_) at::autocast::set_enabled(true);
-  }
-  ~AutocastScope() {
-    if (!on_) return;
-    at::autocast::set_enabled(previous_);
-    if (!previous_) at::autocast::clear_cache();
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  bool on_;
-  bool previous_;
-};
-
 }  // namespace
+
+at::ScalarType autocastDtype(const Model::Impl& impl) {
+  const std::string& p = impl.spec.precision;
+  if (p == "bf16") return at::kBFloat16;
+  // fp16 autocast is a CUDA precision: a checkpoint trained in fp16 runs in fp32 on a CPU.
+  if (p == "fp16") return impl.device.is_cuda() ? at::kHalf : at::kFloat;
+  return at::kFloat;
+}
+
+void checkPrecision(const std::string& precision, const c10::Device& device) {
+  if (precision != "fp32" && precision != "bf16" && precision != "fp16") {
+    throw Error("Expected a precision of fp32, bf16 or fp16 but received '" + precision + "'");
+  }
+  if (precision == "fp16" && !device.is_cuda()) {
+    throw Error("precision fp16 needs a CUDA device (received device " + device.str() + "); use bf16 or fp32 on the CPU");
+  }
+}
 
 void checkInput(const Model::Impl& impl, const at::Tensor& input) {
   const std::string name = impl.spec.architecture + " on " + impl.spec.encoder;
@@ -64,7 +61,7 @@ c10::IValue runForward(Model::Impl& impl, torch::jit::Module& module, const at::
   torch::jit::GraphOptimizerEnabledGuard plain(false);
   at::Tensor x = input.to(impl.device, at::kFloat);
   if (impl.spec.channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-  AutocastScope autocast(impl.spec.autocast && impl.device.is_cuda());
+  compat::AutocastScope autocast(impl.device.type(), autocastDtype(impl));
   return module.forward({x});
 }
 
@@ -96,6 +93,7 @@ Model createModel(const ModelSpec& spec, const std::string& device) {
     auto impl = std::make_shared<Model::Impl>();
     impl->spec = spec;
     impl->device = parseDevice(device);
+    zoo::checkPrecision(spec.precision, impl->device);
     const int64_t outputStride = spec.architecture == "deeplabv3" ? 16 : 32;
     zoo::CompilationScope unit;
     zoo::Encoder encoder;
@@ -131,7 +129,7 @@ ModelOutput modelForward(const Model& model, const Tensor& input) {
       out = zoo::runForward(impl, impl.module, x);
     } else {
       torch::NoGradGuard noGrad;
-      if (impl.optimizeInference && !impl.spec.autocast) {
+      if (impl.optimizeInference && impl.spec.precision == "fp32") {
         if (!impl.inference) {
           torch::jit::Module copy = impl.module.clone();
           copy.eval();
@@ -201,6 +199,18 @@ void modelFreezeEncoder(const Model& model, bool frozen) {
 }
 
 bool modelEncoderFrozen(const Model& model) { return get(model).encoderFrozen; }
+
+void modelSetPrecision(const Model& model, const std::string& precision, const std::string& specJson) {
+  Model::Impl& impl = get(model);
+  std::lock_guard<std::mutex> lock(impl.mutex);
+  guard([&] {
+    zoo::checkPrecision(precision, impl.device);
+    impl.spec.precision = precision;
+    impl.spec.json = specJson;
+    impl.inference.reset();
+    return 0;
+  });
+}
 
 void modelTo(const Model& model, const std::string& device) {
   Model::Impl& impl = get(model);

@@ -32,8 +32,11 @@ struct ModelSpec {
   bool classificationHead = false;
   /** Channels-last memory format for weights and inputs. */
   bool channelsLast = false;
-  /** Mixed precision (autocast) on CUDA; ignored on CPU. */
-  bool autocast = false;
+  /**
+   * Forward precision: "fp32", or autocast in "bf16" (CUDA sm_80+ and CPUs) or "fp16" (CUDA only;
+   * training needs the engine's gradient scaler, which it turns on by itself).
+   */
+  std::string precision = "fp32";
   /** The caller's JSON description of this spec, stored in checkpoints and exports as is. */
   std::string json;
 };
@@ -78,6 +81,8 @@ bool modelIsTraining(const Model& model);
 /** Stops (or restarts) gradients for every encoder parameter; BatchNorm keeps the module's mode. */
 void modelFreezeEncoder(const Model& model, bool frozen);
 bool modelEncoderFrozen(const Model& model);
+/** Changes the forward precision ("fp32" | "bf16" | "fp16") and the spec JSON stored with the model. */
+void modelSetPrecision(const Model& model, const std::string& precision, const std::string& specJson);
 void modelTo(const Model& model, const std::string& device);
 std::string modelDevice(const Model& model);
 

@@ -101,6 +101,10 @@ Module buildModel(const ModelSpec& spec, const Encoder& encoder, int64_t* requir
 
 /** Checks an input batch against the model (4-D, channels, size divisible) with a clear error. */
 void checkInput(const Model::Impl& impl, const at::Tensor& input);
+/** The autocast dtype of the model's precision on its device (kFloat: no autocast). */
+at::ScalarType autocastDtype(const Model::Impl& impl);
+/** Rejects an unknown precision, and fp16 on a device other than CUDA, naming both. */
+void checkPrecision(const std::string& precision, const c10::Device& device);
 /** Runs forward under the model's device settings (autocast on CUDA, channels-last). */
 c10::IValue runForward(Model::Impl& impl, torch::jit::Module& module, const at::Tensor& input);
 

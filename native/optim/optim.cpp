@@ -7,6 +7,7 @@
 #include <set>
 #include <tuple>
 
+#include "../core/torch_compat.h"
 #include "../core/torch_internal.h"
 #include "optim.h"
 #include "optim_api.h"
@@ -39,7 +40,7 @@ torch::Tensor RAdam::step(LossClosure closure) {
       if (!p.grad().defined()) continue;
       torch::Tensor grad = p.grad();
       TORCH_CHECK(!grad.is_sparse(), "RAdam does not support sparse gradients");
-      const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      const auto key = compat::optimizerStateKey<decltype(state_)>(p);
       auto it = state_.find(key);
       if (it == state_.end()) {
         auto fresh = std::make_unique<RAdamParamState>();
@@ -108,7 +109,10 @@ void checkOptions(const OptimizerOptions& o) {
   }
 }
 
-std::string stateKey(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+/** torch::optim::Optimizer's state map (keyed by a string in LibTorch 1.13, by void* in 2.x). */
+using StateMap = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>;
+
+StateMap::key_type stateKey(const at::Tensor& p) { return compat::optimizerStateKey<StateMap>(p); }
 
 /** The named tensors of one parameter's state (no copies; the caller clones). */
 std::vector<std::pair<std::string, at::Tensor>> stateFields(const torch::optim::OptimizerParamState& state) {
@@ -210,9 +214,18 @@ std::vector<at::Tensor> gradients(const std::vector<std::pair<std::string, at::T
 }
 
 at::Tensor totalNorm(const std::vector<at::Tensor>& grads) {
+  // One multi-tensor kernel per device for the per-gradient norms (at::_foreach_norm), then the
+  // norm of the norms: torch.nn.utils.clip_grad_norm_'s foreach path.
   std::vector<at::Tensor> norms;
   norms.reserve(grads.size());
-  for (const auto& g : grads) norms.push_back(g.detach().norm(2).to(grads[0].device()));
+  std::vector<at::Tensor> same;
+  for (const auto& g : grads) {
+    if (g.device() == grads[0].device() && !g.is_sparse()) same.push_back(g.detach());
+    else norms.push_back(g.detach().norm(2).to(grads[0].device()));
+  }
+  if (!same.empty()) {
+    for (const at::Tensor& n : at::_foreach_norm(same, 2)) norms.push_back(n);
+  }
   return at::stack(norms).norm(2);
 }
 }  // namespace
@@ -233,6 +246,13 @@ double Optimizer::clipGradNorm(double maxNorm) {
   const at::Tensor coefficient = (maxNorm / (total + 1e-6)).clamp_max(1.0);
   for (const auto& g : grads) g.detach().mul_(coefficient.to(g.device()));
   return total.item<double>();
+}
+
+void Optimizer::scaleGrads(double factor) {
+  torch::NoGradGuard noGrad;
+  std::vector<at::Tensor> grads;
+  for (const auto& g : gradients(parameters_)) grads.push_back(g.detach());
+  if (!grads.empty()) at::_foreach_mul_(grads, factor);
 }
 
 size_t Optimizer::groupCount() const { return groups_.size(); }
@@ -432,6 +452,13 @@ double optimizerGradNorm(const Optimizer& optimizer) {
 
 double optimizerClipGradNorm(const Optimizer& optimizer, double maxNorm) {
   return withOptimizer(optimizer, [&](optim::Optimizer& o) { return o.clipGradNorm(maxNorm); });
+}
+
+void optimizerScaleGrads(const Optimizer& optimizer, double factor) {
+  withOptimizer(optimizer, [&](optim::Optimizer& o) {
+    o.scaleGrads(factor);
+    return 0;
+  });
 }
 
 std::vector<OptimizerGroupInfo> optimizerGroups(const Optimizer& optimizer) {

@@ -119,6 +119,8 @@ class Optimizer {
    * clip_grad_norm_); returns the norm before clipping (NaN or inf when a gradient is not finite).
    */
   double clipGradNorm(double maxNorm);
+  /** Multiplies every gradient by `factor` (one multi-tensor kernel: the gradient scaler's unscale). */
+  void scaleGrads(double factor);
 
   size_t groupCount() const;
   GroupInfo group(size_t index) const;

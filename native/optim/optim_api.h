@@ -56,6 +56,8 @@ void optimizerZeroGrad(const Optimizer& optimizer);
 double optimizerGradNorm(const Optimizer& optimizer);
 /** Clips the global gradient norm to maxNorm; returns the norm before clipping. */
 double optimizerClipGradNorm(const Optimizer& optimizer, double maxNorm);
+/** Multiplies every gradient by `factor`. */
+void optimizerScaleGrads(const Optimizer& optimizer, double factor);
 std::vector<OptimizerGroupInfo> optimizerGroups(const Optimizer& optimizer);
 void optimizerSetLr(const Optimizer& optimizer, int64_t group, double lr);
 void optimizerScaleLr(const Optimizer& optimizer, double factor);

@@ -22,6 +22,10 @@ struct TrainEngine::Impl {
   std::mutex lrMutex;
   std::vector<OptimizerGroupInfo> groups;
   bool lrDirty = false;
+  /** Gradient scaler (fp16): on or off, the current scale and the finite steps since it last changed. */
+  bool scalerOn = false;
+  double scale = 1.0;
+  int64_t growthTracker = 0;
 };
 
 TrainEngine::TrainEngine() = default;
@@ -99,6 +103,22 @@ TrainEngine createTrainEngine(const Model& model, const TrainEngineSpec& spec) {
   auto impl = std::make_shared<TrainEngine::Impl>();
   impl->model = model;
   impl->spec = spec;
+  const GradScalerSpec& sc = spec.scaler;
+  if (sc.mode != "auto" && sc.mode != "on" && sc.mode != "off") {
+    throw Error("Expected a gradient scaler mode of auto, on or off but received '" + sc.mode + "'");
+  }
+  const bool fp16 = m.spec.precision == "fp16" && m.device.is_cuda();
+  if (fp16 && sc.mode == "off") {
+    throw Error("fp16 training needs the gradient scaler (small gradients underflow in fp16): use scaler mode auto or on, or precision bf16");
+  }
+  if (!(sc.initScale > 0) || !std::isfinite(sc.initScale) || !(sc.growthFactor > 1) || !std::isfinite(sc.growthFactor) ||
+      !(sc.backoffFactor > 0 && sc.backoffFactor < 1) || sc.growthInterval < 1) {
+    throw Error("Expected a gradient scaler with initScale > 0, growthFactor > 1, 0 < backoffFactor < 1 and growthInterval >= 1 but received " +
+                std::to_string(sc.initScale) + ", " + std::to_string(sc.growthFactor) + ", " + std::to_string(sc.backoffFactor) + ", " +
+                std::to_string(sc.growthInterval));
+  }
+  impl->scalerOn = sc.mode == "on" || (sc.mode == "auto" && fp16);
+  impl->scale = impl->scalerOn ? sc.initScale : 1.0;
   if ((spec.classify || spec.labelWeight > 0) && !m.spec.classificationHead) {
     throw Error(std::string("Expected a model with a classification head for ") +
                 (spec.classify ? "the classify task" : "a label loss (labelWeight > 0)") + " but " + m.spec.architecture + " on " +
@@ -188,6 +208,7 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
     TrainStepResult result;
     result.loss = loss.item<double>();
     result.gradNorm = std::numeric_limits<double>::quiet_NaN();
+    result.lossScale = e.scalerOn ? e.scale : 0;
     if (!std::isfinite(result.loss)) {
       // Nothing of this call reaches the weights, and what was accumulated before is dropped.
       {
@@ -199,7 +220,8 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
       result.finite = false;
       return result;
     }
-    (spec.accumulation > 1 ? loss / static_cast<double>(spec.accumulation) : loss).backward();
+    const double lossFactor = (e.scalerOn ? e.scale : 1.0) / static_cast<double>(spec.accumulation);
+    (lossFactor != 1.0 ? loss * lossFactor : loss).backward();
     if (++e.pending < spec.accumulation) return result;
     e.pending = 0;
 
@@ -208,16 +230,30 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
     for (const at::Tensor& p : m.module.parameters()) {
       if (!p.requires_grad() && p.grad().defined()) p.mutable_grad().reset();
     }
+    if (e.scalerOn) optimizerScaleGrads(e.optimizer, 1.0 / e.scale);  // unscale before clipping
     const double norm = spec.gradClip > 0 ? optimizerClipGradNorm(e.optimizer, spec.gradClip) : optimizerGradNorm(e.optimizer);
     result.gradNorm = norm;
     if (!std::isfinite(norm)) {
       optimizerZeroGrad(e.optimizer);
+      if (e.scalerOn) {
+        // An overflow of the scaled gradients, not a divergence: skip, back off, carry on.
+        e.scale *= spec.scaler.backoffFactor;
+        e.growthTracker = 0;
+        result.overflow = true;
+        result.lossScale = e.scale;
+        return result;
+      }
       result.finite = false;
       return result;
     }
     optimizerStep(e.optimizer);
     optimizerZeroGrad(e.optimizer);
     result.stepped = true;
+    if (e.scalerOn && ++e.growthTracker >= spec.scaler.growthInterval) {
+      e.scale *= spec.scaler.growthFactor;
+      e.growthTracker = 0;
+      result.lossScale = e.scale;
+    }
     return result;
   });
 }
@@ -252,13 +288,47 @@ std::vector<std::pair<std::string, Tensor>> trainEngineOptimizerState(const Trai
   TrainEngine::Impl& e = get(engine);
   std::lock_guard<std::mutex> lock(e.mutex);
   applyLearningRates(e);
-  return optimizerStateDict(e.optimizer);
+  std::vector<std::pair<std::string, Tensor>> state = optimizerStateDict(e.optimizer);
+  if (e.scalerOn) {
+    guard([&] {
+      state.emplace_back("scaler/scale", wrap(at::scalar_tensor(e.scale, at::TensorOptions().dtype(at::kDouble))));
+      state.emplace_back("scaler/growth_tracker", wrap(at::scalar_tensor(e.growthTracker, at::TensorOptions().dtype(at::kLong))));
+      return 0;
+    });
+  }
+  return state;
 }
 
 void trainEngineLoadOptimizerState(const TrainEngine& engine, const std::vector<std::pair<std::string, Tensor>>& state) {
   TrainEngine::Impl& e = get(engine);
   std::lock_guard<std::mutex> lock(e.mutex);
-  optimizerLoadStateDict(e.optimizer, state);
+  std::vector<std::pair<std::string, Tensor>> optimizerState;
+  double scale = e.spec.scaler.initScale;
+  int64_t tracker = 0;
+  guard([&] {
+    for (const auto& [name, t] : state) {
+      if (name.rfind("scaler/", 0) != 0) {
+        optimizerState.emplace_back(name, t);
+        continue;
+      }
+      const at::Tensor& v = unwrap(t);
+      if (v.numel() != 1) throw Error("optimizer state: '" + name + "' must be a scalar but has shape " + c10::str(v.sizes()));
+      if (name == "scaler/scale") {
+        scale = v.item<double>();
+        if (!(scale > 0) || !std::isfinite(scale)) throw Error("optimizer state: scaler/scale must be a finite number > 0, got " + std::to_string(scale));
+      } else if (name == "scaler/growth_tracker") {
+        tracker = v.item<int64_t>();
+      } else {
+        throw Error("optimizer state: unknown gradient scaler entry '" + name + "'");
+      }
+    }
+    return 0;
+  });
+  optimizerLoadStateDict(e.optimizer, optimizerState);
+  if (e.scalerOn) {
+    e.scale = scale;
+    e.growthTracker = tracker;
+  }
   optimizerZeroGrad(e.optimizer);
   e.pending = 0;
   readLearningRates(e);

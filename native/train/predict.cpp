@@ -41,7 +41,7 @@ ModelOutput modelPredict(const Model& model, const Tensor& input, bool tta) {
       ModeScope evalMode(impl.module, false);
       zoo::checkInput(impl, x);
       const at::Tensor both = tta ? at::cat({x, x.flip({3})}, 0) : x;
-      if (impl.optimizeInference && !impl.spec.autocast) {
+      if (impl.optimizeInference && impl.spec.precision == "fp32") {
         if (!impl.inference) {
           torch::jit::Module copy = impl.module.clone();
           copy.eval();

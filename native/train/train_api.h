@@ -39,6 +39,21 @@ struct LossTermSpec {
   LossOptions options;
 };
 
+/**
+ * Dynamic loss scaling (torch.cuda.amp.GradScaler's rule): the loss is multiplied by `scale`
+ * before backward and the gradients divided by it before clipping; a step whose gradients are not
+ * finite is skipped and the scale multiplied by backoffFactor; after growthInterval finite steps in
+ * a row the scale is multiplied by growthFactor.
+ */
+struct GradScalerSpec {
+  /** "auto" (on exactly when the model's precision is fp16), "on" or "off" (refused with fp16). */
+  std::string mode = "auto";
+  double initScale = 65536.0;
+  double growthFactor = 2.0;
+  double backoffFactor = 0.5;
+  int64_t growthInterval = 2000;
+};
+
 struct TrainEngineSpec {
   OptimizerSpec optimizer;
   /** Summed: sum(weight * term(logits, masks)). Ignored by the classify task. */
@@ -55,6 +70,7 @@ struct TrainEngineSpec {
   bool classify = false;
   double labelWeight = 0;
   double maskWeight = 1;
+  GradScalerSpec scaler;
 };
 
 struct TrainStepResult {
@@ -64,6 +80,10 @@ struct TrainStepResult {
   double gradNorm = 0;
   bool finite = true;
   bool stepped = false;
+  /** The loss scale after this call (0 when the scaler is off). */
+  double lossScale = 0;
+  /** The scaler found non-finite gradients: the step was skipped and the scale backed off. */
+  bool overflow = false;
 };
 
 /** A model + an optimizer over its parameters + the loss; copies share it. */
@@ -93,7 +113,10 @@ std::vector<OptimizerGroupInfo> trainEngineGroups(const TrainEngine& engine);
 void trainEngineSetLr(const TrainEngine& engine, int64_t group, double lr);
 /** Sets every group's learning rate to its initial one times `factor`. */
 void trainEngineScaleLr(const TrainEngine& engine, double factor);
-/** The optimizer state ("optimizer/..." names, as Optimizer::stateDict). */
+/**
+ * The optimizer state ("optimizer/..." names, as Optimizer::stateDict) plus, with the gradient
+ * scaler on, "scaler/scale" (float64) and "scaler/growth_tracker" (int64).
+ */
 std::vector<std::pair<std::string, Tensor>> trainEngineOptimizerState(const TrainEngine& engine);
 void trainEngineLoadOptimizerState(const TrainEngine& engine, const std::vector<std::pair<std::string, Tensor>>& state);
 /** Calls since the last optimizer step (0 .. accumulation - 1). */

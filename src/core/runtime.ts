@@ -54,6 +54,19 @@ export function manualSeed(seed: number | bigint): void {
   ensureRuntime().manualSeed(seed);
 }
 
+/**
+ * cuDNN's process-wide switches. `benchmark`: autotune convolution algorithms per input shape
+ * (faster for fixed-size training; the first step of each shape is slower). `deterministic`:
+ * only deterministic algorithms, and no autotuning (reproducible CUDA runs). Returns what is in
+ * force. No effect without CUDA.
+ */
+export function setCudnnOptions(options: { benchmark: boolean; deterministic: boolean }): { benchmark: boolean; deterministic: boolean } {
+  if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object { benchmark, deterministic }', options);
+  if (!is.bool(options.benchmark)) throw invalidParameterError('options.benchmark', 'a boolean', options.benchmark);
+  if (!is.bool(options.deterministic)) throw invalidParameterError('options.deterministic', 'a boolean', options.deterministic);
+  return ensureRuntime().setCudnnOptions(options.benchmark, options.deterministic);
+}
+
 /** Native task and memory counters (for monitoring and leak tests). */
 export function counters(): NativeCounters {
   return ensureRuntime().counters();

@@ -3,6 +3,7 @@
  * PNG with sharp. The best cell of the whole grid is outlined.
  */
 import sharp from 'sharp';
+import { ensureFontconfig } from '../core/fonts.js';
 import type { TripletScore } from './thresholds.js';
 
 // Viridis stops: low scores dark blue, high scores yellow.
@@ -86,6 +87,7 @@ export function heatmapSvg(scores: readonly TripletScore[], title = 'Mean Dice b
 
 /** Writes the heatmap PNG to `path`; resolves with its pixel size. */
 export async function writeHeatmap(path: string, scores: readonly TripletScore[], title?: string): Promise<{ width: number; height: number }> {
+  ensureFontconfig();
   const info = await sharp(Buffer.from(heatmapSvg(scores, title))).png().toFile(path);
   return { width: info.width, height: info.height };
 }

@@ -21,6 +21,8 @@ import type { NativeEncoderInfo, NativeGradientReport, NativeModel, NativeNamedT
 import { ARCHITECTURES, architecture as architectureEntry, backbone as backboneEntry, registry } from './registry.js';
 import type { Architecture } from './registry.js';
 import { readSafetensorsHeader, writeSafetensors } from './safetensors.js';
+import { checkPrecisionSetting, cpuBf16Support, cudaIndex, resolvePrecision } from './precision.js';
+import type { Precision, PrecisionSetting } from './precision.js';
 
 /** What to build: a registry backbone, or an architecture over an encoder. */
 export interface ModelOptions {
@@ -47,7 +49,12 @@ export interface ModelOptions {
    * contiguous.
    */
   channelsLast?: boolean;
-  /** Mixed precision (autocast) on CUDA; ignored on CPU. */
+  /**
+   * Forward precision: `fp32` (default), `bf16`, `fp16` (CUDA only) or `auto` (bf16 on CUDA
+   * sm_80+, fp16 on older GPUs, bf16 on CPUs with AMX, else fp32). See `precision.ts`.
+   */
+  precision?: PrecisionSetting;
+  /** @deprecated Use `precision: 'auto'` (what `autocast: true` now means). */
   autocast?: boolean;
   /** Seeds LibTorch's generator before the weights are initialised (reproducible models). */
   seed?: number;
@@ -66,7 +73,8 @@ export interface ModelSpec {
   inChannels: number;
   classificationHead: boolean;
   channelsLast: boolean;
-  autocast: boolean;
+  /** The resolved forward precision (`auto` is resolved when the model is created). */
+  precision: Precision;
 }
 
 export interface ModelOutput {
@@ -107,6 +115,21 @@ export interface SaveOptions {
 export interface LoadOptions {
   /** Where to put the weights (map_location); default "cpu". */
   device?: string;
+  /** Run in this precision instead of the one the checkpoint was saved with (`auto` allowed). */
+  precision?: PrecisionSetting;
+}
+
+/** Checkpoints written before `precision` existed stored `autocast` (CUDA fp16). */
+function normaliseLoadedSpec(spec: ModelSpec & { autocast?: boolean }): ModelSpec {
+  if (spec.precision === undefined) spec.precision = spec.autocast === true ? 'fp16' : 'fp32';
+  delete spec.autocast;
+  return spec;
+}
+
+/** Resolves a precision setting for `device` from the hardware (CUDA capability, CPU flags). */
+export async function resolveDevicePrecision(setting: PrecisionSetting, device: string): Promise<Precision> {
+  const capabilities = cudaIndex(device) === null ? [] : (await ensureRuntime().runtimeInfo()).cudaDevices.map((d) => d.computeCapability);
+  return resolvePrecision(setting, device, { cudaCapabilities: capabilities, cpu: cpuBf16Support() });
 }
 
 export interface LoadedCheckpoint {
@@ -173,7 +196,7 @@ export function resolveSpec(options: ModelOptions): ModelSpec {
     inChannels,
     classificationHead: options.classificationHead ?? false,
     channelsLast: options.channelsLast ?? true,
-    autocast: options.autocast ?? false,
+    precision: 'fp32',
   };
 }
 
@@ -199,6 +222,8 @@ export class Model {
   static async create(options: ModelOptions): Promise<Model> {
     const spec = resolveSpec(options);
     const device = checkDevice(options.device ?? 'cpu');
+    const setting = checkPrecisionSetting('options.precision', options.precision ?? (options.autocast === true ? 'auto' : 'fp32'));
+    spec.precision = await resolveDevicePrecision(setting, device);
     if (options.seed !== undefined) manualSeed(options.seed);
     const native = await ensureRuntime().createModel(
       {
@@ -210,7 +235,7 @@ export class Model {
         inChannels: spec.inChannels,
         classificationHead: spec.classificationHead,
         channelsLast: spec.channelsLast,
-        autocast: spec.autocast,
+        precision: spec.precision,
         json: JSON.stringify(spec),
       },
       device,
@@ -228,7 +253,12 @@ export class Model {
     if (!is.string(path)) throw invalidParameterError('path', 'a file path', path);
     if (!existsSync(path)) throw new Error(`Model file ${path} does not exist`);
     const loaded = await ensureRuntime().loadModel(path, checkDevice(options.device ?? 'cpu'));
-    const spec = JSON.parse(loaded.model.specJson) as ModelSpec;
+    const spec = normaliseLoadedSpec(JSON.parse(loaded.model.specJson) as ModelSpec & { autocast?: boolean });
+    if (options.precision !== undefined) {
+      const setting = checkPrecisionSetting('options.precision', options.precision);
+      spec.precision = await resolveDevicePrecision(setting, loaded.model.device);
+      loaded.model.setPrecision(spec.precision, JSON.stringify(spec));
+    }
     return {
       model: new Model(loaded.model, spec),
       kind: loaded.kind,

@@ -92,7 +92,8 @@ export interface NativeModelSpec {
   inChannels?: number;
   classificationHead?: boolean;
   channelsLast?: boolean;
-  autocast?: boolean;
+  /** "fp32" | "bf16" | "fp16" (resolved; no "auto"). */
+  precision?: string;
   /** Stored verbatim in checkpoints and exports. */
   json?: string;
 }
@@ -140,6 +141,8 @@ export interface NativeModel {
   encode(input: NativeTensor): Promise<NativeTensor[]>;
   train(on: boolean): void;
   freezeEncoder(frozen: boolean): void;
+  /** Sets the resolved precision and the spec JSON saved with the model. */
+  setPrecision(precision: string, specJson: string): void;
   parameterCounts(): NativeParameterCounts;
   to(device: string): Promise<void>;
   stateDict(): Promise<NativeNamedTensors>;
@@ -253,6 +256,7 @@ export interface NativeBinding {
   setNumThreads(threads: number): void;
   getNumThreads(): number;
   manualSeed(seed: number | bigint): void;
+  setCudnnOptions(benchmark: boolean, deterministic: boolean): { benchmark: boolean; deterministic: boolean };
   runtimeInfo(): Promise<NativeRuntimeInfo>;
   smokeTrain(batch: number, size: number, steps: number, device: string, seed: number): Promise<NativeSmokeResult>;
   counters(): NativeCounters;
@@ -336,6 +340,16 @@ export interface NativeTrainEngineSpec {
   /** Default 1 for classify, 0 (no label loss) for segment. */
   labelWeight?: number;
   maskWeight?: number;
+  scaler?: NativeGradScalerSpec;
+}
+
+/** See native/train/train_api.h, GradScalerSpec. */
+export interface NativeGradScalerSpec {
+  mode?: 'auto' | 'on' | 'off';
+  initScale?: number;
+  growthFactor?: number;
+  backoffFactor?: number;
+  growthInterval?: number;
 }
 
 export interface NativeTrainStepResult {
@@ -343,6 +357,8 @@ export interface NativeTrainStepResult {
   gradNorm: number;
   finite: boolean;
   stepped: boolean;
+  lossScale: number;
+  overflow: boolean;
 }
 
 /** An opaque, type-tagged handle to a native training engine. */

@@ -137,8 +137,17 @@ export interface ExperimentConfig {
     /** Stop after N validations without improvement (0: never). */
     earlyStopping: number;
     validateEvery: number;
-    /** Mixed precision on CUDA (ignored on CPU). */
-    mixedPrecision: boolean;
+    /**
+     * Forward precision (see src/models/precision.ts): 'auto' (default: bf16 on CUDA sm_80+, fp16
+     * with dynamic loss scaling on older GPUs, bf16 on CPUs with AMX, else fp32), 'fp32', 'bf16'
+     * or 'fp16' (CUDA only; the gradient scaler turns on by itself).
+     */
+    precision: 'auto' | 'fp32' | 'bf16' | 'fp16';
+    /**
+     * Reproducible CUDA runs: deterministic cuDNN algorithms and no autotuning (slower). Off:
+     * cuDNN autotunes its convolutions for the fixed training size. No effect on CPU.
+     */
+    deterministic: boolean;
     /** Batches per epoch cap for quick runs (0: the whole epoch). */
     maxStepsPerEpoch: number;
   };
@@ -228,7 +237,8 @@ export const SCHEMA: Node = {
     freezeEncoderEpochs: int(0),
     earlyStopping: int(0),
     validateEvery: int(1),
-    mixedPrecision: bool,
+    precision: str(['auto', 'fp32', 'bf16', 'fp16']),
+    deterministic: bool,
     maxStepsPerEpoch: int(0),
   },
   validation: { triplets: { kind: 'triplets' }, areaSize: int(1, 16384), tta: bool },
@@ -253,7 +263,7 @@ export function defaultConfig(): ExperimentConfig {
     loss: { kind: 'combo', weights: { bce: 3, dice: 1, focal: 4 }, perImage: false },
     optimizer: { kind: 'adam', lr: 1e-4, encoderLr: null, weightDecay: 5e-6, noDecayOnBiasNorm: true, momentum: 0.9, nesterov: false, betas: [0.9, 0.999] },
     scheduler: { kind: 'plateau', factor: 0.1, patience: 2, threshold: 1e-7, cooldown: 0, minLr: 1e-7, tMax: null, t0: 8, tMult: 1, warmup: 0 },
-    training: { epochs: 50, batchSize: 4, accumulation: 1, gradClip: 0.1, freezeEncoderEpochs: 0, earlyStopping: 10, validateEvery: 1, mixedPrecision: true, maxStepsPerEpoch: 0 },
+    training: { epochs: 50, batchSize: 4, accumulation: 1, gradClip: 0.1, freezeEncoderEpochs: 0, earlyStopping: 10, validateEvery: 1, precision: 'auto', deterministic: false, maxStepsPerEpoch: 0 },
     validation: { triplets: DEFAULT_TRIPLETS.map((t) => [...t] as Triplet), areaSize: 1024, tta: false },
     checkpoints: { topK: 5 },
     output: { dir: 'experiments' },

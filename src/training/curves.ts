@@ -4,6 +4,7 @@
  * sharp. No plotting dependency.
  */
 import sharp from 'sharp';
+import { ensureFontconfig } from '../core/fonts.js';
 import type { EpochRecord } from './run-files.js';
 
 interface Series {
@@ -87,5 +88,6 @@ export function curvesSvg(history: readonly EpochRecord[], title = 'training'): 
 
 /** Writes the curves as a PNG (and returns its bytes). */
 export async function renderCurves(history: readonly EpochRecord[], title?: string): Promise<Buffer> {
+  ensureFontconfig();
   return sharp(Buffer.from(curvesSvg(history, title))).png().toBuffer();
 }

@@ -62,6 +62,22 @@ export interface TrainEngineOptions {
   labelWeight?: number;
   /** classify: weight of the mask BCE (default 1). */
   maskWeight?: number;
+  /**
+   * Dynamic loss scaling for fp16 (torch.cuda.amp.GradScaler's rule). `mode` 'auto' (default)
+   * turns it on exactly when the model's precision is fp16 on CUDA; 'on' forces it (any
+   * precision, e.g. to test it on a CPU); 'off' is refused with fp16. Defaults: initScale 65536,
+   * growthFactor 2, backoffFactor 0.5, growthInterval 2000. Its state is part of
+   * `optimizerState()` ("scaler/scale", "scaler/growth_tracker").
+   */
+  scaler?: GradScalerOptions;
+}
+
+export interface GradScalerOptions {
+  mode?: 'auto' | 'on' | 'off';
+  initScale?: number;
+  growthFactor?: number;
+  backoffFactor?: number;
+  growthInterval?: number;
 }
 
 export interface StepResult {
@@ -73,9 +89,44 @@ export interface StepResult {
   finite: boolean;
   /** Whether the optimizer stepped on this call (every `accumulation` calls). */
   stepped: boolean;
+  /** The loss scale after this call (0 when the gradient scaler is off). */
+  lossScale: number;
+  /** The scaler found non-finite gradients: the step was skipped and the scale halved (not a divergence). */
+  overflow: boolean;
 }
 
-const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight'];
+const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight', 'scaler'];
+const SCALER_KEYS = ['mode', 'initScale', 'growthFactor', 'backoffFactor', 'growthInterval'];
+
+function checkScaler(value: unknown): NonNullable<NativeTrainEngineSpec['scaler']> {
+  if (typeof value !== 'object' || value === null) throw invalidParameterError('options.scaler', 'an object', value);
+  const o = value as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!SCALER_KEYS.includes(key)) throw new TypeError(`Unknown gradient scaler option '${key}' (known: ${SCALER_KEYS.join(', ')})`);
+  }
+  const out: NonNullable<NativeTrainEngineSpec['scaler']> = {};
+  if (o.mode !== undefined) {
+    if (!is.oneOf(o.mode, ['auto', 'on', 'off'] as const)) throw invalidParameterError('options.scaler.mode', "'auto', 'on' or 'off'", o.mode);
+    out.mode = o.mode;
+  }
+  if (o.initScale !== undefined) {
+    assertNumber('options.scaler.initScale', o.initScale, Number.MIN_VALUE, Number.MAX_VALUE);
+    out.initScale = o.initScale;
+  }
+  if (o.growthFactor !== undefined) {
+    assertNumber('options.scaler.growthFactor', o.growthFactor, 1 + Number.EPSILON, 1e6);
+    out.growthFactor = o.growthFactor;
+  }
+  if (o.backoffFactor !== undefined) {
+    assertNumber('options.scaler.backoffFactor', o.backoffFactor, Number.MIN_VALUE, 1 - Number.EPSILON);
+    out.backoffFactor = o.backoffFactor;
+  }
+  if (o.growthInterval !== undefined) {
+    assertInteger('options.scaler.growthInterval', o.growthInterval, 1, 1e9);
+    out.growthInterval = o.growthInterval;
+  }
+  return out;
+}
 
 function checkOptions(options: unknown): NativeTrainEngineSpec {
   if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object', options);
@@ -111,6 +162,7 @@ function checkOptions(options: unknown): NativeTrainEngineSpec {
     assertNumber('options.gradClip', o.gradClip, 0);
     spec.gradClip = o.gradClip;
   }
+  if (o.scaler !== undefined) spec.scaler = checkScaler(o.scaler);
   for (const key of ['labelWeight', 'maskWeight'] as const) {
     const value = o[key];
     if (value !== undefined) {

@@ -20,7 +20,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { deriveSeed } from '../core/random.js';
-import { defaultDevice, manualSeed } from '../core/runtime.js';
+import { defaultDevice, setCudnnOptions, manualSeed } from '../core/runtime.js';
 import type { Tensor } from '../core/tensor.js';
 import { Model } from '../models/model.js';
 import { AugmentPipeline } from './augment/pipeline.js';
@@ -205,7 +205,7 @@ async function initialModel(config: ExperimentConfig, fold: number, device: stri
     if (!existsSync(prior)) {
       throw new Error(`part ${config.part} starts from part ${config.model.fromPart}'s best checkpoint of fold ${fold}, but ${prior} does not exist: train part ${config.model.fromPart} first`);
     }
-    const model = await Model.load(prior, { device });
+    const model = await Model.load(prior, { device, precision: config.training.precision });
     if (config.model.backbone !== model.spec.backbone) log(`note: ${prior} holds ${model.describe()}; model.backbone ${config.model.backbone} is ignored`);
     log(`starting from part ${config.model.fromPart}'s best checkpoint ${prior}`);
     return model;
@@ -215,7 +215,7 @@ async function initialModel(config: ExperimentConfig, fold: number, device: stri
     ...(config.model.encoderPath !== null ? { encoder: config.model.encoderPath } : {}),
     classificationHead: config.task === 'classify',
     device,
-    autocast: config.training.mixedPrecision && device.startsWith('cuda'),
+    precision: config.training.precision,
     seed: deriveSeed(config.seed, config.part, fold, 0x6d6f64),
   });
   if (config.model.weights !== null) {
@@ -252,6 +252,10 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
   };
   const { train, val } = splitFold(dataset, fold);
   const device = config.device === 'auto' ? await defaultDevice() : config.device;
+  if (device.startsWith('cuda')) {
+    // Fixed-size batches: let cuDNN autotune, unless a reproducible run is asked for.
+    setCudnnOptions({ benchmark: !config.training.deterministic, deterministic: config.training.deterministic });
+  }
 
   // Resume or start.
   let state = emptyState();
