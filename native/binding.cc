@@ -630,19 +630,35 @@ Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-/** setCudnnOptions(benchmark, deterministic) -> the options now in force { benchmark, deterministic }. */
+/** setCudnnOptions(benchmark?, deterministic?, allowTf32?) -> the options now in force (undefined keeps one). */
 Napi::Value SetCudnnOptions(const Napi::CallbackInfo& info) {
-  if (info.Length() < 2 || !info[0].IsBoolean() || !info[1].IsBoolean()) {
-    throwType(info.Env(), "Expected (benchmark: boolean, deterministic: boolean) for setCudnnOptions");
-  }
-  const bool benchmark = info[0].As<Napi::Boolean>().Value(), deterministic = info[1].As<Napi::Boolean>().Value();
+  const auto flag = [&](size_t i, bool current) {
+    if (info.Length() <= i || info[i].IsUndefined()) return current;
+    if (!info[i].IsBoolean()) throwType(info.Env(), "Expected booleans (or undefined) for setCudnnOptions(benchmark, deterministic, allowTf32)");
+    return info[i].As<Napi::Boolean>().Value();
+  };
   const pn::CudnnOptions now = syncCall(info.Env(), [&] {
-    pn::setCudnnOptions(benchmark, deterministic);
+    const pn::CudnnOptions current = pn::cudnnOptions();
+    pn::setCudnnOptions(flag(0, current.benchmark), flag(1, current.deterministic), flag(2, current.allowTf32));
     return pn::cudnnOptions();
   });
   auto o = Napi::Object::New(info.Env());
   o.Set("benchmark", now.benchmark);
   o.Set("deterministic", now.deterministic);
+  o.Set("allowTf32", now.allowTf32);
+  return o;
+}
+
+/** cudaMemoryStats(device, resetPeak) -> { allocated, peakAllocated, reserved, peakReserved } (bytes). */
+Napi::Value CudaMemoryStats(const Napi::CallbackInfo& info) {
+  const int64_t device = argInteger(info, 0, "device");
+  const bool reset = info.Length() > 1 && info[1].ToBoolean().Value();
+  const pn::CudaMemoryStats s = syncCall(info.Env(), [&] { return pn::cudaMemoryStats(static_cast<int>(device), reset); });
+  auto o = Napi::Object::New(info.Env());
+  o.Set("allocated", static_cast<double>(s.allocated));
+  o.Set("peakAllocated", static_cast<double>(s.peakAllocated));
+  o.Set("reserved", static_cast<double>(s.reserved));
+  o.Set("peakReserved", static_cast<double>(s.peakReserved));
   return o;
 }
 
@@ -1960,6 +1976,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads, "getNumThreads"));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed, "manualSeed"));
   exports.Set("setCudnnOptions", Napi::Function::New(env, SetCudnnOptions, "setCudnnOptions"));
+  exports.Set("cudaMemoryStats", Napi::Function::New(env, CudaMemoryStats, "cudaMemoryStats"));
   exports.Set("runtimeInfo", Napi::Function::New(env, RuntimeInfo, "runtimeInfo"));
   exports.Set("smokeTrain", Napi::Function::New(env, SmokeTrain, "smokeTrain"));
   exports.Set("counters", Napi::Function::New(env, Counters, "counters"));

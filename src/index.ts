@@ -19,6 +19,7 @@ export {
   runtimeReport,
   setCpuCacheLimit,
   setCudnnOptions,
+  cudaMemoryStats,
   setThreads,
   smokeTrain,
 } from './core/runtime.js';

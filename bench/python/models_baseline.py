@@ -433,7 +433,11 @@ class SegmentationModel(nn.Module):
 
 def load(arch, encoder, weights, head=False):
     model = SegmentationModel(arch, encoder, head=head)
-    state = torch.load(weights)
+    try:
+        # LibTorch-written files hold torch.jit pickling helpers that torch >= 2.6's weights_only load refuses.
+        state = torch.load(weights, weights_only=False)
+    except TypeError:
+        state = torch.load(weights)
     model.load_state_dict(state, strict=True)
     return model
 

@@ -151,10 +151,22 @@ struct RuntimeInfo {
 struct CudnnOptions {
   bool benchmark = false;
   bool deterministic = false;
+  /** TF32 tensor-core math for float32 convolutions and matmuls (Ampere+). */
+  bool allowTf32 = true;
 };
-/** Sets cuDNN autotuning and determinism (deterministic wins: it turns autotuning off). */
-void setCudnnOptions(bool benchmark, bool deterministic);
+/** Sets cuDNN autotuning, determinism (which turns autotuning off) and TF32 for cuDNN and cuBLAS. */
+void setCudnnOptions(bool benchmark, bool deterministic, bool allowTf32);
 CudnnOptions cudnnOptions();
+
+/** The CUDA caching allocator's byte counts for one device (after a device synchronize). */
+struct CudaMemoryStats {
+  int64_t allocated = 0;
+  int64_t peakAllocated = 0;
+  int64_t reserved = 0;
+  int64_t peakReserved = 0;
+};
+/** Reads the counts, then (with resetPeak) restarts the peaks from the current values. */
+CudaMemoryStats cudaMemoryStats(int device, bool resetPeak);
 RuntimeInfo runtimeInfo();
 
 /** What the smoke forward/backward pass measured. */

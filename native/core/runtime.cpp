@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 #include "cuda_ops.h"
 #include "torch_internal.h"
@@ -19,6 +20,8 @@
 // c10/cuda and the CUDA runtime only: ATen/cuda/CUDAContext.h would pull in cuBLAS, cuSPARSE and
 // cuSOLVER headers, which a CUDA toolkit without those libraries (or the header-only compile test)
 // does not have.
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #endif
@@ -60,16 +63,45 @@ void syncThreads() {
   if (requested > 0 && at::get_num_threads() != requested) at::set_num_threads(requested);
 }
 
-void setCudnnOptions(bool benchmark, bool deterministic) {
+void setCudnnOptions(bool benchmark, bool deterministic, bool allowTf32) {
   guard([&] {
     at::globalContext().setBenchmarkCuDNN(benchmark && !deterministic);
     at::globalContext().setDeterministicCuDNN(deterministic);
+    // Deterministic implementations of every op that has one; ops without one (bilinear upsampling's
+    // CUDA backward, as in PyTorch) warn once instead of failing. cuBLAS needs a fixed workspace.
+    at::globalContext().setDeterministicAlgorithms(deterministic, /*warn_only=*/true);
+    if (deterministic) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);
+    at::globalContext().setAllowTF32CuDNN(allowTf32);
+    at::globalContext().setAllowTF32CuBLAS(allowTf32);
     return 0;
   });
 }
 
 CudnnOptions cudnnOptions() {
-  return {at::globalContext().benchmarkCuDNN(), at::globalContext().deterministicCuDNN()};
+  return {at::globalContext().benchmarkCuDNN(), at::globalContext().deterministicCuDNN(), at::globalContext().allowTF32CuDNN()};
+}
+
+CudaMemoryStats cudaMemoryStats(int device, bool resetPeak) {
+  return guard([&] {
+    CudaMemoryStats out;
+#ifdef PN_WITH_CUDA
+    if (!torch::cuda::is_available() || device < 0 || device >= static_cast<int>(torch::cuda::device_count())) {
+      throw Error("CUDA device " + std::to_string(device) + " is not available");
+    }
+    const auto index = static_cast<c10::DeviceIndex>(device);
+    c10::cuda::device_synchronize();
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    constexpr size_t aggregate = 0;  // StatType::AGGREGATE (the enum moved namespaces in LibTorch 2.x)
+    out.allocated = stats.allocated_bytes[aggregate].current;
+    out.peakAllocated = stats.allocated_bytes[aggregate].peak;
+    out.reserved = stats.reserved_bytes[aggregate].current;
+    out.peakReserved = stats.reserved_bytes[aggregate].peak;
+    if (resetPeak) c10::cuda::CUDACachingAllocator::resetPeakStats(index);
+#else
+    throw Error("this build of pneumo-native has no CUDA support (CUDA device " + std::to_string(device) + ")");
+#endif
+    return out;
+  });
 }
 
 void manualSeed(uint64_t seed) {

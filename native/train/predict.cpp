@@ -40,16 +40,32 @@ ModelOutput modelPredict(const Model& model, const Tensor& input, bool tta) {
       // for the call when inference optimisation is off.
       ModeScope evalMode(impl.module, false);
       zoo::checkInput(impl, x);
-      const at::Tensor both = tta ? at::cat({x, x.flip({3})}, 0) : x;
+      torch::jit::Module* module = &impl.module;
       if (impl.optimizeInference && impl.spec.precision == "fp32") {
         if (!impl.inference) {
           torch::jit::Module copy = impl.module.clone();
           copy.eval();
           impl.inference = torch::jit::optimize_for_inference(copy);
         }
-        out = zoo::runForward(impl, *impl.inference, both);
+        module = &*impl.inference;
+      }
+      // Flip TTA as one forward over cat([x, flip(x)]), unless the doubled batch's widest
+      // full-resolution activation (up to 256 channels, e.g. AlbuNet's bilinear upsampling) would
+      // pass INT_MAX elements, which several CUDA kernels refuse (LibTorch 2.11's
+      // upsample_bilinear2d_nhwc at 1024 px, batch 8): then the two halves run one after another.
+      const bool split = tta && 2 * batch * 256 * x.size(2) * x.size(3) > static_cast<int64_t>(INT32_MAX);
+      if (tta && split) {
+        const c10::IValue a = zoo::runForward(impl, *module, x);
+        const c10::IValue b = zoo::runForward(impl, *module, x.flip({3}));
+        if (a.isTuple()) {
+          const auto& ea = a.toTupleRef().elements();
+          const auto& eb = b.toTupleRef().elements();
+          out = c10::ivalue::Tuple::create(std::vector<c10::IValue>{at::cat({ea[0].toTensor(), eb[0].toTensor()}, 0), at::cat({ea[1].toTensor(), eb[1].toTensor()}, 0)});
+        } else {
+          out = at::cat({a.toTensor(), b.toTensor()}, 0);
+        }
       } else {
-        out = zoo::runForward(impl, impl.module, both);
+        out = zoo::runForward(impl, *module, tta ? at::cat({x, x.flip({3})}, 0) : x);
       }
     }
     at::Tensor mask;

@@ -5,8 +5,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { loadBinding } from '../native/binding.js';
-import type { NativeBinding, NativeCounters, NativeCudaDevice, NativeSmokeResult } from '../native/binding.js';
+import type { NativeBinding, NativeCounters, NativeCudaDevice, NativeCudaMemoryStats, NativeCudnnOptions, NativeSmokeResult } from '../native/binding.js';
 import { packageVersion } from './package-info.js';
+import { cpuBf16Support, resolvePrecision } from '../models/precision.js';
+import type { CpuBf16Support, Precision } from '../models/precision.js';
 import { assertInteger, invalidParameterError, is } from './validate.js';
 
 let initialized = false;
@@ -60,11 +62,21 @@ export function manualSeed(seed: number | bigint): void {
  * only deterministic algorithms, and no autotuning (reproducible CUDA runs). Returns what is in
  * force. No effect without CUDA.
  */
-export function setCudnnOptions(options: { benchmark: boolean; deterministic: boolean }): { benchmark: boolean; deterministic: boolean } {
-  if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object { benchmark, deterministic }', options);
-  if (!is.bool(options.benchmark)) throw invalidParameterError('options.benchmark', 'a boolean', options.benchmark);
-  if (!is.bool(options.deterministic)) throw invalidParameterError('options.deterministic', 'a boolean', options.deterministic);
-  return ensureRuntime().setCudnnOptions(options.benchmark, options.deterministic);
+export function setCudnnOptions(options: { benchmark?: boolean; deterministic?: boolean; allowTf32?: boolean }): NativeCudnnOptions {
+  if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object { benchmark, deterministic, allowTf32 }', options);
+  for (const key of ['benchmark', 'deterministic', 'allowTf32'] as const) {
+    if (options[key] !== undefined && !is.bool(options[key])) throw invalidParameterError(`options.${key}`, 'a boolean or undefined', options[key]);
+  }
+  return ensureRuntime().setCudnnOptions(options.benchmark, options.deterministic, options.allowTf32);
+}
+
+/**
+ * Bytes the CUDA caching allocator holds on `device` (allocated and reserved, current and peak),
+ * after waiting for the device. `resetPeak` restarts the peaks from the current values.
+ */
+export function cudaMemoryStats(device = 0, resetPeak = false): NativeCudaMemoryStats {
+  assertInteger('device', device, 0, 1024);
+  return ensureRuntime().cudaMemoryStats(device, resetPeak);
 }
 
 /** Native task and memory counters (for monitoring and leak tests). */
@@ -138,6 +150,8 @@ export interface RuntimeReport {
   mkldnn: boolean;
   blas: BlasInfo;
   defaultDevice: string;
+  /** What `precision: 'auto'` resolves to on the CPU and on each CUDA device, and the CPU's bf16 flags. */
+  precision: { cpu: CpuBf16Support; autoCpu: Precision; autoCuda: Precision[] };
 }
 
 /** Collects the runtime report (versions, CUDA and cuDNN, threads, BLAS). */
@@ -161,6 +175,14 @@ export async function runtimeReport(): Promise<RuntimeReport> {
     mkldnn: info.mkldnn,
     blas: detectBlas(),
     defaultDevice: info.cudaAvailable ? 'cuda:0' : 'cpu',
+    precision: (() => {
+      const hardware = { cudaCapabilities: info.cudaDevices.map((d) => d.computeCapability), cpu: cpuBf16Support() };
+      return {
+        cpu: hardware.cpu,
+        autoCpu: resolvePrecision('auto', 'cpu', hardware),
+        autoCuda: info.cudaDevices.map((d) => resolvePrecision('auto', `cuda:${d.index}`, hardware)),
+      };
+    })(),
   };
 }
 

@@ -36,6 +36,20 @@ export interface NativeCudaDevice {
   multiProcessors: number;
 }
 
+export interface NativeCudnnOptions {
+  benchmark: boolean;
+  deterministic: boolean;
+  allowTf32: boolean;
+}
+
+/** Bytes held by the CUDA caching allocator for one device. */
+export interface NativeCudaMemoryStats {
+  allocated: number;
+  peakAllocated: number;
+  reserved: number;
+  peakReserved: number;
+}
+
 export interface NativeRuntimeInfo {
   torchVersion: string;
   builtWithCuda: boolean;
@@ -256,7 +270,8 @@ export interface NativeBinding {
   setNumThreads(threads: number): void;
   getNumThreads(): number;
   manualSeed(seed: number | bigint): void;
-  setCudnnOptions(benchmark: boolean, deterministic: boolean): { benchmark: boolean; deterministic: boolean };
+  setCudnnOptions(benchmark?: boolean, deterministic?: boolean, allowTf32?: boolean): NativeCudnnOptions;
+  cudaMemoryStats(device: number, resetPeak: boolean): NativeCudaMemoryStats;
   runtimeInfo(): Promise<NativeRuntimeInfo>;
   smokeTrain(batch: number, size: number, steps: number, device: string, seed: number): Promise<NativeSmokeResult>;
   counters(): NativeCounters;

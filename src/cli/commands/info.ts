@@ -19,6 +19,7 @@ function render(r: RuntimeReport): string {
     ['oneDNN', r.mkldnn ? 'yes' : 'no'],
     ['BLAS', r.blas.name],
     ['default device', r.defaultDevice],
+    ['precision auto', [`cpu ${r.precision.autoCpu} (AMX ${r.precision.cpu.amx ? 'yes' : 'no'}, AVX512-BF16 ${r.precision.cpu.avx512bf16 ? 'yes' : 'no'})`, ...r.precision.autoCuda.map((p, i) => `cuda:${i} ${p}`)].join(', ')],
   ];
   return formatTable(rows);
 }
