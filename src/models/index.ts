@@ -1,7 +1,11 @@
 /** The model zoo: `Model`, the registry and safetensors. */
-export { Model, resolveSpec } from './model.js';
-export type { ModelOptions, ModelSpec, ModelOutput, Prediction, PredictOptions, ParameterCounts, EncoderInfo, StateDictReport, GradientReport, SaveOptions, LoadOptions, LoadedCheckpoint, LoadStateDictOptions } from './model.js';
+export { Model, resolveSpec, readWeightsFile } from './model.js';
+export type { ModelOptions, ModelSpec, ModelOutput, Prediction, PredictOptions, ParameterCounts, EncoderInfo, StateDictReport, GradientReport, SaveOptions, LoadOptions, LoadedCheckpoint, LoadStateDictOptions, EncoderWeightsReport } from './model.js';
 export { ARCHITECTURES, registry, backbone, backboneNames, encoder, architecture, parseRegistry } from './registry.js';
-export type { Architecture, EncoderEntry, ArchitectureEntry, BackboneEntry, Registry } from './registry.js';
+export type { Architecture, EncoderEntry, ArchitectureEntry, BackboneEntry, Registry, PretrainedEntry } from './registry.js';
 export { readSafetensorsHeader, writeSafetensors } from './safetensors.js';
 export type { SafetensorsHeader } from './safetensors.js';
+export { readTorchFile, readTorchFileIndex, TorchFileError } from './torch-file.js';
+export type { TorchFileIndex, TorchFileEntry } from './torch-file.js';
+export { fetchPretrained, listPretrained, verifyPretrained, pretrainedEntry, weightsCacheDir, weightsSource, checksumMatches, resolveEncoderWeights, ChecksumMismatchError } from './weights.js';
+export type { FetchWeightsOptions, FetchedWeights, WeightsProgress, PretrainedStatus, VerifyResult } from './weights.js';
