@@ -7,5 +7,5 @@ export { readSafetensorsHeader, writeSafetensors } from './safetensors.js';
 export type { SafetensorsHeader } from './safetensors.js';
 export { readTorchFile, readTorchFileIndex, TorchFileError } from './torch-file.js';
 export type { TorchFileIndex, TorchFileEntry } from './torch-file.js';
-export { fetchPretrained, listPretrained, verifyPretrained, pretrainedEntry, weightsCacheDir, weightsSource, checksumMatches, resolveEncoderWeights, ChecksumMismatchError } from './weights.js';
+export { fetchPretrained, fetchWeightsFile, listPretrained, verifyPretrained, pretrainedEntry, weightsCacheDir, weightsSource, checksumMatches, resolveEncoderWeights, ChecksumMismatchError } from './weights.js';
 export type { FetchWeightsOptions, FetchedWeights, WeightsProgress, PretrainedStatus, VerifyResult } from './weights.js';

@@ -328,7 +328,25 @@ async function transfer(source: string, part: string, report: (received: number,
  * its size and time stamp stay the same), else downloaded (from the mirror when set) into it.
  */
 export async function fetchPretrained(encoder: string, kind = 'imagenet', options: FetchWeightsOptions = {}): Promise<FetchedWeights> {
-  const entry = pretrainedEntry(encoder, kind);
+  return fetchWeightsFile(pretrainedEntry(encoder, kind), options, encoder, kind);
+}
+
+const inFlight = new Map<string, Promise<FetchedWeights>>();
+
+/**
+ * `fetchPretrained` for any entry (address, file name, checksum): the cache, the mirror, the
+ * download. Concurrent calls for one file share one download (a lock file does so across processes).
+ */
+export async function fetchWeightsFile(entry: PretrainedEntry, options: FetchWeightsOptions = {}, encoder = entry.file, kind = 'file'): Promise<FetchedWeights> {
+  const key = join(options.cacheDir ?? weightsCacheDir(), entry.file);
+  const running = inFlight.get(key);
+  if (running) return running;
+  const promise = fetchOnce(entry, options, encoder, kind).finally(() => inFlight.delete(key));
+  inFlight.set(key, promise);
+  return promise;
+}
+
+async function fetchOnce(entry: PretrainedEntry, options: FetchWeightsOptions, encoder: string, kind: string): Promise<FetchedWeights> {
   const cacheDir = options.cacheDir ?? weightsCacheDir();
   const path = join(cacheDir, entry.file);
   const expected = expectedChecksum(entry);
