@@ -183,6 +183,13 @@ function callGlobal(g: PyGlobal, args: unknown[], ctx: MachineContext): unknown 
       return args[0];
     case 'torch.Size':
       return args[0];
+    // LibTorch's pickler (torch::pickle_save, torch.jit) tags containers with their types.
+    case 'torch.jit._pickle.restore_type_tag':
+    case 'torch.jit._pickle.build_intlist':
+    case 'torch.jit._pickle.build_tensorlist':
+    case 'torch.jit._pickle.build_doublelist':
+    case 'torch.jit._pickle.build_boollist':
+      return args[0];
     case 'builtins.set':
     case '__builtin__.set':
     case 'builtins.frozenset':
