@@ -377,6 +377,8 @@ interface ZipRecord {
   /** Absolute offset of the (stored) data. */
   dataStart: number;
   size: number;
+  /** Zip compression method (0: stored, as torch.save writes). */
+  method: number;
 }
 
 function readZip(fd: number, fileSize: number, fail: (reason: string) => never): Map<string, ZipRecord> {
@@ -435,13 +437,12 @@ function readZip(fd: number, fileSize: number, fail: (reason: string) => never):
       }
       e += 4 + len;
     }
-    if (method !== 0) fail(`holds the compressed record ${name} (method ${method}); torch.save writes stored records: re-save it with torch.save`);
     const header = Buffer.alloc(30);
     readSync(fd, header, 0, 30, local);
     if (header.readUInt32LE(0) !== 0x04034b50) fail(`has a damaged zip record ${name}: corrupted`);
     const dataStart = local + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
     if (dataStart + size > fileSize) fail(`has the record ${name} past the end of the file: truncated`);
-    records.set(name, { name, dataStart, size });
+    records.set(name, { name, dataStart, size, method });
     p += 46 + nameLen + extraLen + commentLen;
   }
   return records;
@@ -450,13 +451,14 @@ function readZip(fd: number, fileSize: number, fail: (reason: string) => never):
 function indexZip(fd: number, fileSize: number, fail: (reason: string) => never): TorchFileIndex {
   const records = readZip(fd, fileSize, fail);
   const pkl = [...records.values()].find((r) => r.name.endsWith('/data.pkl') && r.name.split('/').length === 2);
-  if (!pkl) {
-    if ([...records.keys()].some((n) => n.endsWith('/constants.pkl') || n.includes('/code/'))) {
-      fail('is a TorchScript archive (torch.jit.save), not a torch.save state dict: load it with Model.load, or use it as an encoder file');
-    }
-    fail('is a zip file without data.pkl: not a torch.save file');
+  if (!pkl) fail('is a zip file without data.pkl: not a torch.save file');
+  if ([...records.keys()].some((n) => n.endsWith('/constants.pkl') || n.includes('/code/'))) {
+    fail('is a TorchScript archive (torch.jit.save), not a torch.save state dict: load it with Model.load, or use it as an encoder file');
   }
-  const prefix = pkl.name.slice(0, -'data.pkl'.length);
+  const prefix = pkl!.name.slice(0, -'data.pkl'.length);
+  const stored = (r: ZipRecord): ZipRecord =>
+    r.method === 0 ? r : fail(`holds the compressed record ${r.name} (method ${r.method}); torch.save writes stored records: re-save it with torch.save`);
+  stored(pkl!);
   const byteorder = records.get(`${prefix}byteorder`);
   if (byteorder) {
     const b = Buffer.alloc(Math.min(byteorder.size, 16));
@@ -477,12 +479,12 @@ function indexZip(fd: number, fileSize: number, fail: (reason: string) => never)
       return ref;
     },
   };
-  const root = unpickle(new Reader(fd, pkl.dataStart + pkl.size, pkl.dataStart, fail), ctx);
+  const root = unpickle(new Reader(fd, pkl!.dataStart + pkl!.size, pkl!.dataStart, fail), ctx);
   const { tensors, skipped } = tensorsOf(root, fail);
   const entries = tensors.map(([name, t]) => {
     const record = records.get(`${prefix}data/${t.storage.key}`);
     if (!record) return fail(`misses the storage record data/${t.storage.key} of tensor ${name}: truncated or corrupted`);
-    return entryFor(name, t, record.dataStart, record.size, fail);
+    return entryFor(name, t, stored(record).dataStart, record.size, fail);
   });
   return { format: 'zip', entries, skipped };
 }
@@ -512,7 +514,7 @@ function indexLegacy(fd: number, fileSize: number, fail: (reason: string) => nev
     },
   };
   const magic = unpickle(reader, ctx);
-  if (magic !== LEGACY_MAGIC) fail('is a pickle file but not a torch.save file (wrong magic number)');
+  if (magic !== LEGACY_MAGIC) fail('is a pickle file but not a torch.save file (no torch.save magic number)');
   const protocol = unpickle(reader, ctx);
   if (protocol !== 1001) fail(`is a torch.save file of an unknown legacy protocol ${String(protocol)}`);
   const sysInfo = unpickle(reader, ctx);
@@ -563,12 +565,11 @@ export function readTorchFileIndex(path: string): TorchFileIndex {
     readSync(fd, head, 0, head.length, 0);
     if (fileSize < 4) fail(`is ${fileSize} bytes long: not a torch.save file (an empty or truncated download?)`);
     if (head.readUInt32LE(0) === 0x04034b50) return indexZip(fd, fileSize, fail);
-    if (head[0] === 0x80 && head[2] === 0x8a) return indexLegacy(fd, fileSize, fail);
+    if (head[0] === 0x80 && head[1]! >= 2) return indexLegacy(fd, fileSize, fail); // a pickle: the legacy format starts with its magic number
     if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') {
       fail('is a tar archive (the torch.save format of PyTorch < 0.1.10): convert it with Python, torch.save(torch.load(f), "new.pth")');
     }
     if (head.subarray(0, 15).toString('latin1').startsWith('<')) fail('is text (HTML or XML), not a torch.save file: the download returned an error page');
-    if (head[0] === 0x80) fail('is a pickle file but not a torch.save file (no torch.save magic number)');
     return fail(`is not a torch.save file (neither zip nor legacy format; first bytes ${head.subarray(0, 8).toString('hex')})`);
   } catch (err) {
     if (err instanceof TorchFileError) throw err;
