@@ -128,7 +128,7 @@ describe('weights downloads (loopback mirror)', () => {
     const half = 1024 * 1024 + 5;
     routes.set('/d.pth', serveBytes(payload, { dropAfter: half }));
     const cacheDir = freshCache();
-    const err = await fetchWeightsFile(entry('d.pth'), { cacheDir, mirror: base, onProgress: false }).catch((e: unknown) => e as Error);
+    const err = (await fetchWeightsFile(entry('d.pth'), { cacheDir, mirror: base, onProgress: false }).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(Error);
     expect(err!.message).toMatch(/Cannot fetch d\.pth .*closed.*bytes are kept in .*d\.pth\.part.*resumes/s);
     expect(existsSync(join(cacheDir, 'd.pth'))).toBe(false);
@@ -201,7 +201,7 @@ describe('weights downloads (loopback mirror)', () => {
       expect(weightsCacheDir()).toBe(join(cacheDir, 'weights'));
       // Not torchvision's file: the sha256 prefix in its name (f37072fd) cannot match.
       routes.set('/resnet18-f37072fd.pth', serveBytes(payload));
-      const err = await Model.create({ backbone: 'unet_r18', encoderWeights: 'imagenet', weightsFetch: { onProgress: false } }).catch((e: unknown) => e as Error);
+      const err = (await Model.create({ backbone: 'unet_r18', encoderWeights: 'imagenet', weightsFetch: { onProgress: false } }).catch((e: unknown) => e)) as Error;
       expect(err).toBeInstanceOf(ChecksumMismatchError);
       expect(err!.message).toMatch(new RegExp(`resnet18-f37072fd\\.pth.*starting with f37072fd.*${sha256}`));
       expect(readdirSync(join(cacheDir, 'weights'))).toEqual([]);
