@@ -184,6 +184,9 @@ export function resolveSpec(options: ModelOptions): ModelSpec {
     encoder = 'torchscript';
     encoderPath = resolve(encoderName);
   }
+  if (arch === 'deeplabv3' && registry().encoders.get(encoder)?.family === 'efficientnet') {
+    throw invalidParameterError('options.encoder', 'a ResNet-family encoder for deeplabv3 (resnet*, se_resnext*; EfficientNet has no dilated variant)', encoder);
+  }
   const decoderChannels = options.decoderChannels ?? (options.architecture === undefined ? base?.decoderChannels : undefined) ?? null;
   if (decoderChannels !== null) {
     const expected = architectureEntry(arch).decoderChannels.length;
@@ -437,7 +440,8 @@ export class Model {
 
   /**
    * Loads weights from a Map of tensors, a `.safetensors` file or a Python `torch.save` file of a
-   * dict of tensors (`.pt`/`.pth`, optionally under "state_dict"/"model").
+   * dict of tensors (`.pt`/`.pth`, zip or legacy format, optionally under "state_dict"/"model"),
+   * by name (`prefix` prepended). For an encoder's upstream weights, `loadEncoderWeights` is strict.
    */
   async loadStateDict(source: Map<string, Tensor> | string, options: LoadStateDictOptions = {}): Promise<StateDictReport> {
     const prefix = options.prefix ?? '';
