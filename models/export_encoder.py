@@ -2,26 +2,31 @@
 """Export a pretrained encoder to TorchScript for pneumo-native.
 
 pneumo-native builds its encoders natively (ResNet, SE-ResNeXt, EfficientNet; see
-models/registry.json) but ships no pretrained weights. Users who have the Python packages can bring
-ImageNet weights in two ways:
+models/registry.json) and fetches the seeds' ImageNet weights itself, without Python:
+`Model.create({ backbone, encoderWeights: 'imagenet' })`, `pneumo-native train --encoder-weights
+imagenet`, `pneumo-native weights fetch` (README, "Pretrained encoders"). This script is for
+other weights and other encoders, if you have the Python packages:
 
 1. As a TorchScript encoder (any architecture timm or pretrainedmodels has):
 
        python3 models/export_encoder.py timm:tf_efficientnet_b4_ns encoder-b4.pt
        python3 models/export_encoder.py pretrainedmodels:se_resnext50_32x4d encoder-se50.pt
        python3 models/export_encoder.py torchvision:resnet34 encoder-r34.pt
+       python3 models/export_encoder.py --output-stride 16 timm:resnet50 encoder-r50-os16.pt  # DeepLabV3
 
    then `Model.create({ architecture: 'unet', encoder: 'encoder-b4.pt' })` (or
-   `pneumo-native train --encoder encoder-b4.pt`). The file maps an N x 3 x H x W batch to the
-   list of 5 feature maps at strides 2, 4, 8, 16, 32 (the encoder contract); it is trained jointly
-   with the native decoder and frozen/unfrozen like a native encoder.
+   `pneumo-native train --model.encoderPath encoder-b4.pt`). The file maps an N x 3 x H x W batch
+   to the list of 5 feature maps at strides 2, 4, 8, 16, 32 (the encoder contract; with
+   --output-stride 16, timm only, the last at 16, which DeepLabV3 uses as is); it is trained
+   jointly with the native decoder and frozen/unfrozen like a native encoder.
 
 2. As a state dict for a native encoder of the same family (names follow torchvision,
    pretrainedmodels and efficientnet_pytorch), with --state-dict:
 
        python3 models/export_encoder.py --state-dict pretrainedmodels:se_resnext50_32x4d se50.safetensors
 
-   then `model.loadStateDict('se50.safetensors', { prefix: 'encoder.' })`.
+   then `Model.create({ backbone: 'unet_se50', encoderWeights: 'se50.safetensors' })` (or
+   `--encoder-weights se50.safetensors`; upstream `.pth` files load the same way, natively).
 
 Not run in CI (it needs network access for the weights and packages that Debian does not ship).
 """
@@ -37,10 +42,11 @@ import torch.nn as nn
 class TimmEncoder(nn.Module):
     """timm features_only model: already returns the maps at strides 2..32."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, output_stride: int = 32):
         super().__init__()
         import timm
-        self.model = timm.create_model(name, pretrained=True, features_only=True, out_indices=(0, 1, 2, 3, 4))
+        extra = {} if output_stride == 32 else {'output_stride': output_stride}
+        self.model = timm.create_model(name, pretrained=True, features_only=True, out_indices=(0, 1, 2, 3, 4), **extra)
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         return self.model(x)
@@ -81,10 +87,12 @@ class TorchvisionResNet(nn.Module):
         return [f2, f4, f8, f16, self.layer4(f16)]
 
 
-def source_model(spec: str):
+def source_model(spec: str, output_stride: int = 32):
     package, _, name = spec.partition(':')
     if package == 'timm':
-        return TimmEncoder(name)
+        return TimmEncoder(name, output_stride)
+    if output_stride != 32:
+        raise SystemExit('--output-stride 16 needs a timm: source')
     if package == 'pretrainedmodels':
         return PretrainedModelsSENet(name)
     if package == 'torchvision':
@@ -127,17 +135,19 @@ def main():
     parser.add_argument('source', help='timm:<name>, pretrainedmodels:<name>, torchvision:<name> or efficientnet_pytorch:<name>')
     parser.add_argument('output', help='the .pt (TorchScript) or .safetensors (--state-dict) file to write')
     parser.add_argument('--state-dict', action='store_true', help='write the source state dict as safetensors instead')
+    parser.add_argument('--output-stride', type=int, default=32, choices=[16, 32], help='16: a dilated last stage (for DeepLabV3; timm sources)')
     args = parser.parse_args()
     if args.state_dict:
         write_safetensors(args.output, raw_state_dict(args.source))
         return
-    encoder = source_model(args.source).eval()
+    encoder = source_model(args.source, args.output_stride).eval()
     scripted = torch.jit.script(encoder)
     with torch.no_grad():
         features = scripted(torch.zeros(1, 3, 64, 64))
     strides = [64 // f.shape[-1] for f in features]
-    if strides != [2, 4, 8, 16, 32]:
-        raise SystemExit(f'{args.source} gives strides {strides}, not [2, 4, 8, 16, 32]')
+    expected = [2, 4, 8, 16, args.output_stride]
+    if strides != expected:
+        raise SystemExit(f'{args.source} gives strides {strides}, not {expected}')
     scripted.save(args.output)
     print(json.dumps({'output': args.output, 'channels': [f.shape[1] for f in features], 'strides': strides}))
 

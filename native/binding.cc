@@ -1526,6 +1526,10 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
     for (uint32_t d = 0; d < shape.Length(); ++d) entry.shape.push_back(static_cast<int64_t>(shape.Get(d).ToNumber().DoubleValue()));
     entry.begin = static_cast<uint64_t>(e.Get("begin").ToNumber().DoubleValue());
     entry.end = static_cast<uint64_t>(e.Get("end").ToNumber().DoubleValue());
+    if (e.Has("strides") && e.Get("strides").IsArray()) {
+      const auto strides = e.Get("strides").As<Napi::Array>();
+      for (uint32_t d = 0; d < strides.Length(); ++d) entry.strides.push_back(static_cast<int64_t>(strides.Get(d).ToNumber().DoubleValue()));
+    }
     entries.push_back(std::move(entry));
   }
   return Task<std::vector<std::pair<std::string, pn::Tensor>>>::Run(

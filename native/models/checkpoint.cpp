@@ -222,15 +222,32 @@ std::vector<std::pair<std::string, Tensor>> readSafetensors(const std::string& p
     for (const SafetensorsEntry& e : entries) {
       auto type = kTypes.find(e.dtype);
       if (type == kTypes.end()) throw Error("unsupported safetensors dtype '" + e.dtype + "' for " + e.name + " in " + path);
-      at::Tensor t = torch::empty(e.shape, at::TensorOptions().dtype(type->second));
+      const auto options = at::TensorOptions().dtype(type->second);
+      // A strided view reads the elements it spans, then gathers them into a contiguous tensor.
+      const bool strided = !e.strides.empty();
+      if (strided && e.strides.size() != e.shape.size()) {
+        throw Error("entry " + e.name + " in " + path + " has " + std::to_string(e.strides.size()) + " strides for " +
+                    std::to_string(e.shape.size()) + " dimensions");
+      }
+      int64_t span = 1;
+      bool empty = false;
+      for (size_t d = 0; d < e.shape.size(); ++d) {
+        if (e.shape[d] == 0) empty = true;
+        if (strided) {
+          if (e.strides[d] < 0) throw Error("entry " + e.name + " in " + path + " has a negative stride");
+          span += (e.shape[d] - 1) * e.strides[d];
+        }
+      }
+      at::Tensor t = strided ? torch::empty({empty ? 0 : span}, options) : torch::empty(e.shape, options);
       const uint64_t bytes = static_cast<uint64_t>(t.nbytes());
       if (e.end < e.begin || e.end - e.begin != bytes) {
-        throw Error("safetensors entry " + e.name + " in " + path + " spans " + std::to_string(e.end - e.begin) + " bytes but its shape " +
-                    c10::str(t.sizes()) + " needs " + std::to_string(bytes));
+        throw Error("entry " + e.name + " in " + path + " spans " + std::to_string(e.end - e.begin) + " bytes but its shape " +
+                    c10::str(e.shape) + " needs " + std::to_string(bytes));
       }
       in.seekg(static_cast<std::streamoff>(dataOffset + e.begin));
       in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes));
-      if (!in) throw Error("safetensors file " + path + " ends inside " + e.name);
+      if (!in) throw Error("file " + path + " ends inside " + e.name);
+      if (strided) t = empty ? torch::empty(e.shape, options) : t.as_strided(e.shape, e.strides).contiguous();
       out.emplace_back(e.name, wrap(t));
     }
     return out;

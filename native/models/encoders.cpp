@@ -249,7 +249,7 @@ Encoder buildEncoder(const std::string& name, int64_t inChannels, int64_t output
               "efficientnet-b4, efficientnet-b5; or a TorchScript file)");
 }
 
-Encoder loadTorchScriptEncoder(const std::string& path, int64_t inChannels) {
+Encoder loadTorchScriptEncoder(const std::string& path, int64_t inChannels, bool dilatedLastStage) {
   Module m;
   try {
     m = torch::jit::load(path);
@@ -288,10 +288,13 @@ Encoder loadTorchScriptEncoder(const std::string& path, int64_t inChannels) {
   EncoderInfo info;
   for (size_t k = 0; k < features.size(); ++k) {
     const at::Tensor& f = features[k];
-    const int64_t expected = int64_t{2} << k;
+    int64_t expected = int64_t{2} << k;
+    // DeepLabV3 also takes an encoder exported dilated (output stride 16: the last stage at 16).
+    if (k == 4 && dilatedLastStage && f.dim() == 4 && f.size(2) * 16 == kProbe && f.size(3) * 16 == kProbe) expected = 16;
     if (f.dim() != 4 || f.size(2) * expected != kProbe || f.size(3) * expected != kProbe) {
       throw Error("the TorchScript encoder " + path + " returned feature " + std::to_string(k) + " of shape " +
-                  c10::str(f.sizes()) + " for a 64x64 input; expected stride " + std::to_string(expected));
+                  c10::str(f.sizes()) + " for a 64x64 input; expected stride " + std::to_string(expected) +
+                  (k == 4 && dilatedLastStage ? " (or 16, dilated)" : ""));
     }
     info.channels.push_back(f.size(1));
     info.strides.push_back(expected);

@@ -98,8 +98,9 @@ Model createModel(const ModelSpec& spec, const std::string& device) {
     zoo::CompilationScope unit;
     zoo::Encoder encoder;
     if (spec.encoder == "torchscript") {
-      if (spec.architecture == "deeplabv3") throw Error("deeplabv3 needs a dilated native ResNet-family encoder, not a TorchScript file");
-      encoder = zoo::loadTorchScriptEncoder(spec.encoderPath, spec.inChannels);
+      // DeepLabV3 runs ASPP on the deepest map: at output stride 16 for an encoder exported dilated,
+      // else at 32 (the rates stay 6/12/18 and the head upsamples to the input size either way).
+      encoder = zoo::loadTorchScriptEncoder(spec.encoderPath, spec.inChannels, spec.architecture == "deeplabv3");
     } else {
       if (spec.architecture == "deeplabv3" && spec.encoder.rfind("efficientnet", 0) == 0) {
         throw Error("deeplabv3 takes a ResNet-family encoder (resnet*, se_resnext*), not " + spec.encoder);

@@ -121,8 +121,16 @@ struct SafetensorsEntry {
   std::vector<int64_t> shape;
   uint64_t begin = 0;
   uint64_t end = 0;
+  /**
+   * Element strides of a strided view (torch.save files keep views and transposes); empty means
+   * contiguous. [begin, end) then spans the view's elements from its first to its last.
+   */
+  std::vector<int64_t> strides;
 };
-/** Reads the tensors of a safetensors file whose byte buffer starts at `dataOffset`. */
+/**
+ * Reads tensors stored at known byte ranges of a file whose byte buffer starts at `dataOffset`:
+ * safetensors, and the storages of torch.save files (their index is read in TypeScript).
+ */
 std::vector<std::pair<std::string, Tensor>> readSafetensors(const std::string& path, uint64_t dataOffset,
                                                             const std::vector<SafetensorsEntry>& entries);
 

@@ -94,8 +94,11 @@ struct Encoder {
 Encoder buildEncoder(const std::string& name, int64_t inChannels, int64_t outputStride = 32);
 /** Whether `name` is a native encoder. */
 bool isNativeEncoder(const std::string& name);
-/** Reads a TorchScript encoder and probes its feature channels and strides. */
-Encoder loadTorchScriptEncoder(const std::string& path, int64_t inChannels);
+/**
+ * Loads a TorchScript encoder and probes its contract (5 maps at strides 2..32). With
+ * `dilatedLastStage` (DeepLabV3) the last map may also be at stride 16.
+ */
+Encoder loadTorchScriptEncoder(const std::string& path, int64_t inChannels, bool dilatedLastStage = false);
 /** Puts the decoder, heads and forward around `encoder` as the spec says. */
 Module buildModel(const ModelSpec& spec, const Encoder& encoder, int64_t* requiredDivisor);
 

@@ -18,11 +18,14 @@ import { Tensor } from '../core/tensor.js';
 import { ensureRuntime, manualSeed } from '../core/runtime.js';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
 import type { NativeEncoderInfo, NativeGradientReport, NativeModel, NativeNamedTensors, NativeParameterCounts, NativeStateDictReport } from '../native/binding.js';
-import { ARCHITECTURES, architecture as architectureEntry, backbone as backboneEntry, registry } from './registry.js';
+import { ARCHITECTURES, architecture as architectureEntry, backbone as backboneEntry, encoder as encoderEntry, registry } from './registry.js';
 import type { Architecture } from './registry.js';
 import { readSafetensorsHeader, writeSafetensors } from './safetensors.js';
 import { checkPrecisionSetting, cpuBf16Support, cudaIndex, resolvePrecision } from './precision.js';
 import type { Precision, PrecisionSetting } from './precision.js';
+import { readTorchFile } from './torch-file.js';
+import { resolveEncoderWeights } from './weights.js';
+import type { FetchWeightsOptions, FetchedWeights } from './weights.js';
 
 /** What to build: a registry backbone, or an architecture over an encoder. */
 export interface ModelOptions {
@@ -58,6 +61,16 @@ export interface ModelOptions {
   autocast?: boolean;
   /** Seeds LibTorch's generator before the weights are initialised (reproducible models). */
   seed?: number;
+  /**
+   * Pretrained encoder weights: `"imagenet"` (the upstream file the seeds used, see
+   * models/registry.json; downloaded once into the cache, verified) or the path of a state dict
+   * in the encoder's upstream naming (`torch.save` zip or legacy format, or `.safetensors`).
+   * Loaded strictly: a missing or unexpected tensor is an error listing them (the upstream
+   * classifier head is ignored and reported). Default: none (random initialisation).
+   */
+  encoderWeights?: string | null;
+  /** Progress and cache options for `encoderWeights: "imagenet"` downloads. */
+  weightsFetch?: FetchWeightsOptions;
 }
 
 /** The architecture description stored in checkpoints and exports (`pneumo/spec.json`). */
@@ -75,6 +88,26 @@ export interface ModelSpec {
   channelsLast: boolean;
   /** The resolved forward precision (`auto` is resolved when the model is created). */
   precision: Precision;
+  /** The encoder weights the model started from (`imagenet` or a file path); null: random init. */
+  encoderWeights?: string | null;
+}
+
+/** What `loadEncoderWeights` did. */
+export interface EncoderWeightsReport {
+  /** The file read (or "(tensors)" for a Map). */
+  source: string;
+  /** Tensors copied into the encoder. */
+  loaded: number;
+  /** Upstream tensors the encoder does not use (the source model's classifier head), ignored. */
+  ignored: string[];
+  /** Encoder buffers the file lacks and that keep their initial value (BatchNorm `num_batches_tracked` of older files). */
+  defaulted: string[];
+  /** A name prefix removed from every incoming name ("module." of DataParallel, "encoder."). */
+  strippedPrefix: string | null;
+  /** Tensors adapted to the input channels (first convolution summed over RGB for 1 channel). */
+  adapted: string[];
+  /** Set when `imagenet` (or another registry name) was resolved through the cache. */
+  fetched: FetchedWeights | null;
 }
 
 export interface ModelOutput {
@@ -174,6 +207,9 @@ export function resolveSpec(options: ModelOptions): ModelSpec {
     encoder = 'torchscript';
     encoderPath = resolve(encoderName);
   }
+  if (arch === 'deeplabv3' && registry().encoders.get(encoder)?.family === 'efficientnet') {
+    throw invalidParameterError('options.encoder', 'a ResNet-family encoder for deeplabv3 (resnet*, se_resnext*; EfficientNet has no dilated variant)', encoder);
+  }
   const decoderChannels = options.decoderChannels ?? (options.architecture === undefined ? base?.decoderChannels : undefined) ?? null;
   if (decoderChannels !== null) {
     const expected = architectureEntry(arch).decoderChannels.length;
@@ -197,7 +233,31 @@ export function resolveSpec(options: ModelOptions): ModelSpec {
     classificationHead: options.classificationHead ?? false,
     channelsLast: options.channelsLast ?? true,
     precision: 'fp32',
+    encoderWeights: checkEncoderWeights(options.encoderWeights, encoder),
   };
+}
+
+function checkEncoderWeights(weights: unknown, encoder: string): string | null {
+  if (weights === undefined || weights === null) return null;
+  if (!is.string(weights) || weights === '') throw invalidParameterError('options.encoderWeights', '"imagenet" or a state dict file path', weights);
+  if (encoder === 'torchscript') {
+    throw invalidParameterError('options.encoderWeights', 'nothing with a TorchScript encoder (the file carries its own weights)', weights);
+  }
+  return weights;
+}
+
+/** Reads a state dict file: `.safetensors`, or a `torch.save` file (zip or legacy format). */
+export async function readWeightsFile(path: string): Promise<NativeNamedTensors> {
+  if (!existsSync(path)) throw new Error(`State dict file ${path} does not exist`);
+  if (extname(path) === '.safetensors') {
+    const header = readSafetensorsHeader(path);
+    return ensureRuntime().readSafetensors(path, header.dataOffset, header.entries);
+  }
+  return readTorchFile(path);
+}
+
+function listSome(names: string[], max = 12): string {
+  return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')}, ... (${names.length} in all)`;
 }
 
 function toNamed(map: Map<string, Tensor>): NativeNamedTensors {
@@ -211,6 +271,8 @@ function fromNamed(list: NativeNamedTensors): Map<string, Tensor> {
 export class Model {
   #native: NativeModel;
   readonly spec: ModelSpec;
+  /** What `Model.create({ encoderWeights })` loaded (null otherwise). */
+  encoderWeightsReport: EncoderWeightsReport | null = null;
 
   /** @internal Use `Model.create` or `Model.load`. */
   constructor(native: NativeModel, spec: ModelSpec) {
@@ -224,6 +286,8 @@ export class Model {
     const device = checkDevice(options.device ?? 'cpu');
     const setting = checkPrecisionSetting('options.precision', options.precision ?? (options.autocast === true ? 'auto' : 'fp32'));
     spec.precision = await resolveDevicePrecision(setting, device);
+    // Fetch (or find) pretrained weights before building anything, so a failure costs nothing.
+    const weights = spec.encoderWeights ? await resolveEncoderWeights(spec.encoder, spec.encoderWeights, options.weightsFetch) : null;
     if (options.seed !== undefined) manualSeed(options.seed);
     const native = await ensureRuntime().createModel(
       {
@@ -240,7 +304,17 @@ export class Model {
       },
       device,
     );
-    return new Model(native, spec);
+    const model = new Model(native, spec);
+    if (weights) {
+      try {
+        const report = await model.loadEncoderWeights(weights.path);
+        model.encoderWeightsReport = { ...report, fetched: weights.fetched };
+      } catch (err) {
+        model.dispose();
+        throw err;
+      }
+    }
+    return model;
   }
 
   /** Loads a checkpoint or an export (see docs/models.md) onto `device`. */
@@ -396,26 +470,92 @@ export class Model {
 
   /**
    * Loads weights from a Map of tensors, a `.safetensors` file or a Python `torch.save` file of a
-   * dict of tensors (`.pt`/`.pth`, optionally under "state_dict"/"model").
+   * dict of tensors (`.pt`/`.pth`, zip or legacy format, optionally under "state_dict"/"model"),
+   * by name (`prefix` prepended). For an encoder's upstream weights, `loadEncoderWeights` is strict.
    */
   async loadStateDict(source: Map<string, Tensor> | string, options: LoadStateDictOptions = {}): Promise<StateDictReport> {
     const prefix = options.prefix ?? '';
     if (!is.string(prefix)) throw invalidParameterError('options.prefix', 'a string', prefix);
     let named: NativeNamedTensors;
     if (typeof source === 'string') {
-      if (!existsSync(source)) throw new Error(`State dict file ${source} does not exist`);
-      if (extname(source) === '.safetensors') {
-        const header = readSafetensorsHeader(source);
-        named = await ensureRuntime().readSafetensors(source, header.dataOffset, header.entries);
-      } else {
-        named = await ensureRuntime().readStateDict(source);
-      }
+      named = await readWeightsFile(source);
     } else if (source instanceof Map) {
       named = toNamed(source);
     } else {
       throw invalidParameterError('source', 'a Map of tensors or a file path', source);
     }
     return this.native.loadStateDict(named, prefix, options.strict ?? false);
+  }
+
+  /**
+   * Loads pretrained weights into the encoder from a state dict in the encoder's upstream naming
+   * (torchvision, Cadene pretrainedmodels, lukemelas efficientnet_pytorch; a file or a Map),
+   * strictly: every encoder tensor must be there (BatchNorm `num_batches_tracked`, which older
+   * files lack, excepted) and every incoming tensor must belong to the encoder, except the
+   * upstream classifier head (registry `classifier`), which is ignored and reported. A common
+   * `module.` or `encoder.` prefix is removed. With 1 input channel, an RGB first convolution is
+   * summed over its input channels. Nothing is copied unless everything matches.
+   */
+  async loadEncoderWeights(source: string | Map<string, Tensor>): Promise<EncoderWeightsReport> {
+    if (this.spec.encoder === 'torchscript') throw new Error(`${this.describe()} has a TorchScript encoder, which carries its own weights`);
+    const where = typeof source === 'string' ? source : '(tensors)';
+    let incoming: NativeNamedTensors;
+    if (typeof source === 'string') incoming = await readWeightsFile(source);
+    else if (source instanceof Map) incoming = toNamed(source);
+    else throw invalidParameterError('source', 'a Map of tensors or a file path', source);
+    const fail = (reason: string): never => {
+      throw new Error(`Encoder weights ${where} do not fit ${this.spec.encoder} (${this.describe()}): ${reason}`);
+    };
+    if (incoming.length === 0) fail('the file holds no tensors');
+    let strippedPrefix: string | null = null;
+    for (const prefix of ['module.', 'encoder.']) {
+      if (incoming.every(([name]) => name.startsWith(prefix))) {
+        incoming = incoming.map(([name, t]) => [name.slice(prefix.length), t]);
+        strippedPrefix = (strippedPrefix ?? '') + prefix;
+      }
+    }
+    const whole = incoming.filter(([name]) => /^(decoder|segmentation_head|classification_head)\./.test(name));
+    if (whole.length > 0) fail(`it holds a whole model's weights (${listSome(whole.map(([n]) => n), 3)}): load it with loadStateDict (model.weights in a config)`);
+    const own = new Map<string, number[]>();
+    for (const [name, t] of await this.native.stateDict()) {
+      if (name.startsWith('encoder.')) own.set(name.slice('encoder.'.length), new Tensor(t).shape);
+    }
+    const classifier = new Set(encoderEntry(this.spec.encoder).classifier);
+    const ignored: string[] = [];
+    const unexpected: string[] = [];
+    const mismatched: string[] = [];
+    const adapted: string[] = [];
+    const keep: NativeNamedTensors = [];
+    const seen = new Set<string>();
+    for (const [name, native] of incoming) {
+      const target = own.get(name);
+      if (!target) {
+        (classifier.has(name) ? ignored : unexpected).push(name);
+        continue;
+      }
+      seen.add(name);
+      const t = new Tensor(native);
+      const shape = t.shape;
+      if (shape.join() === target.join()) {
+        keep.push([name, native]);
+      } else if (shape.length === 4 && target.length === 4 && shape[1] === 3 && target[1] === 1 && shape[0] === target[0] && shape[2] === target[2] && shape[3] === target[3]) {
+        keep.push([name, (await t.sum(1, true)).native]); // RGB filters onto one grey channel
+        adapted.push(name);
+      } else {
+        mismatched.push(`${name} [${shape.join(', ')}] for [${target.join(', ')}]`);
+      }
+    }
+    const missing = [...own.keys()].filter((name) => !seen.has(name));
+    const defaulted = missing.filter((name) => name.endsWith('.num_batches_tracked'));
+    const absent = missing.filter((name) => !name.endsWith('.num_batches_tracked'));
+    const problems: string[] = [];
+    if (mismatched.length) problems.push(`shapes differ: ${listSome(mismatched)}`);
+    if (absent.length) problems.push(`missing: ${listSome(absent)}`);
+    if (unexpected.length) problems.push(`unexpected: ${listSome(unexpected)}`);
+    if (problems.length) fail(`${problems.join('; ')}${ignored.length ? ` (ignored as the upstream classifier: ${ignored.join(', ')})` : ''}`);
+    const report = await this.native.loadStateDict(keep, 'encoder.', false);
+    if (report.loaded !== keep.length) fail(`only ${report.loaded} of ${keep.length} tensors were loaded`);
+    return { source: where, loaded: report.loaded, ignored, defaulted, strippedPrefix, adapted, fetched: null };
   }
 
   /** Writes the weights as `.safetensors`, or otherwise as a `torch.save` dict that Python's torch.load reads. */

@@ -22,6 +22,30 @@ export interface EncoderEntry {
   strides: number[];
   /** Parameters without the source model's classifier. */
   parameters: number;
+  /**
+   * Names of the source model's classifier tensors (`fc.*`, `last_linear.*`, EfficientNet's
+   * `_conv_head`, `_bn1.*`, `_fc.*`): in upstream files, not in the encoder; ignored on load.
+   */
+  classifier: string[];
+  /** Pretrained weights by name (`imagenet`): the files the seeds started from. */
+  pretrained: Map<string, PretrainedEntry>;
+}
+
+/** An upstream weights file: where it is, its name in the cache, and its checksum. */
+export interface PretrainedEntry {
+  /** The upstream address (PNEUMO_WEIGHTS_MIRROR replaces everything before the file name). */
+  url: string;
+  /** The file name (the cache and mirrors use it as is). */
+  file: string;
+  /** The full SHA-256 (hex), when known. */
+  sha256?: string;
+  /**
+   * The first hex digits of the SHA-256 when that is all upstream publishes (the hash suffix of
+   * torch.hub-style file names); then only this prefix is verified.
+   */
+  sha256Prefix?: string;
+  /** Where the weights come from (package and version), for people. */
+  from: string;
 }
 
 export interface ArchitectureEntry {
@@ -75,6 +99,27 @@ export function parseRegistry(raw: unknown): Registry {
     const strides = intArray(`encoders.${name}.strides`, e.strides, 5);
     if (strides.join() !== '2,4,8,16,32') fail(`encoders.${name}.strides`, '[2, 4, 8, 16, 32]', strides);
     if (!Number.isInteger(e.parameters) || (e.parameters as number) <= 0) fail(`encoders.${name}.parameters`, 'a positive integer', e.parameters);
+    const classifier = e.classifier ?? [];
+    if (!Array.isArray(classifier) || !classifier.every((c) => typeof c === 'string' && c !== '')) fail(`encoders.${name}.classifier`, 'an array of tensor names', classifier);
+    const pretrained = new Map<string, PretrainedEntry>();
+    for (const [kind, p] of Object.entries((e.pretrained ?? {}) as Record<string, Record<string, unknown>>)) {
+      const where = `encoders.${name}.pretrained.${kind}`;
+      const url = str(`${where}.url`, p.url);
+      if (!/^https?:\/\/[^/]+\/.+/.test(url)) fail(`${where}.url`, 'an http(s) address', url);
+      const file = str(`${where}.file`, p.file);
+      if (!/^[\w.-]+$/.test(file) || !url.endsWith(`/${file}`)) fail(`${where}.file`, 'the file name the address ends with', file);
+      const entry: PretrainedEntry = { url, file, from: str(`${where}.from`, p.from) };
+      if (p.sha256 !== undefined) {
+        if (typeof p.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(p.sha256)) fail(`${where}.sha256`, '64 lowercase hex digits', p.sha256);
+        entry.sha256 = p.sha256;
+      }
+      if (p.sha256Prefix !== undefined) {
+        if (typeof p.sha256Prefix !== 'string' || !/^[0-9a-f]{8,63}$/.test(p.sha256Prefix)) fail(`${where}.sha256Prefix`, '8 to 63 lowercase hex digits', p.sha256Prefix);
+        entry.sha256Prefix = p.sha256Prefix;
+      }
+      if ((entry.sha256 === undefined) === (entry.sha256Prefix === undefined)) fail(where, 'exactly one of sha256 and sha256Prefix', p);
+      pretrained.set(kind, entry);
+    }
     encoders.set(name, {
       name,
       family,
@@ -82,6 +127,8 @@ export function parseRegistry(raw: unknown): Registry {
       channels: intArray(`encoders.${name}.channels`, e.channels, 5),
       strides,
       parameters: e.parameters as number,
+      classifier: classifier as string[],
+      pretrained,
     });
   }
   const architectures = new Map<Architecture, ArchitectureEntry>();

@@ -63,7 +63,16 @@ export interface ExperimentConfig {
     backbone: string;
     /** A TorchScript encoder file (pretrained weights exported from Python). */
     encoderPath: string | null;
-    /** Start from these weights (a checkpoint or a safetensors state dict). */
+    /**
+     * Pretrained encoder weights: "imagenet" (the upstream file the seeds used, fetched into the
+     * cache and verified; models/registry.json) or a state dict file in the encoder's upstream
+     * naming. Loaded strictly. null: random initialisation.
+     */
+    encoderWeights: string | null;
+    /**
+     * Start from these weights: a checkpoint (`.ckpt`), a whole model's state dict, or a bare
+     * encoder state dict (upstream naming, loaded strictly into the encoder as `encoderWeights`).
+     */
     weights: string | null;
     /** Start from the best checkpoint of this earlier part of the same experiment and fold. */
     fromPart: number | null;
@@ -202,7 +211,7 @@ export const SCHEMA: Node = {
   seed: int(0, 2 ** 32 - 1),
   device: str(),
   data: { dir: str(undefined, true), dicomDir: str(undefined, true), labels: str(undefined, true), folds: str(), imgSize: int(32, 4096), workers: int(0, 64) },
-  model: { backbone: str(), encoderPath: str(undefined, true), weights: str(undefined, true), fromPart: int(0, 100, { nullable: true }) },
+  model: { backbone: str(), encoderPath: str(undefined, true), encoderWeights: str(undefined, true), weights: str(undefined, true), fromPart: int(0, 100, { nullable: true }) },
   folds: { use: { kind: 'integers', min: -1 } },
   sampler: { enabled: bool, mode: str(['sample-rate', 'positive-only', 'all', 'balanced']), positiveRate: num(0, 1, { exclusiveMin: true }), positiveRateEnd: num(0, 1, { nullable: true, exclusiveMin: true }) },
   augment: { preset: str(), file: str(undefined, true) },
@@ -256,7 +265,7 @@ export function defaultConfig(): ExperimentConfig {
     seed: 42,
     device: 'auto',
     data: { dir: null, dicomDir: null, labels: null, folds: 'folds.csv', imgSize: 512, workers: 2 },
-    model: { backbone: 'albunet34', encoderPath: null, weights: null, fromPart: null },
+    model: { backbone: 'albunet34', encoderPath: null, encoderWeights: null, weights: null, fromPart: null },
     folds: { use: [0, 1, 2, 3, 4] },
     sampler: { enabled: true, mode: 'sample-rate', positiveRate: 0.8, positiveRateEnd: null },
     augment: { preset: 'first-place', file: null },
@@ -457,6 +466,7 @@ export function validateConfig(raw: unknown, source = '<config>'): ExperimentCon
   if (config.data.dir === null && config.data.dicomDir === null) cross.push('data: set data.dir (prepared PNGs) or data.dicomDir (DICOMs read directly)');
   if (config.data.dicomDir !== null && config.data.labels === null) cross.push('data.labels: required with data.dicomDir (the train-rle.csv to read masks from)');
   if (config.model.fromPart !== null && config.model.fromPart >= config.part) cross.push(`model.fromPart: must be an earlier part than part ${config.part} but got ${config.model.fromPart}`);
+  if (config.model.encoderWeights !== null && config.model.encoderPath !== null) cross.push('model.encoderWeights: a TorchScript encoder (model.encoderPath) carries its own weights; set one of the two');
   if (config.task === 'classify' && config.sampler.enabled && config.sampler.mode === 'positive-only') cross.push('sampler.mode: a classifier needs negative images too: use balanced or all with task classify');
   if (config.sampler.mode === 'balanced' && config.training.batchSize % 2 !== 0) cross.push(`training.batchSize: balanced batches need an even batch size but got ${config.training.batchSize}`);
   if (cross.length > 0) throw new ConfigError(source, cross);

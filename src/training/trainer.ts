@@ -21,8 +21,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { deriveSeed } from '../core/random.js';
 import { defaultDevice, setCudnnOptions, manualSeed } from '../core/runtime.js';
-import type { Tensor } from '../core/tensor.js';
-import { Model } from '../models/model.js';
+import { Tensor } from '../core/tensor.js';
+import { Model, readWeightsFile } from '../models/model.js';
+import type { EncoderWeightsReport } from '../models/model.js';
 import { AugmentPipeline } from './augment/pipeline.js';
 import type { AugmentPreset } from './augment/presets.js';
 import type { ExperimentConfig } from './config.js';
@@ -198,8 +199,8 @@ export function describeValidation(v: ValidationRecord, task: ExperimentConfig['
   return `val Dice ${v.score.toFixed(4)}${t} (all-empty baseline ${v.emptyBaseline.toFixed(4)})${pos}`;
 }
 
-/** Builds (or loads) the model a fold starts from. */
-async function initialModel(config: ExperimentConfig, fold: number, device: string, log: (m: string) => void): Promise<Model> {
+/** Builds (or loads) the model a fold starts from (exported for tests). */
+export async function initialModel(config: ExperimentConfig, fold: number, device: string, log: (m: string) => void): Promise<Model> {
   if (config.model.fromPart !== null) {
     const prior = join(foldDir(config, fold, config.model.fromPart), 'best.ckpt');
     if (!existsSync(prior)) {
@@ -213,25 +214,66 @@ async function initialModel(config: ExperimentConfig, fold: number, device: stri
   const model = await Model.create({
     backbone: config.model.backbone,
     ...(config.model.encoderPath !== null ? { encoder: config.model.encoderPath } : {}),
+    ...(config.model.encoderWeights !== null ? { encoderWeights: config.model.encoderWeights } : {}),
     classificationHead: config.task === 'classify',
     device,
     precision: config.training.precision,
     seed: deriveSeed(config.seed, config.part, fold, 0x6d6f64),
   });
-  if (config.model.weights !== null) {
-    const w = config.model.weights;
-    if (!existsSync(w)) throw new Error(`model.weights: ${w} does not exist`);
-    let report;
-    if (w.endsWith('.ckpt')) {
-      const loaded = await Model.load(w);
-      report = await model.loadStateDict(await loaded.stateDict());
-      loaded.dispose();
-    } else {
-      report = await model.loadStateDict(w);
-    }
-    log(`loaded weights from ${w}: ${JSON.stringify(report)}`);
+  try {
+    if (model.encoderWeightsReport) log(`encoder weights ${config.model.encoderWeights}: ${describeEncoderWeights(model.encoderWeightsReport)}`);
+    if (config.model.weights !== null) await loadInitialWeights(model, config.model.weights, log);
+  } catch (err) {
+    model.dispose();
+    throw err;
   }
   return model;
+}
+
+/** One line on what `loadEncoderWeights` did, for train.log. */
+export function describeEncoderWeights(r: EncoderWeightsReport): string {
+  const file = r.fetched ? `${r.fetched.path} (sha256 ${r.fetched.sha256.slice(0, 16)}..., ${r.fetched.downloaded ? 'downloaded' : 'from the cache'})` : r.source;
+  const parts = [`${file}: ${r.loaded} tensors loaded strictly into the encoder`];
+  if (r.ignored.length) parts.push(`ignored (the upstream classifier): ${r.ignored.join(', ')}`);
+  if (r.defaulted.length) parts.push(`${r.defaulted.length} num_batches_tracked buffers absent from the file kept at 0`);
+  if (r.adapted.length) parts.push(`adapted to the input channels: ${r.adapted.join(', ')}`);
+  if (r.strippedPrefix) parts.push(`prefix "${r.strippedPrefix}" removed`);
+  return parts.join('; ');
+}
+
+/**
+ * `model.weights`: a checkpoint, a whole model's state dict (names under encoder./decoder./
+ * segmentation_head.; loaded by name, and an error when nothing matches) or a bare encoder state
+ * dict in upstream naming (loaded strictly into the encoder, as `model.encoderWeights`).
+ */
+async function loadInitialWeights(model: Model, w: string, log: (m: string) => void): Promise<void> {
+  if (!existsSync(w)) throw new Error(`model.weights: ${w} does not exist`);
+  if (w.endsWith('.ckpt')) {
+    const loaded = await Model.load(w);
+    try {
+      const report = await model.loadStateDict(await loaded.stateDict());
+      if (report.loaded === 0) throw new Error(`model.weights: no tensor of the checkpoint ${w} (${loaded.describe()}) fits ${model.describe()}`);
+      log(`loaded weights from ${w}: ${JSON.stringify(report)}`);
+    } finally {
+      loaded.dispose();
+    }
+    return;
+  }
+  const tensors = new Map((await readWeightsFile(w)).map(([name, t]) => [name, new Tensor(t)]));
+  const names = [...tensors.keys()];
+  const wholeModel = names.some((n) => /^(module\.)?(decoder|segmentation_head)\./.test(n));
+  if (wholeModel) {
+    const report = await model.loadStateDict(tensors);
+    if (report.loaded === 0) throw new Error(`model.weights: no tensor of ${w} fits ${model.describe()} (it holds ${names.slice(0, 3).join(', ')}, ...)`);
+    log(`loaded weights from ${w}: ${JSON.stringify({ ...report, missing: report.missing.length, unexpected: report.unexpected.length })}`);
+    return;
+  }
+  try {
+    const report = await model.loadEncoderWeights(tensors);
+    log(`model.weights ${w} is an encoder state dict: ${describeEncoderWeights({ ...report, source: w })}`);
+  } catch (err) {
+    throw new Error(`model.weights: ${w} holds no decoder, so it was read as an encoder state dict, which failed: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**

@@ -164,6 +164,43 @@ torch.jit.script(Encoder()).save(sys.argv[1])
     again.dispose();
   });
 
+  it('DeepLabV3 takes a TorchScript encoder: ASPP at stride 32, or at 16 for one exported dilated', async () => {
+    const plain = join(dir, 'resnet18-plain.pt');
+    const dilated = join(dir, 'resnet50-os16.pt');
+    pythonFile('make_deeplab_encoders.py', `
+import sys, torch, torchvision
+from typing import List
+class Encoder(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+    def forward(self, x) -> List[torch.Tensor]:
+        n = self.net
+        f2 = n.relu(n.bn1(n.conv1(x)))
+        f4 = n.layer1(n.maxpool(f2))
+        f8 = n.layer2(f4)
+        f16 = n.layer3(f8)
+        return [f2, f4, f8, f16, n.layer4(f16)]
+torch.manual_seed(0)
+torch.jit.script(Encoder(torchvision.models.resnet18())).save(sys.argv[1])
+torch.jit.script(Encoder(torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True]))).save(sys.argv[2])
+`, [plain, dilated]);
+    const x = await Tensor.randn([2, 3, 64, 64]);
+    for (const [path, strides, channels] of [[plain, [2, 4, 8, 16, 32], 512], [dilated, [2, 4, 8, 16, 16], 2048]] as const) {
+      const model = await Model.create({ architecture: 'deeplabv3', encoder: path, seed: 4 });
+      expect(model.encoderInfo.strides).toEqual(strides);
+      expect(model.encoderInfo.channels[4]).toBe(channels);
+      const step = await model.gradientStep(x, { lr: 0.01 });
+      expect(step.finite).toBe(true);
+      expect(step.tensorsWithNonzeroGradient).toBe(step.trainableTensors - 2); // all but the scripted net's unused fc
+      model.eval();
+      const { mask } = await model.forward(x);
+      expect(mask.shape).toEqual([2, 1, 64, 64]);
+      model.dispose();
+    }
+    await expect(Model.create({ architecture: 'deeplabv3', encoder: plain, encoderWeights: 'imagenet' })).rejects.toThrow(/TorchScript encoder \(the file carries its own weights\)/);
+  });
+
   it('rejects a TorchScript encoder that breaks the contract', async () => {
     const path = join(dir, 'bad-encoder.pt');
     pythonFile('make_bad_encoder.py', `

@@ -88,5 +88,10 @@ describe('experiment config', () => {
     expect(loadConfig(join(root, 'resnet50', 'part0.yaml')).loss.weights).toEqual({ bce: 2, dice: 1, focal: 2 });
     expect(loadConfig(join(root, 'unet_se50', 'part0.yaml'))).toMatchObject({ sampler: { mode: 'positive-only' }, loss: { kind: 'soft-dice', perImage: true }, scheduler: { kind: 'warm-restarts' } });
     expect(loadConfig(join(root, 'synthetic', 'small.yaml'))).toMatchObject({ model: { backbone: 'tiny_unet_r18' }, data: { imgSize: 256 }, folds: { use: [0] } });
+    // The seeds start from ImageNet weights; the synthetic demo keeps random initialisation (no network).
+    for (const seed of ['albunet_valid', 'resnet50', 'seunet', 'unet_se50']) {
+      for (const file of readdirSync(join(root, seed))) expect(loadConfig(join(root, seed, file)).model.encoderWeights, `${seed}/${file}`).toBe('imagenet');
+    }
+    expect(loadConfig(join(root, 'synthetic', 'small.yaml')).model.encoderWeights).toBeNull();
   });
 });

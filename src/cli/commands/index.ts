@@ -10,6 +10,7 @@ import { prepareCommand } from './prepare.js';
 import { dicomInfoCommand } from './dicom-info.js';
 import { augmentPreviewCommand } from './augment-preview.js';
 import { modelsCommand } from './models.js';
+import { weightsCommand } from './weights.js';
 import { thresholdsCommand } from './thresholds.js';
 import { submitCommand } from './submit.js';
 import { blendCommand } from './blend.js';
@@ -20,4 +21,4 @@ import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, serveCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, weightsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, serveCommand];

@@ -21,6 +21,7 @@ import { ProgressBar, formatDuration } from '../progress.js';
 export const SHORT_FLAGS: Record<string, { path: string; describe: string }> = {
   name: { path: 'name', describe: 'Experiment name (outputs under <output.dir>/<name>/part<part>/fold<k>)' },
   backbone: { path: 'model.backbone', describe: 'Model from the registry (pneumo-native models), e.g. unet_se50, albunet34, tiny_unet_r18' },
+  'encoder-weights': { path: 'model.encoderWeights', describe: 'Pretrained encoder weights: imagenet (fetched once into the cache, verified) or a state dict file in upstream naming' },
   'img-size': { path: 'data.imgSize', describe: 'Training size in pixels' },
   'data-dir': { path: 'data.dir', describe: 'A folder written by `prepare` (train/, mask/, folds.csv)' },
   epochs: { path: 'training.epochs', describe: 'Epochs' },
