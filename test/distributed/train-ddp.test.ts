@@ -132,7 +132,7 @@ describe.runIf(distributedInfo().available)('train, data-parallel over Gloo', ()
 
   it('a killed rank ends the run with an error within the timeout, never a hang', async () => {
     const port = await freePort();
-    const args = trainArgs('killed', 200, ['--fold', '0', '--dist-timeout', '20']);
+    const args = trainArgs('killed', 200, ['--fold', '0']);
     const r0 = startRank(args, torchrunEnv(0, port));
     const r1 = startRank(args, torchrunEnv(1, port));
     // Wait until rank 0 is training (its fold banner is logged just before the first step).
@@ -146,10 +146,11 @@ describe.runIf(distributedInfo().available)('train, data-parallel over Gloo', ()
     const killedAt = Date.now();
     const result = await r0.done;
     const seconds = (Date.now() - killedAt) / 1000;
+    process.stderr.write(`rank 0 stopped ${seconds.toFixed(1)} s after rank 1 was killed: ${result.stderr.trim().split('\n').at(-1)}\n`);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/rank 0: .*failed on rank 0 of 2/);
-    // The timeout is 20 s; a dead peer's closed sockets usually fail the next collective at once.
-    expect(seconds).toBeLessThan(20 + 30);
+    // The timeout is 30 s (--dist-timeout); a dead peer's closed sockets usually fail the next collective at once.
+    expect(seconds).toBeLessThan(30 + 30);
     await r1.done;
   }, 300_000);
 
@@ -161,7 +162,7 @@ describe.runIf(distributedInfo().available)('train, data-parallel over Gloo', ()
     const seq = parseJson<{ folds: { fold: number; best: { score: number; epoch: number } | null }[] }>(sequential);
     const par = parseJson<{ folds: { fold: number; best: { score: number; epoch: number } | null }[] }>(parallel);
     expect(par.folds.map((f) => f.fold)).toEqual([0, 1]);
-    expect(par.folds.map((f) => f.best)).toEqual(seq.folds.map((f) => f.best));
+    expect(par.folds.map((f) => [f.best?.epoch, f.best?.score])).toEqual(seq.folds.map((f) => [f.best?.epoch, f.best?.score]));
     for (const fold of [0, 1]) expect(metricsOf(runDir('par', fold))).toEqual(metricsOf(runDir('seq', fold)));
     expect(parallel.stderr).toMatch(/\[fold 1\]/);
   }, 600_000);
