@@ -26,8 +26,8 @@ const args = new Set(process.argv.slice(2));
 const quiet = args.has('--quiet');
 const force = args.has('--force-build');
 
-/** Debian packages the native build uses besides LibTorch (libjpeg-turbo for batch decoding). */
-const BUILD_PACKAGES = ['libturbojpeg0-dev'];
+/** Debian packages the native build uses besides LibTorch (libjpeg-turbo for batch decoding; gloo's headers for c10d's ProcessGroupGloo: distributed training). */
+const BUILD_PACKAGES = ['libturbojpeg0-dev', 'libgloo-dev'];
 /**
  * Debian packages the test suite compares against: an independent DICOM toolkit, and Python
  * PyTorch (run as /usr/bin/python3) as the reference for models, losses and optimizers.

@@ -69,6 +69,9 @@ export type { LossTerm, LossTermKind, StepResult, TrainEngineOptions, TrainTask 
 /** Weight averaging (top-K averaging, SWA): `averageStateDicts(dicts, weights)`, then `model.recomputeBatchNorm(batches)`. */
 export * as swa from './training/swa.js';
 export { averageStateDicts } from './training/swa.js';
+/** Data-parallel training over PyTorch's c10d: `distributed.ProcessGroup.init(env)` (torchrun's variables), epoch and validation sharding, the local launchers. */
+export * as distributed from './distributed/index.js';
+export * as launch from './distributed/launch.js';
 /** Inference: the triplet rule, region filtering, non_empty_ratio, the native triplet search (`inference.summariseMaps`, `inference.scoreTriplets`). */
 export * as inference from './inference/index.js';
 /** Serving: `Segmenter.load(path, options)` (micro-batched, abortable predictions for other Node services) and the HTTP `SegmentServer`. */

@@ -6,6 +6,7 @@
 #include "../losses/losses.h"
 #include "../models/model_internal.h"
 #include "../optim/optim.h"
+#include "engine_hooks.h"
 #include "train_api.h"
 
 namespace pn {
@@ -26,6 +27,8 @@ struct TrainEngine::Impl {
   bool scalerOn = false;
   double scale = 1.0;
   int64_t growthTracker = 0;
+  /** Data-parallel hook (engine_hooks.h); null for a single process. Guarded by `mutex`. */
+  std::shared_ptr<TrainStepHook> hook;
 };
 
 TrainEngine::TrainEngine() = default;
@@ -185,6 +188,7 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
       }
     }
 
+    if (e.hook) e.hook->beforeForward(m.module);
     const c10::IValue out = zoo::runForward(m, m.module, x);
     at::Tensor maskLogits;
     at::Tensor labelLogits;
@@ -209,7 +213,8 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
     result.loss = loss.item<double>();
     result.gradNorm = std::numeric_limits<double>::quiet_NaN();
     result.lossScale = e.scalerOn ? e.scale : 0;
-    if (!std::isfinite(result.loss)) {
+    const bool finite = e.hook ? e.hook->agreeFinite(std::isfinite(result.loss)) : std::isfinite(result.loss);
+    if (!finite) {
       // Nothing of this call reaches the weights, and what was accumulated before is dropped.
       {
         torch::NoGradGuard noGrad;
@@ -220,6 +225,7 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
       result.finite = false;
       return result;
     }
+    if (e.hook) e.hook->beforeBackward(loss, e.pending + 1 >= spec.accumulation);
     const double lossFactor = (e.scalerOn ? e.scale : 1.0) / static_cast<double>(spec.accumulation);
     (lossFactor != 1.0 ? loss * lossFactor : loss).backward();
     if (++e.pending < spec.accumulation) return result;
@@ -333,6 +339,14 @@ void trainEngineLoadOptimizerState(const TrainEngine& engine, const std::vector<
   e.pending = 0;
   readLearningRates(e);
 }
+
+void setTrainStepHook(const TrainEngine& engine, std::shared_ptr<TrainStepHook> hook) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> lock(e.mutex);
+  e.hook = std::move(hook);
+}
+
+Model trainEngineModel(const TrainEngine& engine) { return get(engine).model; }
 
 int64_t trainEnginePending(const TrainEngine& engine) {
   TrainEngine::Impl& e = get(engine);

@@ -518,3 +518,34 @@ export interface NativeBinding {
 }
 
 // ---- end inference: threshold search ----
+
+// ---- distributed training (c10d) ----
+
+/** An opaque, type-tagged handle to a c10d process group (TCPStore + Gloo/NCCL). */
+export interface NativeProcessGroupHandle {
+  readonly __brand: 'NativeProcessGroupHandle';
+}
+
+export interface NativeProcessGroupSpec {
+  backend: string;
+  masterAddr: string;
+  masterPort: number;
+  rank: number;
+  worldSize: number;
+  timeoutSeconds: number;
+}
+
+/** The distributed-training exports (merged into NativeBinding). */
+export interface NativeBinding {
+  distributedInfo(): { available: boolean; reason: string; backends: string[] };
+  /** Joins the group; resolves once every rank has connected (rejects after the timeout). */
+  createProcessGroup(spec: NativeProcessGroupSpec): Promise<NativeProcessGroupHandle>;
+  processGroupBarrier(group: NativeProcessGroupHandle): Promise<void>;
+  processGroupAllGatherBytes(group: NativeProcessGroupHandle, bytes: Uint8Array): Promise<Uint8Array[]>;
+  processGroupAllReduceSum(group: NativeProcessGroupHandle, values: Float64Array): Promise<Float64Array>;
+  processGroupBroadcastModel(group: NativeProcessGroupHandle, model: NativeModel, root: number): Promise<void>;
+  attachDistributed(engine: NativeTrainEngineHandle, group: NativeProcessGroupHandle, bucketMb: number, broadcastBuffers: boolean): void;
+  destroyProcessGroup(group: NativeProcessGroupHandle): void;
+}
+
+// ---- end distributed training ----

@@ -23,7 +23,7 @@ import { ensureRuntime } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
 import type { Model } from '../models/model.js';
-import type { NativeLossTerm, NativeTrainEngineHandle, NativeTrainEngineSpec } from '../native/binding.js';
+import type { NativeLossTerm, NativeProcessGroupHandle, NativeTrainEngineHandle, NativeTrainEngineSpec } from '../native/binding.js';
 import { checkLossOptions } from './losses.js';
 import type { LossOptions } from './losses.js';
 import { checkOptimizerSpec } from './optimizers.js';
@@ -242,6 +242,19 @@ export class TrainEngine {
   scaleLr(factor: number): void {
     assertNumber('factor', factor, 0);
     ensureRuntime().trainEngineScaleLr(this.handle, factor);
+  }
+
+  /**
+   * Makes this engine's steps data-parallel over a process group (`distributed.ProcessGroup`):
+   * c10d's Reducer all-reduces and averages the gradients in buckets of `bucketMb` MiB while
+   * backward runs (calls that only accumulate skip it), the ranks agree on a non-finite loss, and
+   * with `broadcastBuffers` rank 0's BatchNorm statistics are broadcast before each forward
+   * (DistributedDataParallel's defaults: 25 MiB, true). Every rank must call `step` in lockstep.
+   */
+  attachDistributed(group: { readonly native: NativeProcessGroupHandle }, options: { bucketMb?: number; broadcastBuffers?: boolean } = {}): void {
+    const bucketMb = options.bucketMb ?? 25;
+    assertNumber('options.bucketMb', bucketMb, 0.001);
+    ensureRuntime().attachDistributed(this.handle, group.native, bucketMb, options.broadcastBuffers ?? true);
   }
 
   /** Calls since the last optimizer step (0 .. accumulation - 1). */

@@ -41,6 +41,8 @@ import type { EpochRecord, ValidationRecord } from './run-files.js';
 import { EpochSampler } from './sampler.js';
 import type { SamplerConfig } from './sampler.js';
 import { validate } from './validation.js';
+import { shardEpoch } from '../distributed/index.js';
+import type { DistributedTraining } from '../distributed/index.js';
 
 /** Thrown when the loss becomes NaN or infinite: the run stops, its last good checkpoint kept. */
 export class TrainingDivergedError extends Error {
@@ -92,6 +94,14 @@ export interface TrainOptions {
   /** Continue from each fold's `last.ckpt` (a fold without one starts fresh). */
   resume?: boolean;
   onEvent?: (event: TrainEvent) => void;
+  /**
+   * Data-parallel training over a c10d process group (src/distributed): every rank calls
+   * `trainExperiment` with the same config; each epoch's sampled order is sharded across the ranks,
+   * gradients are averaged by c10d's Reducer during backward, validation is sharded and gathered,
+   * and only rank 0 writes files (checkpoints, logs, curves). Every rank reads `last.ckpt` on
+   * `resume` (a shared output folder on multi-node runs).
+   */
+  distributed?: DistributedTraining;
 }
 
 /** The outcome of one fold. */
@@ -283,14 +293,18 @@ async function loadInitialWeights(model: Model, w: string, log: (m: string) => v
  */
 export async function trainFold(config: ExperimentConfig, dataset: PreparedDataset, fold: number, options: TrainOptions = {}): Promise<FoldResult> {
   const emit = options.onEvent ?? (() => undefined);
+  const dist = options.distributed;
+  const group = dist?.group;
+  /** Only rank 0 writes (checkpoints, logs, curves); every rank reads. */
+  const writer = group === undefined || group.isMain;
   const files = new RunFiles(foldDir(config, fold));
-  await files.create();
+  if (writer) await files.create();
   const started = performance.now();
   // train.log lines are appended in order; the fold waits for them before it returns.
   let logged: Promise<void> = Promise.resolve();
   const log = (message: string): void => {
     emit({ type: 'log', fold, message });
-    logged = logged.then(() => files.appendLog(message)).catch(() => undefined);
+    if (writer) logged = logged.then(() => files.appendLog(message)).catch(() => undefined);
   };
   const { train, val } = splitFold(dataset, fold);
   const device = config.device === 'auto' ? await defaultDevice() : config.device;
@@ -319,8 +333,10 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
     state.topK = state.topK.map((c) => ({ ...c, path: join(files.dir, basename(c.path)) }));
     // Epoch checkpoints of an epoch that was interrupted before last.ckpt recorded it.
     const kept = new Set(state.topK.map((c) => basename(c.path)));
-    for (const name of readdirSync(files.dir)) {
-      if (/^epoch\d+\.ckpt$/.test(name) && !kept.has(name)) await files.remove(join(files.dir, name));
+    if (writer) {
+      for (const name of readdirSync(files.dir)) {
+        if (/^epoch\d+\.ckpt$/.test(name) && !kept.has(name)) await files.remove(join(files.dir, name));
+      }
     }
     log(`resuming ${files.dir} at epoch ${state.epoch}`);
     const changed = changedPaths(loaded.metadata.config, config);
@@ -328,7 +344,9 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
   } else {
     model = await initialModel(config, fold, device, log);
   }
-  await writeAtomic(files.config, `${JSON.stringify(config, null, 2)}\n`);
+  if (writer) await writeAtomic(files.config, `${JSON.stringify(config, null, 2)}\n`);
+  // Every rank has decided (resume or not) before rank 0 writes anything more for this fold.
+  if (group) await group.barrier();
 
   const result = (stopped: FoldResult['stopped']): FoldResult => {
     const bestRecord = state.best ? state.history.find((r) => r.epoch === state.best!.epoch)?.validation ?? null : null;
@@ -400,6 +418,13 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       await engine.loadOptimizerState(optimizerState);
       for (const t of optimizerState.values()) t.dispose();
     }
+    if (group) {
+      // Every rank starts from rank 0's weights and statistics; c10d's Reducer averages gradients.
+      await group.broadcastModel(model, 0);
+      engine.attachDistributed(group, { ...(dist?.bucketMb !== undefined ? { bucketMb: dist.bucketMb } : {}), broadcastBuffers: dist?.broadcastBuffers ?? true });
+    }
+    const worldSize = group?.worldSize ?? 1;
+    const rank = group?.rank ?? 0;
     const lr = new LrControl(config, state.lr);
     const epochs = config.training.epochs;
     emit({ type: 'fold-start', fold, dir: files.dir, trainImages: train.length, valImages: val.length, epochs, resumedAt, device, model: model.describe() });
@@ -414,12 +439,14 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       model.freezeEncoder(frozen);
       model.train();
       const plan = sampler.epoch(epoch);
-      let steps = Math.ceil(plan.indices.length / config.training.batchSize);
+      // Data-parallel: this rank's slice of every global batch (batch x ranks), same step count on every rank.
+      const shard = group ? shardEpoch(plan.indices, config.training.batchSize, rank, worldSize) : null;
+      let steps = shard ? shard.steps : Math.ceil(plan.indices.length / config.training.batchSize);
       if (config.training.maxStepsPerEpoch > 0) steps = Math.min(steps, config.training.maxStepsPerEpoch);
       // Whole accumulation cycles only: no gradients left over across an epoch (or a resume).
       const acc = config.training.accumulation;
       if (steps >= acc) steps -= steps % acc;
-      emit({ type: 'epoch-start', fold, epoch, epochs, steps, images: Math.min(plan.indices.length, steps * config.training.batchSize), sampleRate: plan.sampleRate ?? null, encoderFrozen: frozen });
+      emit({ type: 'epoch-start', fold, epoch, epochs, steps, images: Math.min(plan.indices.length, steps * config.training.batchSize * worldSize), sampleRate: plan.sampleRate ?? null, encoderFrozen: frozen });
 
       const epochStart = performance.now();
       trainLoader.resetCounters();
@@ -429,12 +456,20 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       let images = 0;
       let step = 0;
       let currentLr = config.optimizer.lr;
-      for await (const batch of trainLoader.epoch(plan.indices, deriveSeed(config.seed, config.part, fold, epoch, 1), steps)) {
+      let waitShare: number | null = null;
+      // Each rank augments its batches from its own seed (rank 0, and a 1-process run: the plain seed).
+      const augmentSeed = rank === 0 ? deriveSeed(config.seed, config.part, fold, epoch, 1) : deriveSeed(config.seed, config.part, fold, epoch, 1, rank);
+      for await (const batch of trainLoader.epoch(shard ? shard.indices : plan.indices, augmentSeed, steps)) {
         try {
           const factor = lr.factor(epoch, step, steps);
           engine.scaleLr(factor);
           currentLr = config.optimizer.lr * factor;
-          const out = await engine.step(batch.images, batch.masks, config.task === 'classify' ? batch.labels : undefined);
+          const out = await engine.step(batch.images, batch.masks, config.task === 'classify' ? batch.labels : undefined).catch((err: unknown) => {
+            // A collective inside backward (c10d's Reducer) failed: say where, and why it usually happens.
+            const message = err instanceof Error ? err.message : String(err);
+            if (!group || /failed on rank/.test(message)) throw err;
+            throw new Error(`data-parallel step ${step} of epoch ${epoch} failed on rank ${rank} of ${worldSize}: ${message} (another rank probably stopped: see its log)`);
+          });
           if (!out.finite || !Number.isFinite(out.loss)) {
             const last = state.epoch > 0 && existsSync(files.last) ? files.last : null;
             const keep = last ? `the last good checkpoint is ${last} (after epoch ${state.epoch - 1})` : 'no checkpoint was written (it diverged in the first epoch)';
@@ -456,6 +491,15 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
         }
       }
       const seconds = (performance.now() - epochStart) / 1000;
+      if (group) {
+        // The epoch's figures over every rank: mean loss and gradient norm, images summed.
+        const [l, ls, g, gs, im, w] = await group.allReduceSum([lossSum, step, gradSum, gradCount, images, trainLoader.waitSeconds]);
+        lossSum = (l! / ls!) * step;
+        gradSum = g!;
+        gradCount = gs!;
+        images = im!;
+        waitShare = w! / worldSize;
+      }
       const groups = engine.groups;
       const encoderGroup = config.optimizer.encoderLr !== null ? groups.find((g) => g.lr !== groups[0]?.lr) : undefined;
       const record: EpochRecord = {
@@ -470,7 +514,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
         gradNorm: gradCount > 0 ? gradSum / gradCount : NaN,
         seconds,
         imagesPerSecond: seconds > 0 ? images / seconds : 0,
-        dataWait: seconds > 0 ? trainLoader.waitSeconds / seconds : 0,
+        dataWait: seconds > 0 ? (waitShare ?? trainLoader.waitSeconds) / seconds : 0,
         validation: null,
       };
 
@@ -479,7 +523,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       const validateNow = (epoch + 1) % config.training.validateEvery === 0 || epoch === epochs - 1;
       if (validateNow) {
         emit({ type: 'validation-start', fold, epoch, images: val.length });
-        const v = await validate(model, valLoader, config);
+        const v = await validate(model, valLoader, config, group ? { rank, worldSize, gather: (bytes) => group.allGatherBytes(bytes) } : undefined);
         record.validation = v;
         lr.onValidation(v.score);
         improved = state.best === null || v.score > state.best.score;
@@ -492,14 +536,14 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
         const worst = state.topK.reduce<KeptCheckpoint | null>((w, c) => (w === null || c.score < w.score || (c.score === w.score && c.epoch > w.epoch) ? c : w), null);
         if (state.topK.length < config.checkpoints.topK || (worst !== null && v.score > worst.score)) {
           const path = files.epochCheckpoint(epoch);
-          await saveCheckpoint(model, engine, path, checkpointMetadata(config, fold, epoch, v));
+          if (writer) await saveCheckpoint(model, engine, path, checkpointMetadata(config, fold, epoch, v));
           state.topK.push({ epoch, score: v.score, path });
           state.topK.sort((a, b) => b.score - a.score || a.epoch - b.epoch);
           while (state.topK.length > config.checkpoints.topK) {
             const dropped = state.topK.pop()!;
-            await files.remove(dropped.path);
+            if (writer) await files.remove(dropped.path);
           }
-          if (improved) await copyAtomic(path, files.best);
+          if (improved && writer) await copyAtomic(path, files.best);
         }
       }
       state.history.push(record);
@@ -509,9 +553,11 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       if (earlyStop) state.finished = 'early-stopped';
       else if (state.epoch >= epochs) state.finished = 'completed';
       // The resume point: weights, optimizer and trainer state in one atomic file.
-      await saveCheckpoint(model, engine, files.last, { ...checkpointMetadata(config, fold, epoch, record.validation), trainer: state });
-      await files.writeHistory(state.history);
-      await writeAtomic(files.curves, await renderCurves(state.history, `${config.name} part ${config.part} fold ${fold}`));
+      if (writer) {
+        await saveCheckpoint(model, engine, files.last, { ...checkpointMetadata(config, fold, epoch, record.validation), trainer: state });
+        await files.writeHistory(state.history);
+        await writeAtomic(files.curves, await renderCurves(state.history, `${config.name} part ${config.part} fold ${fold}`));
+      }
       const parts = [`epoch ${epoch}: loss ${record.loss.toFixed(4)}, lr ${formatLr(record.lr)}, ${record.imagesPerSecond.toFixed(1)} images/s, data wait ${(100 * record.dataWait).toFixed(1)}%`];
       if (record.validation) parts.push(describeValidation(record.validation, config.task) + (improved ? ' (best)' : ''));
       log(parts.join('; '));
@@ -521,6 +567,8 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
         break;
       }
     }
+    // Rank 0's files for this fold are written before any rank goes on.
+    if (group) await group.barrier();
     const out = result(state.finished ?? 'completed');
     emit({ type: 'fold-end', fold, result: out });
     return out;

@@ -12,7 +12,8 @@
  */
 import type { Model } from '../models/model.js';
 import { bestTriplet, scoreTriplets, summariseMaps } from '../inference/thresholds.js';
-import type { MapSummaries } from '../inference/thresholds.js';
+import { MapSummaries } from '../inference/thresholds.js';
+import { shardRange } from '../distributed/index.js';
 import type { ExperimentConfig, Triplet } from './config.js';
 import type { BatchLoader } from './loader.js';
 import type { ValidationRecord } from './run-files.js';
@@ -41,12 +42,49 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): nu
   return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
 }
 
-/** Predicts and scores every image of `loader` (the validation samples, in order). */
-export async function validate(model: Model, loader: BatchLoader, config: ExperimentConfig): Promise<ValidationRecord> {
+/**
+ * Validation sharded over the ranks of a data-parallel run: rank r predicts its contiguous range of
+ * the images, and `gather` (c10d all_gather) returns every rank's serialised results in rank order,
+ * so that every rank scores all the images and reaches the same record.
+ */
+export interface ValidationShard {
+  rank: number;
+  worldSize: number;
+  gather(bytes: Uint8Array): Promise<Uint8Array[]>;
+}
+
+function int32Bytes(parts: (Int32Array | Float64Array)[]): Uint8Array {
+  const total = parts.reduce((a, p) => a + 4 + p.byteLength, 0);
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  let o = 0;
+  for (const p of parts) {
+    view.setInt32(o, p.byteLength, true);
+    o += 4;
+    out.set(new Uint8Array(p.buffer, p.byteOffset, p.byteLength), o);
+    o += p.byteLength;
+  }
+  return out;
+}
+
+function bytesParts(bytes: Uint8Array): Uint8Array[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: Uint8Array[] = [];
+  for (let o = 0; o < bytes.byteLength; ) {
+    const len = view.getInt32(o, true);
+    out.push(bytes.slice(o + 4, o + 4 + len));
+    o += 4 + len;
+  }
+  return out;
+}
+
+/** Predicts and scores every image of `loader` (the validation samples, in order); with `shard`, this rank's share, gathered. */
+export async function validate(model: Model, loader: BatchLoader, config: ExperimentConfig, shard?: ValidationShard): Promise<ValidationRecord> {
   const started = performance.now();
   const n = loader.samples.length;
   const positives = loader.samples.filter((s) => s.positive).length;
-  const indices = Int32Array.from({ length: n }, (_, i) => i);
+  const range = shard ? shardRange(n, shard.rank, shard.worldSize) : { start: 0, end: n };
+  const indices = Int32Array.from({ length: range.end - range.start }, (_, i) => range.start + i);
   const tta = config.validation.tta;
   {
     if (config.task === 'classify') {
@@ -61,6 +99,16 @@ export async function validate(model: Model, loader: BatchLoader, config: Experi
           labels.push(...(await batch.labels.data('float32')));
         } finally {
           batch.dispose();
+        }
+      }
+      if (shard) {
+        const all = await shard.gather(int32Bytes([Float64Array.from(probs), Float64Array.from(labels)]));
+        probs.length = 0;
+        labels.length = 0;
+        for (const bytes of all) {
+          const [p, l] = bytesParts(bytes).map((b) => new Float64Array(b.buffer, b.byteOffset, b.byteLength / 8));
+          probs.push(...p!);
+          labels.push(...l!);
         }
       }
       const correct = probs.reduce((a, p, i) => a + ((p >= 0.5 ? 1 : 0) === labels[i] ? 1 : 0), 0);
@@ -93,6 +141,17 @@ export async function validate(model: Model, loader: BatchLoader, config: Experi
       } finally {
         batch.dispose();
       }
+    }
+    if (shard) {
+      // Every rank's summaries, in rank order (the images' order); a rank without images sends none.
+      const mine = summaries ? int32Bytes([Int32Array.of(summaries.count, summaries.height, summaries.width), summaries.above, summaries.truthAbove!, summaries.truthArea!]) : new Uint8Array(0);
+      const parts: MapSummaries[] = [];
+      for (const bytes of await shard.gather(mine)) {
+        if (bytes.byteLength === 0) continue;
+        const [head, above, truthAbove, truthArea] = bytesParts(bytes).map((b) => new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4));
+        parts.push(new MapSummaries(head![1]!, head![2]!, 'float32', [...new Set(thresholds.map((t) => Math.fround(t)))].sort((a, b) => a - b), head![0]!, above!, truthAbove!, truthArea!));
+      }
+      summaries = parts[0]!.concat(...parts.slice(1));
     }
     const scores = await scoreTriplets(summaries!, triplets, { areaSize: config.validation.areaSize });
     const best = bestTriplet(scores);

@@ -16,6 +16,10 @@ import type { ExperimentResult, FoldResult, TrainEvent } from '../../training/tr
 import { CliError, emitResult, formatTable, jsonOption, logLine } from '../output.js';
 import type { JsonOption } from '../output.js';
 import { ProgressBar, formatDuration } from '../progress.js';
+import { defaultDevice } from '../../core/runtime.js';
+import { ProcessGroup, distributedEnv, distributedInfo } from '../../distributed/index.js';
+import type { DistributedBackend } from '../../distributed/index.js';
+import { LaunchError, launchWorkers, runParallel, withoutFlags } from '../../distributed/launch.js';
 
 /** Short flags for the keys people set most, and the config path each sets. */
 export const SHORT_FLAGS: Record<string, { path: string; describe: string }> = {
@@ -39,10 +43,18 @@ interface TrainArgs extends JsonOption {
   resume: boolean;
   preview?: number;
   'preview-out'?: string;
+  nproc?: number;
+  'folds-parallel'?: number;
+  backend?: string;
+  'dist-timeout': number;
+  'bucket-mb': number;
+  'broadcast-buffers': boolean;
   [key: string]: unknown;
 }
 
-const OWN_FLAGS = ['config', 'fold', 'resume', 'preview', 'preview-out', 'json', 'help', 'version'];
+/** Flags of the distributed launchers and workers (not config keys). */
+const DISTRIBUTED_FLAGS = ['nproc', 'folds-parallel', 'backend', 'dist-timeout', 'bucket-mb', 'broadcast-buffers'];
+const OWN_FLAGS = ['config', 'fold', 'resume', 'preview', 'preview-out', 'json', 'help', 'version', ...DISTRIBUTED_FLAGS];
 
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
   const parts = path.split('.');
@@ -244,6 +256,12 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
           resume: { type: 'boolean', default: false, describe: "Continue each fold from its last.ckpt (exactly where it stopped)" },
           preview: { type: 'number', describe: 'Write a PNG grid of N augmented training samples and exit' },
           'preview-out': { type: 'string', describe: 'Where --preview writes (default <output.dir>/<name>/part<part>/preview.png)' },
+          nproc: { type: 'number', describe: 'Data-parallel training in N local worker processes (c10d: Gloo on CPU, NCCL on GPUs); a process started by torchrun (RANK, WORLD_SIZE, ...) joins its group instead' },
+          'folds-parallel': { type: 'number', describe: 'Train the folds independently in up to N processes at once, one summary at the end' },
+          backend: { type: 'string', choices: ['gloo', 'nccl'], describe: 'c10d backend of a data-parallel run (default: nccl on CUDA when built with it, else gloo)' },
+          'dist-timeout': { type: 'number', default: 300, describe: 'Seconds after which a data-parallel run gives up on a missing or stuck rank (rendezvous and every collective)' },
+          'bucket-mb': { type: 'number', default: 25, describe: 'Gradient all-reduce bucket size in MiB (DistributedDataParallel bucket_cap_mb)' },
+          'broadcast-buffers': { type: 'boolean', default: true, describe: "Broadcast rank 0's BatchNorm statistics before each forward (DDP broadcast_buffers)" },
           ...jsonOption,
         }) as unknown as Argv,
     ) as Argv<TrainArgs>,
@@ -252,6 +270,41 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     if (argv.preview !== undefined) {
       if (!Number.isInteger(argv.preview) || argv.preview < 1) throw new CliError(`--preview: expected a positive integer but received ${argv.preview}`, 2);
       await runPreview(config, argv.preview, argv['preview-out'], argv.json === true);
+      return;
+    }
+    const nproc = argv.nproc;
+    const foldsParallel = argv['folds-parallel'];
+    if (nproc !== undefined && (!Number.isInteger(nproc) || nproc < 1)) throw new CliError(`--nproc: expected a positive integer but received ${nproc}`, 2);
+    if (foldsParallel !== undefined && (!Number.isInteger(foldsParallel) || foldsParallel < 1)) throw new CliError(`--folds-parallel: expected a positive integer but received ${foldsParallel}`, 2);
+    if (nproc !== undefined && foldsParallel !== undefined) throw new CliError('give --nproc or --folds-parallel, not both', 2);
+    if (!(argv['dist-timeout'] > 0)) throw new CliError(`--dist-timeout: expected a number of seconds > 0 but received ${argv['dist-timeout']}`, 2);
+    if (!(argv['bucket-mb'] > 0)) throw new CliError(`--bucket-mb: expected a number > 0 but received ${argv['bucket-mb']}`, 2);
+    let env;
+    try {
+      env = distributedEnv();
+    } catch (err) {
+      throw new CliError(`torchrun environment: ${(err as Error).message}`, 2);
+    }
+    const main = process.argv[1]!;
+    const launcherFlags = { nproc: 'value', 'folds-parallel': 'value' } as const;
+    if (foldsParallel !== undefined && env === null) {
+      await runFoldsParallel(config, foldsParallel, main, argv);
+      return;
+    }
+    if (nproc !== undefined && nproc > 1 && env === null) {
+      const info = distributedInfo();
+      if (!info.available) throw new CliError(info.reason, 1);
+      logLine(`train: ${nproc} worker processes, data-parallel over c10d (${argv.backend ?? 'default backend'}), global batch ${config.training.batchSize * nproc} (${config.training.batchSize} per rank)`);
+      try {
+        await launchWorkers({ nproc, args: [main, ...withoutFlags(process.argv.slice(2), launcherFlags)], graceSeconds: argv['dist-timeout'] + 30 });
+      } catch (err) {
+        if (err instanceof LaunchError) throw new CliError(err.message, 1);
+        throw err;
+      }
+      return;
+    }
+    if (env !== null && env.worldSize > 1) {
+      await runRank(config, env, argv);
       return;
     }
     logLine(`train: ${config.name} part ${config.part}, ${config.model.backbone} at ${config.data.imgSize} px, folds ${config.folds.use.join(', ')}${argv.resume ? ', resuming' : ''}`);
@@ -265,5 +318,72 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     emitResult(argv, { ...result, config: argv.config ?? null }, renderResult);
   },
 };
+
+/**
+ * One rank of a data-parallel run (started by `--nproc`, torchrun or srun): joins the c10d group
+ * from the environment, trains its shard; rank 0 alone prints the result. A failed rank exits
+ * promptly even if native work is still stuck on a dead peer.
+ */
+async function runRank(config: ExperimentConfig, env: NonNullable<ReturnType<typeof distributedEnv>>, argv: TrainArgs): Promise<void> {
+  const info = distributedInfo();
+  if (!info.available) throw new CliError(info.reason, 1);
+  let device = config.device === 'auto' ? await defaultDevice() : config.device;
+  // One GPU per process: "cuda" (or the automatic choice of cuda:0) becomes cuda:LOCAL_RANK.
+  if (device === 'cuda' || (config.device === 'auto' && device.startsWith('cuda'))) device = `cuda:${env.localRank}`;
+  const backend = (argv.backend ?? (device.startsWith('cuda') && info.backends.includes('nccl') ? 'nccl' : 'gloo')) as DistributedBackend;
+  const main = env.rank === 0;
+  if (main) logLine(`train: ${config.name} part ${config.part}, ${config.model.backbone} at ${config.data.imgSize} px, folds ${config.folds.use.join(', ')}, ${env.worldSize} ranks (${backend}, ${env.masterAddr}:${env.masterPort})${argv.resume ? ', resuming' : ''}`);
+  const exitSoon = (): void => {
+    // Native work waiting on a dead peer must not keep a failed rank alive.
+    setTimeout(() => process.exit(process.exitCode ?? 1), 2000).unref();
+  };
+  let group: ProcessGroup;
+  try {
+    group = await ProcessGroup.init({ ...env, backend, timeoutSeconds: argv['dist-timeout'] });
+  } catch (err) {
+    exitSoon();
+    throw new CliError(`rank ${env.rank}: ${(err as Error).message}`, 1);
+  }
+  let result: ExperimentResult;
+  try {
+    result = await trainExperiment(
+      { ...config, device },
+      { resume: argv.resume, ...(main ? { onEvent: progressReporter() } : {}), distributed: { group, bucketMb: argv['bucket-mb'], broadcastBuffers: argv['broadcast-buffers'] } },
+    );
+  } catch (err) {
+    exitSoon();
+    if (err instanceof TrainingDivergedError) throw new CliError(err.message, 1);
+    throw new CliError(`rank ${env.rank}: ${(err as Error).message}`, 1);
+  }
+  group.destroy();
+  if (main) emitResult(argv, { ...result, config: argv.config ?? null, worldSize: env.worldSize }, renderResult);
+}
+
+/** `--folds-parallel N`: each fold in its own `train --fold k --json` process, up to N at once; one summary. */
+async function runFoldsParallel(config: ExperimentConfig, parallel: number, main: string, argv: TrainArgs): Promise<void> {
+  const folds = config.folds.use;
+  const base = withoutFlags(process.argv.slice(2), { 'folds-parallel': 'value', nproc: 'value', fold: 'value', json: 'boolean' });
+  logLine(`train: ${config.name} part ${config.part}, folds ${folds.join(', ')} in up to ${Math.min(parallel, folds.length)} processes at once${argv.resume ? ', resuming' : ''}`);
+  let outputs: string[];
+  try {
+    outputs = await runParallel(
+      folds.map((f) => ({ label: `fold ${f}`, args: [main, ...base, '--fold', String(f), '--json'] })),
+      parallel,
+    );
+  } catch (err) {
+    if (err instanceof LaunchError) throw new CliError(err.message, 1);
+    throw err;
+  }
+  const results = outputs.map((o, i) => {
+    const line = o.trim().split('\n').at(-1) ?? '';
+    try {
+      return JSON.parse(line) as ExperimentResult;
+    } catch {
+      throw new CliError(`fold ${folds[i]}: expected its JSON result on stdout but received ${JSON.stringify(o.slice(0, 200))}`, 1);
+    }
+  });
+  const merged: ExperimentResult = { name: config.name, part: config.part, dir: results[0]?.dir ?? '', folds: results.flatMap((r) => r.folds) };
+  emitResult(argv, { ...merged, config: argv.config ?? null }, renderResult);
+}
 
 export type { FoldResult };
