@@ -220,8 +220,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const flag = process.argv[2] ?? '--json';
   if (flag === '--node-addon-api' || flag === '--napi-include-dirs') {
     try {
-      const dirs = napiIncludeDirs();
-      process.stdout.write(flag === '--node-addon-api' ? dirs.nodeAddonApi : `${dirs.nodeAddonApi};${dirs.nodeApiHeaders}`);
+      if (flag === '--node-addon-api') process.stdout.write(resolvePackageDir('node-addon-api'));
+      else {
+        const dirs = napiIncludeDirs();
+        process.stdout.write(`${dirs.nodeAddonApi};${dirs.nodeApiHeaders}`);
+      }
       process.exit(0);
     } catch (err) {
       process.stderr.write(`${err.message}\n`);
