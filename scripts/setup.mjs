@@ -50,7 +50,7 @@ const rebuildCommand = dependencyMode ? 'npx pneumo-native build' : 'npm run bui
 /** Debian packages the native build uses besides LibTorch (libjpeg-turbo for batch decoding). */
 const BUILD_PACKAGES = ['libturbojpeg0-dev'];
 /** What building without each optional package costs (named when it is missing). */
-const OPTIONAL_COST = { 'libturbojpeg0-dev': 'native JPEG decoding off (JPEGs and JPEG DICOMs are decoded in JavaScript through sharp/dcmjs, about 2x slower)' };
+const OPTIONAL_COST = { 'libturbojpeg0-dev': 'native JPEG decoding off (JPEGs and JPEG DICOMs are decoded in JavaScript through sharp and dcmjs instead of by libjpeg-turbo on the native thread pool)' };
 /**
  * Debian packages the test suite compares against: an independent DICOM toolkit, and Python
  * PyTorch (run as /usr/bin/python3) as the reference for models, losses and optimizers.
@@ -155,7 +155,7 @@ function tryDebianPackages(packages, purpose) {
     // apt-get update exits 0 with only warnings when some sources cannot be reached.
     if (update.status !== 0 || /^(E|W): (Failed to fetch|Some index files failed)/m.test(update.stderr ?? '')) {
       const reason = (update.stderr || update.error?.message || '').trim().split('\n').pop();
-      log(`apt-get update failed (${reason || `exit code ${update.status}`}): no network? Not installing system packages.`);
+      log(`apt-get update failed (${reason || `exit code ${update.status}`}): no network? System packages stay as they are.`);
       if (update.status !== 0) {
         aptState = 'failed';
         return missing;

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A small segmentation service on node:http that embeds pneumo-native (no framework):
 //
-//   npm install            # in this folder: pneumo-native from ../.. (a tarball or registry version elsewhere)
+//   npm install            # in this folder: pneumo-native from ../.. (a link to this repository, whose
+//                          # `npm run build` builds the addon); in your service, a registry version or tarball
 //   node server.mjs MODEL [--port 8080] [--host 127.0.0.1] [--size 512] [--tta]
 //
 // MODEL is a checkpoint or TorchScript export (`Model.save`, `pneumo-native train`).

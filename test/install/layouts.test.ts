@@ -142,9 +142,11 @@ describe.runIf(LAYOUTS.length > 0)('npm install pneumo-native in another project
     expectBuilt(dir);
     const s = smoke(dir);
 
-    // A second build has nothing to do (stamps), and says so.
+    // A second build has nothing to do (stamps), and says so; `npm rebuild` runs the same hook.
     const again = ok(sh('npx', ['pneumo-native', 'build'], dir), 'npx pneumo-native build (up to date)');
     expect(again.stderr).toMatch(/is up to date/);
+    ok(sh('npm', ['rebuild', 'pneumo-native'], dir), 'npm rebuild pneumo-native');
+    smoke(dir);
 
     // examples/http-service/server.mjs: POST the DICOM, get the same answer as the Segmenter gave.
     copyFileSync(join(repoRoot, 'examples', 'http-service', 'server.mjs'), join(dir, 'server.mjs'));
@@ -230,6 +232,19 @@ describe.runIf(LAYOUTS.length > 0)('npm install pneumo-native in another project
     expect(existsSync(join(dir, 'node_modules', 'cmake-js', 'package.json'))).toBe(true);
     expectBuilt(dir);
     smoke(dir);
+  });
+
+  it('from a git URL: npm prepares the clone (TypeScript to dist/, no native build there) into the same installable package', { timeout: 900_000 }, (ctx) => {
+    const head = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
+    if (head.status !== 0) return ctx.skip('not a git checkout');
+    const dest = join(work, 'git');
+    mkdirSync(dest);
+    // npm clones the commit, installs its devDependencies, runs `prepare` and packs the result.
+    const r = ok(sh('npm', ['pack', `git+file://${repoRoot}#${head.stdout.trim()}`, '--pack-destination', dest], dest, userEnv(), 900_000), 'npm pack git+file://');
+    expect(r.stdout).toMatch(/source checkout: not building the addon here|setup\.mjs --prepare/);
+    const files = ok(sh('tar', ['-tzf', join(dest, `pneumo-native-${version}.tgz`)], dest, userEnv(), 60_000), 'tar').stdout.split('\n');
+    for (const f of ['package/dist/index.js', 'package/dist/index.d.ts', 'package/dist/cli/main.js', 'package/scripts/setup.mjs', 'package/CMakeLists.txt']) expect(files, f).toContain(f);
+    expect(files.filter((f) => /^package\/(build|node_modules)\//.test(f))).toEqual([]);
   });
 
   it('the tarball ships what a build needs and nothing of the development tree', () => {
