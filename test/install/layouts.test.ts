@@ -215,8 +215,9 @@ describe.runIf(LAYOUTS.length > 0)('npm install pneumo-native in another project
     const pnpm = tool(PNPM, 'pnpm');
     if (!pnpm.bin) return ctx.skip(pnpm.why);
     const dir = project('pnpm');
-    // pnpm runs no dependency build script unless allowed (pnpm-workspace.yaml allowBuilds).
-    writeFileSync(join(dir, 'pnpm-workspace.yaml'), 'allowBuilds:\n  "pneumo-native@file:pneumo-native.tgz": true\n');
+    // pnpm runs no dependency build script unless allowed, and fails the install over one neither
+    // allowed nor denied (pnpm-workspace.yaml allowBuilds): core-js-pure (under dcmjs) only prints a banner.
+    writeFileSync(join(dir, 'pnpm-workspace.yaml'), 'allowBuilds:\n  "pneumo-native@file:pneumo-native.tgz": true\n  core-js-pure: false\n');
     ok(sh(pnpm.bin, ['add', `--registry=${REGISTRY}`, 'file:pneumo-native.tgz'], dir), 'pnpm add');
     expect(installed(dir)).toMatch(/\/node_modules\/\.pnpm\/pneumo-native@[^/]+\/node_modules\/pneumo-native$/);
     expect(existsSync(join(dir, 'node_modules', 'cmake-js'))).toBe(false); // strict: only direct dependencies at the top
