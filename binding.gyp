@@ -7,7 +7,7 @@
       "target_name": "pneumo_native",
       "sources": ["<!@(node scripts/libtorch.mjs --sources)"],
       "include_dirs": [
-        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!(node scripts/libtorch.mjs --node-addon-api)",
         "<!@(node scripts/libtorch.mjs --include-dirs)"
       ],
       "libraries": ["<!@(node scripts/libtorch.mjs --gyp-libraries)"],

@@ -23,14 +23,13 @@
 //                       requests (scripts/cuda-arch.mjs)
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { availableParallelism, homedir, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cudaArchitectures, gencodeFlags } from './cuda-arch.mjs';
+import { napiIncludeDirs } from './libtorch.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
-const require = createRequire(import.meta.url);
 
 /** Sources kept out of the unity file and the torch headers (as in CMakeLists.txt). */
 const PLAIN_SOURCES = ['native/inference/thresholds.cpp', 'native/data/dicom_scan.cpp'];
@@ -148,10 +147,8 @@ export function plan() {
     { name: 'libtorch-2.6-cuda', cuda: true, args: [...base, ...turbo, '-DPN_WITH_CUDA=1', ...torchIncludes(trixieCuda), unity] },
     { name: 'libtorch-1.13-cuda', cuda: true, args: [...base, ...turbo, '-DPN_WITH_CUDA=1', ...torchIncludes('/usr/include'), `-isystem${macros}`, unity] },
   ];
-  const napiInclude = require('node-addon-api').include_dir ?? dirname(require.resolve('node-addon-api/napi.h'));
-  const nodeApi = dirname(require.resolve('node-api-headers/include/node_api.h'));
   const plain = [
-    { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', `-isystem${napiInclude}`, `-isystem${nodeApi}`, join(root, 'native', 'binding.cc')] },
+    { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), join(root, 'native', 'binding.cc')] },
     ...PLAIN_SOURCES.map((s) => ({ name: `plain:${s}`, args: [...base, join(root, s)] })),
   ];
   return { checks, plain, work, torchSources };

@@ -10,6 +10,10 @@ export interface LibTorchLocation {
 }
 export const DEBIAN_INSTALL: string[];
 export function findLibTorch(env?: Record<string, string | undefined>): LibTorchLocation | undefined;
-export function missingLibTorchMessage(reason?: string): string;
+export function missingLibTorchMessage(reason?: string, rebuild?: string): string;
+export const packageRootDir: string;
+export function resolvePackageDir(name: string, root?: string): string;
+export function resolveBin(name: string, bin?: string, root?: string): string;
+export function napiIncludeDirs(root?: string): { nodeAddonApi: string; nodeApiHeaders: string };
 export function addonSources(root: string): string[];
 export function turboJpeg(): boolean;

@@ -3,14 +3,20 @@
 //   2. $Torch_DIR       a folder holding TorchConfig.cmake
 //   3. Python's torch   torch.utils.cmake_prefix_path of an importable `torch` (python3, then /usr/bin/python3)
 //   4. Debian           libtorch-dev (/usr/lib/<multiarch>/cmake/Torch)
-// Used by scripts/setup.mjs, CMakeLists.txt (`node scripts/libtorch.mjs --cmake-dir`) and
-// binding.gyp (`--include-dirs`, `--gyp-libraries`, `--cxx-abi`, `--sources`). Plain Node, no
+// Used by scripts/setup.mjs, CMakeLists.txt (`node scripts/libtorch.mjs --cmake-dir`,
+// `--napi-include-dirs`), binding.gyp (`--include-dirs`, `--gyp-libraries`, `--cxx-abi`,
+// `--sources`, `--node-addon-api`) and the addon loader's error message (`--json`). Plain Node, no
 // dependencies.
+//
+// The Node-API headers are found through Node's module resolution from this package's root
+// (createRequire(<root>/package.json)), never at a fixed node_modules path: npm (hoisted or nested),
+// pnpm (isolated store) and yarn put a dependency's dependencies in different places.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** The commands that install LibTorch on Debian (what setup runs as root, or tells the user to). */
 export const DEBIAN_INSTALL = [
@@ -73,6 +79,42 @@ function headerVersion(cmakeDir, includeDirs) {
     }
   }
   return undefined;
+}
+
+/** This package's root (the folder above scripts/). */
+export const packageRootDir = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * Resolves a dependency of this package the way Node would from its package.json (hoisted, nested,
+ * pnpm's store, yarn): the absolute folder of `name`. Throws a message naming the package and the
+ * fix when it is not installed.
+ */
+export function resolvePackageDir(name, root = packageRootDir) {
+  const require = createRequire(join(root, 'package.json'));
+  try {
+    return dirname(require.resolve(`${name}/package.json`));
+  } catch {
+    throw new Error(`pneumo-native: the npm package ${name} is not resolvable from ${root} (its dependencies are not installed): reinstall pneumo-native (npm install) and build again.`);
+  }
+}
+
+/** A file of a dependency's package.json `bin` (e.g. cmake-js's `cmake-js`), resolved as above. */
+export function resolveBin(name, bin = name, root = packageRootDir) {
+  const dir = resolvePackageDir(name, root);
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+  const rel = typeof pkg.bin === 'string' ? pkg.bin : pkg.bin?.[bin];
+  if (!rel) throw new Error(`pneumo-native: the npm package ${name} has no \`${bin}\` executable`);
+  return join(dir, rel);
+}
+
+/**
+ * Include folders for the N-API layer: node-addon-api (napi.h) and node-api-headers (node_api.h),
+ * both resolved from this package (`require('node-addon-api').include_dir` is relative to the
+ * current directory, so the folder is taken from the resolved package instead).
+ */
+export function napiIncludeDirs(root = packageRootDir) {
+  // napi.h sits at node-addon-api's package root (its include_dir); node_api.h in node-api-headers/include.
+  return { nodeAddonApi: resolvePackageDir('node-addon-api', root), nodeApiHeaders: join(resolvePackageDir('node-api-headers', root), 'include') };
 }
 
 /** Whether libjpeg-turbo's development files are installed (for binding.gyp; CMake finds it itself). */
@@ -156,20 +198,39 @@ export function findLibTorch(env = process.env) {
   return { ...found, ...lay, cxxAbi: cxxAbi(found.cmakeDir), version: found.version ?? headerVersion(found.cmakeDir, lay.includeDirs) };
 }
 
-/** The message shown when no LibTorch is found and setup may not install one. */
-export function missingLibTorchMessage(reason) {
+/**
+ * The message shown when no LibTorch is found and setup may not install one: where it looked, the
+ * exact commands that install one, and `rebuild`, the command that builds the addon afterwards
+ * (`npm run build` in a clone of this repository, `npx pneumo-native build` where it is installed
+ * as a dependency).
+ */
+export function missingLibTorchMessage(reason, rebuild = 'npm run build') {
   return [
     `pneumo-native: LibTorch was not found${reason ? ` (${reason})` : ''}.`,
     'Looked at, in order: $LIBTORCH, $Torch_DIR, the torch of python3 and /usr/bin/python3, Debian libtorch-dev.',
     'Install it with (Debian/Ubuntu, as root):',
     ...DEBIAN_INSTALL.map((c) => `  ${c}`),
     'or point $LIBTORCH at an unzipped LibTorch (a folder with include/, lib/ and share/cmake/Torch),',
-    'then run `npm run build` again.',
+    'or $Torch_DIR at the folder holding its TorchConfig.cmake,',
+    `then run \`${rebuild}\`.`,
   ].join('\n');
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const flag = process.argv[2] ?? '--json';
+  if (flag === '--node-addon-api' || flag === '--napi-include-dirs') {
+    try {
+      if (flag === '--node-addon-api') process.stdout.write(resolvePackageDir('node-addon-api'));
+      else {
+        const dirs = napiIncludeDirs();
+        process.stdout.write(`${dirs.nodeAddonApi};${dirs.nodeApiHeaders}`);
+      }
+      process.exit(0);
+    } catch (err) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+  }
   let found;
   try {
     found = findLibTorch();
@@ -187,6 +248,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   else if (flag === '--gyp-libraries') process.stdout.write(found.libDirs.flatMap((d) => [`-L${d}`, `-Wl,-rpath,${d}`]).concat(['-ltorch', '-ltorch_cpu', '-lc10'], turboJpeg() ? ['-lturbojpeg'] : []).join(' '));
   else if (flag === '--gyp-defines') process.stdout.write(turboJpeg() ? 'PN_WITH_TURBOJPEG=1' : 'PN_WITHOUT_TURBOJPEG=1');
   else if (flag === '--cxx-abi') process.stdout.write(String(found.cxxAbi));
-  else if (flag === '--sources') process.stdout.write(gypSources(resolve(dirname(new URL(import.meta.url).pathname), '..')).join(' '));
+  else if (flag === '--sources') process.stdout.write(gypSources(packageRootDir).join(' '));
   else process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);
 }

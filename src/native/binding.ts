@@ -3,6 +3,8 @@
  * and the loader that finds the compiled addon. Nothing else in the package touches the addon
  * object directly; keep this file and binding.cc in step.
  */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, join } from 'node:path';
 import { packageRoot, packageVersion } from '../core/package-info.js';
@@ -417,33 +419,91 @@ export class NativeLoadError extends Error {
   }
 }
 
-const BUILD_FIX = 'Build it with `npm run build:native` (or `npm test` / `npm run demo`, which build what is missing).';
+/** What the loader's message says about LibTorch on this machine now. */
+export interface LibTorchStatus {
+  found: boolean;
+  /** `LibTorch 1.13.1 (debian libtorch-dev) at /usr/lib/.../cmake/Torch`, or why none was found. */
+  description: string;
+}
 
 /**
- * Explains a failure to load the addon: which of the known causes it is and what to run.
- * Exported for tests; `loadBinding` throws what this returns.
+ * Runs the package's LibTorch discovery (scripts/libtorch.mjs, the same one the build uses) in a
+ * child process: only on the error path, so the seconds Python's torch may take to import are spent
+ * only when the addon did not load.
  */
-export function explainLoadError(err: unknown, root: string): NativeLoadError {
+export function discoverLibTorch(): LibTorchStatus {
+  let script: string;
+  try {
+    script = join(packageRoot(), 'scripts', 'libtorch.mjs');
+  } catch {
+    return { found: false, description: 'not checked (package root not found)' };
+  }
+  if (!existsSync(script)) return { found: false, description: `not checked (${script} is missing)` };
+  const r = spawnSync(process.execPath, [script, '--json'], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status === 0) {
+    try {
+      const t = JSON.parse(r.stdout) as { source: string; cmakeDir: string; version?: string };
+      return { found: true, description: `found, LibTorch ${t.version ?? '(version unknown)'} (${t.source}) at ${t.cmakeDir}` };
+    } catch {
+      // fall through
+    }
+  }
+  const first = (r.stderr || r.error?.message || '').trim().split('\n')[0] || `discovery exited with ${r.status}`;
+  return { found: false, description: `not found: ${first.replace(/^pneumo-native: /, '')}` };
+}
+
+/**
+ * The command that builds the addon where it is: `npm run build:native` in a clone of this
+ * repository, `npx pneumo-native build` where it is installed as a dependency.
+ */
+export function buildCommand(root: string): string {
+  return existsSync(join(root, 'src', 'index.ts')) && existsSync(join(root, 'tsconfig.json')) ? 'npm run build:native' : 'npx pneumo-native build';
+}
+
+/** The lines naming LibTorch's state and the fix (the build command, LIBTORCH / Torch_DIR). */
+function fixLines(root: string, torch: LibTorchStatus, what = 'build it'): string[] {
+  const cmd = buildCommand(root);
+  const alt = cmd === 'npx pneumo-native build' ? ' (or `npm rebuild pneumo-native`)' : '';
+  if (torch.found) {
+    return [
+      `LibTorch: ${torch.description}.`,
+      `Fix: ${what} with \`${cmd}\`${alt}. To use another LibTorch, set LIBTORCH=<an unzipped libtorch/ folder> or Torch_DIR=<the folder holding TorchConfig.cmake> first.`,
+    ];
+  }
+  return [
+    `LibTorch: ${torch.description}.`,
+    'Fix: install LibTorch (Debian/Ubuntu, as root: `apt-get update && apt-get install -y --no-install-recommends libtorch-dev libopenblas0-pthread`),',
+    'or set LIBTORCH=<an unzipped libtorch/ folder> or Torch_DIR=<the folder holding TorchConfig.cmake>,',
+    `then ${what} with \`${cmd}\`${alt}.`,
+  ];
+}
+
+/**
+ * Explains a failure to load the addon: which of the known causes it is, whether LibTorch is found
+ * now (and where), and the exact command to run. Exported for tests (which inject `libtorch`);
+ * `loadBinding` throws what this returns.
+ */
+export function explainLoadError(err: unknown, root: string, libtorch: () => LibTorchStatus = discoverLibTorch): NativeLoadError {
   const detail = err instanceof Error ? err.message : String(err);
   const lines = ['pneumo-native could not load its native addon.'];
   if (/No native build was found/i.test(detail)) {
-    lines.push(`Cause: no compiled addon in ${join(root, 'build', 'Release')} or ${join(root, 'prebuilds')}.`, BUILD_FIX);
+    lines.push(
+      `Cause: no compiled addon in ${join(root, 'build', 'Release')} or ${join(root, 'prebuilds')} (installed with --ignore-scripts, or its install script was skipped or failed: pnpm and npm's allowScripts skip dependencies' build scripts unless allowed).`,
+      ...fixLines(root, libtorch()),
+    );
   } else if (/Cannot find module/i.test(detail) && process.env.PNEUMO_NATIVE_BINARY) {
     lines.push(`Cause: $PNEUMO_NATIVE_BINARY=${process.env.PNEUMO_NATIVE_BINARY} does not exist.`, 'Fix: build it (PNEUMO_BUILD_DIR=<folder> npm run build:native) or unset the variable.');
-  } else if (/lib(torch|c10|torch_cpu)[^:]*\.so[^:]*: cannot open shared object file/i.test(detail)) {
-    lines.push(
-      'Cause: the LibTorch shared libraries the addon was built against are not installed (or moved).',
-      'Fix: reinstall LibTorch (Debian: `apt-get install -y --no-install-recommends libtorch-dev libopenblas0-pthread`),',
-      'or set $LIBTORCH to your LibTorch and rebuild with `npm run build`.',
-    );
+  } else if (/lib(torch|c10|torch_cpu|gomp)[^:]*\.so[^:]*: cannot open shared object file/i.test(detail)) {
+    const lib = /(lib[\w.+-]*\.so[\w.]*)/.exec(detail)?.[1] ?? 'a LibTorch library';
+    lines.push(`Cause: the LibTorch the addon was built against is gone (moved, upgraded or uninstalled): ${lib} cannot be opened.`, ...fixLines(root, libtorch(), 'rebuild it against the LibTorch you have now'));
   } else if (/undefined symbol/i.test(detail)) {
-    lines.push('Cause: the addon was built against a different LibTorch than the one installed now.', `Fix: rebuild with \`npm run build\`.`);
+    lines.push('Cause: the addon was built against a different LibTorch than the one installed now.', ...fixLines(root, libtorch(), 'rebuild it'));
   } else if (/NODE_MODULE_VERSION|did not self-register|napi/i.test(detail)) {
-    lines.push(`Cause: the addon was built for another Node.js (this is Node ${process.versions.node}).`, 'Fix: rebuild with `npm run build`.');
+    lines.push(`Cause: the addon was built for another Node.js (this is Node ${process.versions.node}).`, `Fix: rebuild it with \`${buildCommand(root)}\`.`);
   } else if (/wrong ELF class|invalid ELF header|cannot open shared object/i.test(detail)) {
-    lines.push('Cause: the binary is not for this platform or a library it needs is missing.', 'Fix: rebuild with `npm run build`.');
+    lines.push('Cause: the binary is not for this platform or a library it needs is missing.', ...fixLines(root, libtorch(), 'rebuild it'));
   } else {
-    lines.push(`Cause: ${detail.split('\n')[0]}`, BUILD_FIX);
+    lines.push(`Cause: ${detail.split('\n')[0]}`, ...fixLines(root, libtorch()));
   }
   lines.push(`Details: ${detail.split('\n')[0]}`);
   return new NativeLoadError(lines.join('\n'), err);
@@ -477,7 +537,7 @@ export function loadBinding(root: string = packageRoot()): NativeBinding {
       [
         'pneumo-native could not load its native addon.',
         `Cause: the compiled addon is version ${binding.version} but the package is ${expected} (a stale build).`,
-        'Fix: rebuild with `npm run build`.',
+        `Fix: rebuild it with \`${buildCommand(root)}\`.`,
       ].join('\n'),
     );
   }
