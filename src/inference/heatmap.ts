@@ -3,6 +3,7 @@
  * PNG with sharp. The best cell of the whole grid is outlined.
  */
 import sharp from 'sharp';
+import { writeFileAtomic } from '../core/atomic-write.js';
 import type { TripletScore } from './thresholds.js';
 
 // Viridis stops: low scores dark blue, high scores yellow.
@@ -86,6 +87,7 @@ export function heatmapSvg(scores: readonly TripletScore[], title = 'Mean Dice b
 
 /** Writes the heatmap PNG to `path`; resolves with its pixel size. */
 export async function writeHeatmap(path: string, scores: readonly TripletScore[], title?: string): Promise<{ width: number; height: number }> {
-  const info = await sharp(Buffer.from(heatmapSvg(scores, title))).png().toFile(path);
+  const { data, info } = await sharp(Buffer.from(heatmapSvg(scores, title))).png().toBuffer({ resolveWithObject: true });
+  await writeFileAtomic(path, data);
   return { width: info.width, height: info.height };
 }
