@@ -21,7 +21,7 @@ const batches: BatchEvent[] = [];
 beforeAll(async () => {
   files = await chestFiles(0);
   other = await chestFiles(1);
-  seg = Segmenter.fromModel(await tinyModel(), { size: SIZE, maxBatchSize: 8, maxWaitMs: 20, onBatch: (e) => batches.push(e) });
+  seg = Segmenter.fromModel(await tinyModel(), { size: SIZE, maxSize: 2 * SIZE, maxBatchSize: 8, maxWaitMs: 20, onBatch: (e) => batches.push(e) });
 });
 afterAll(() => seg.dispose());
 
