@@ -387,8 +387,8 @@ export class Segmenter {
 
   /**
    * Measures the model's forward working memory per input pixel: one forward of a blank
-   * 256 x 256 image with the CPU allocator's cache emptied first; the blocks it then holds are
-   * what the forward allocated. `Segmenter.load` calls it; call it after `fromModel` before
+   * 256 x 256 image (after a small one that builds the inference module) with the CPU
+   * allocator's cache emptied first; the blocks it then holds are what the forward allocated. `Segmenter.load` calls it; call it after `fromModel` before
    * serving, while no call runs. On CUDA the first guess stays. Resolves with bytes per pixel.
    */
   async calibrateMemory(): Promise<number> {
@@ -397,6 +397,16 @@ export class Segmenter {
     const size = Math.ceil(256 / this.#divisor) * this.#divisor;
     const input = await Tensor.zeros([1, this.#model.spec.inChannels, size, size]);
     try {
+      // A first, small forward builds the frozen inference module (its one-time copies are not
+      // working memory), then the measured one.
+      const small = await Tensor.zeros([1, this.#model.spec.inChannels, 2 * this.#divisor, 2 * this.#divisor]);
+      try {
+        const warm = await this.#model.predict(small, { tta: false });
+        warm.mask.dispose();
+        warm.label?.dispose();
+      } finally {
+        small.dispose();
+      }
       emptyCpuCache();
       const before = counters().cpuCachedBytes;
       const out = await this.#model.predict(input, { tta: false });

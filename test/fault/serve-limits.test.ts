@@ -91,11 +91,12 @@ describe('serve: the ?size attack', () => {
   }, 180_000);
 
   it(`gives the working memory of an allowed large request back (RSS within ${RSS_BOUND >> 20} MiB of before)`, async () => {
-    const { url, child } = await startServe(['--size', '64', '--max-size', '1024']);
+    const { url, child } = await startServe(['--size', '64', '--max-size', '512', '--timeout-ms', '600000']);
     try {
       for (let i = 0; i < 8; i++) expect((await segment(url)).status).toBe(200);
       const before = await rss(url);
-      const big = await segment(url, '?size=1024&tta=1');
+      // 128 x the pixels of a default request, twice over with TTA: about 250 MB of activations.
+      const big = await segment(url, '?size=512&tta=1');
       expect(big.status).toBe(200);
       for (let i = 0; i < 4; i++) expect((await segment(url)).status).toBe(200);
       const after = await rss(url);
