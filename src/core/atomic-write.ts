@@ -15,6 +15,7 @@
  *   first time this process writes into the same folder ({@link cleanStaleTemps}).
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -90,13 +91,21 @@ function tempOwner(name: string): number | null {
   return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
 }
 
+/**
+ * Whether `pid` may still be writing its temporary files: a running process, and (where /proc
+ * tells) a Node process: a pid reused by anything else (a kernel thread, a shell) is not ours.
+ */
 function isAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return /node|pneumo/i.test(readFileSync(`/proc/${pid}/comm`, 'utf8'));
+  } catch {
+    return true; // no /proc: assume it is ours
   }
 }
 
