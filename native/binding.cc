@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -107,15 +108,24 @@ class ComputeThread {
     return *thread;
   }
 
-  /** Runs `job` (which must not throw) on the compute thread and waits for it. */
+  /**
+   * Runs `job` on the compute thread and waits for it. `job` should not throw; if it does, the
+   * exception is caught on the compute thread (the loop must never see one: it would reach
+   * std::terminate) and rethrown here, on the caller's thread.
+   */
   void run(const std::function<void()>& job) {
     std::mutex doneMutex;
     std::condition_variable doneCv;
     bool done = false;
+    std::exception_ptr error;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      jobs_.emplace_back([&] {
-        job();
+      jobs_.emplace_back([&]() noexcept {
+        try {
+          job();
+        } catch (...) {
+          error = std::current_exception();
+        }
         std::lock_guard<std::mutex> doneLock(doneMutex);
         done = true;
         doneCv.notify_one();
@@ -124,12 +134,13 @@ class ComputeThread {
     ready_.notify_one();
     std::unique_lock<std::mutex> lock(doneMutex);
     doneCv.wait(lock, [&] { return done; });
+    if (error) std::rethrow_exception(error);
   }
 
  private:
   ComputeThread() { std::thread([this] { loop(); }).detach(); }
 
-  void loop() {
+  void loop() noexcept {
     for (;;) {
       std::function<void()> job;
       {
@@ -138,7 +149,10 @@ class ComputeThread {
         job = std::move(jobs_.front());
         jobs_.pop_front();
       }
-      job();
+      try {
+        job();  // the wrappers made by run() catch everything; this is the last line of defence
+      } catch (...) {
+      }
     }
   }
 
@@ -193,11 +207,18 @@ class Task final : public Napi::AsyncWorker {
         error = "unknown native error";
       }
     };
-    // body never throws: the compute thread's loop must not see an exception.
-    if (where_ == RunOn::Compute) {
-      ComputeThread::instance().run(body);
-    } else {
-      body();
+    // body never throws: the compute thread's loop must not see an exception. Queueing the job
+    // itself can fail (no memory): that, too, becomes the promise's rejection.
+    try {
+      if (where_ == RunOn::Compute) {
+        ComputeThread::instance().run(body);
+      } else {
+        body();
+      }
+    } catch (const std::exception& e) {
+      if (!error) error = e.what();
+    } catch (...) {
+      if (!error) error = "unknown native error";
     }
     if (error) SetError(*error);
     --gTasksRunning;
@@ -807,6 +828,7 @@ pn::data::BatchOptions batchOptionsArg(const Napi::CallbackInfo& info, size_t fi
     options.mean = static_cast<float>(argNumber(info, first + 2, "mean"));
     options.std = static_cast<float>(argNumber(info, first + 3, "std"));
   }
+  options.acceptDamagedJpeg = info.Length() > first + 4 && info[first + 4].ToBoolean().Value();
   return options;
 }
 
@@ -843,7 +865,7 @@ std::vector<pn::data::ImageSource> imageSourcesArg(const Napi::CallbackInfo& inf
   return sources;
 }
 
-/** decodeImageBatch(sources, size, normalize, mean, std): resolves with a [B,1,size,size] tensor. */
+/** decodeImageBatch(sources, size, normalize, mean, std, acceptDamagedJpeg): resolves with a [B,1,size,size] tensor. */
 Napi::Value DecodeImageBatch(const Napi::CallbackInfo& info) {
   auto keep = std::make_shared<std::vector<Napi::ObjectReference>>();
   const std::vector<pn::data::ImageSource> sources = imageSourcesArg(info, 0, *keep);
@@ -853,7 +875,7 @@ Napi::Value DecodeImageBatch(const Napi::CallbackInfo& info) {
       [keep](Napi::Env e, pn::Tensor& t) -> Napi::Value { return wrapTensor(e, std::move(t)); }, RunOn::Pool);
 }
 
-/** decodeImageBatchInto(into, rows, sources, size, normalize, mean, std): fills rows of `into`. */
+/** decodeImageBatchInto(into, rows, sources, size, normalize, mean, std, acceptDamagedJpeg): fills rows of `into`. */
 Napi::Value DecodeImageBatchInto(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const pn::Tensor into = NativeTensor::unwrapArg(info, 0, "into");
@@ -873,7 +895,10 @@ Napi::Value DecodeImageBatchInto(const Napi::CallbackInfo& info) {
       [keep](Napi::Env e, int&) -> Napi::Value { return e.Undefined(); }, RunOn::Pool);
 }
 
-/** readImageFiles(paths, size, normalize, mean, std, into?): resolves with { images (none with into), fallback }. */
+/**
+ * readImageFiles(paths, size, normalize, mean, std, acceptDamagedJpeg, into?): resolves with
+ * { images (none with into), fallback }.
+ */
 Napi::Value ReadImageFiles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Expected an array of file paths for paths");
@@ -886,7 +911,7 @@ Napi::Value ReadImageFiles(const Napi::CallbackInfo& info) {
   }
   const pn::data::BatchOptions options = batchOptionsArg(info, 1);
   std::optional<pn::Tensor> into;
-  if (info.Length() > 5 && !info[5].IsUndefined() && !info[5].IsNull()) into = NativeTensor::unwrapArg(info, 5, "into");
+  if (info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull()) into = NativeTensor::unwrapArg(info, 6, "into");
   return Task<pn::data::FileBatch>::Run(
       env, "pneumo.readImageFiles", [paths, options, into] { return pn::data::readImageFiles(paths, options, into ? &*into : nullptr); },
       [](Napi::Env e, pn::data::FileBatch& r) -> Napi::Value {

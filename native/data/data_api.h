@@ -26,6 +26,11 @@ struct BatchOptions {
   bool normalize = false;
   float mean = 0.485f;
   float std = 0.229f;
+  /**
+   * Decode JPEG streams that libjpeg-turbo warns about (truncated, corrupt entropy data), with
+   * what cannot be decoded left grey. Default false: such a stream is an error naming the reason.
+   */
+  bool acceptDamagedJpeg = false;
 };
 
 /** True when the addon was built with libjpeg-turbo (else JPEG sources are rejected). */

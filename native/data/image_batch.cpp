@@ -94,10 +94,12 @@ struct TjHandle {
 
 /**
  * Decodes a grayscale JPEG at the smallest eighth-scale whose size is at least `size`. With
- * expectW/expectH (a DICOM's Columns and Rows), a stream of another size is an error.
+ * expectW/expectH (a DICOM's Columns and Rows), a stream of another size is an error. Unless
+ * `acceptDamaged`, libjpeg-turbo's warnings are errors: a truncated stream ("premature end of
+ * JPEG file") or corrupt entropy data would otherwise decode with the missing rows grey.
  */
 void decodeJpeg(TjHandle& tj, const uint8_t* data, size_t bytes, int size, std::vector<uint8_t>& pixels, int* outW, int* outH,
-                int expectW = 0, int expectH = 0) {
+                bool acceptDamaged, int expectW = 0, int expectH = 0) {
   if (!tj.handle) throw Error("libjpeg-turbo could not create a decompressor");
   int width = 0, height = 0, subsampling = 0, colorspace = 0;
   if (tjDecompressHeader3(tj.handle, data, static_cast<unsigned long>(bytes), &width, &height, &subsampling, &colorspace) != 0) {
@@ -119,9 +121,14 @@ void decodeJpeg(TjHandle& tj, const uint8_t* data, size_t bytes, int size, std::
     }
   }
   pixels.resize(static_cast<size_t>(bestW) * bestH);
-  if (tjDecompress2(tj.handle, data, static_cast<unsigned long>(bytes), pixels.data(), bestW, 0, bestH, TJPF_GRAY, 0) != 0) {
-    // Warnings (e.g. extraneous bytes) still produce an image; errors do not.
+  const int flags = acceptDamaged ? 0 : TJFLAG_STOPONWARNING;
+  if (tjDecompress2(tj.handle, data, static_cast<unsigned long>(bytes), pixels.data(), bestW, 0, bestH, TJPF_GRAY, flags) != 0) {
     if (tjGetErrorCode(tj.handle) == TJERR_FATAL) throw Error(std::string("JPEG decoding failed: ") + tjGetErrorStr2(tj.handle));
+    // A warning: the image decoded, but from damaged data (missing rows are left grey).
+    if (!acceptDamaged) {
+      throw Error(std::string("damaged JPEG data: ") + tjGetErrorStr2(tj.handle) +
+                  " (a truncated or corrupt image; the acceptDamagedJpeg option decodes it anyway)");
+    }
   }
   *outW = bestW;
   *outH = bestH;
@@ -162,22 +169,42 @@ DecodeSlots& decodeSlots() {
   return slots;
 }
 
-/** Runs `work(worker, i)` for i in [0, count) on `threads` threads (the caller is worker 0). */
+/**
+ * Runs `work(worker, i)` for i in [0, count) on up to `threads` threads (the caller is worker 0).
+ * No exception leaves a helper thread (that would be std::terminate): the first one thrown stops
+ * the remaining work and is rethrown here, on the calling thread, after every helper has joined.
+ * A helper that cannot be started (no resources) leaves its share to the others.
+ */
 template <typename Work>
 void forEachImage(int64_t count, int64_t threads, const Work& work) {
   std::atomic<int64_t> next{0};
-  auto loop = [&](int64_t worker) {
-    for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) {
-      decodeSlots().acquire();
-      work(worker, i);
-      decodeSlots().release();
+  std::mutex errorMutex;
+  std::exception_ptr error;
+  auto loop = [&](int64_t worker) noexcept {
+    try {
+      for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) {
+        decodeSlots().acquire();
+        struct Release {
+          ~Release() { decodeSlots().release(); }
+        } release;
+        work(worker, i);
+      }
+    } catch (...) {
+      next.store(count);  // the others stop after their current image
+      std::lock_guard<std::mutex> lock(errorMutex);
+      if (!error) error = std::current_exception();
     }
   };
   std::vector<std::thread> helpers;
-  helpers.reserve(static_cast<size_t>(threads - 1));
-  for (int64_t w = 1; w < threads; ++w) helpers.emplace_back(loop, w);
+  try {
+    helpers.reserve(static_cast<size_t>(threads - 1));
+    for (int64_t w = 1; w < threads; ++w) helpers.emplace_back(loop, w);
+  } catch (...) {
+    // Fewer threads than asked: the ones started and this one share the work.
+  }
   loop(0);
   for (std::thread& t : helpers) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
 /** Per-thread scratch of a batch decode. */
@@ -204,7 +231,7 @@ void storeImage(Scratch& scratch, const uint8_t* data, size_t bytes, bool isJpeg
   const uint8_t* image = data;
   if (isJpeg) {
 #ifdef PN_WITH_TURBOJPEG
-    decodeJpeg(scratch.decoder, data, bytes, size, scratch.decoded, &w, &h, expectW, expectH);
+    decodeJpeg(scratch.decoder, data, bytes, size, scratch.decoded, &w, &h, options.acceptDamagedJpeg, expectW, expectH);
     image = scratch.decoded.data();
 #else
     throw Error("this build has no libjpeg-turbo (install libturbojpeg0-dev and rebuild)");

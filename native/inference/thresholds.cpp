@@ -4,14 +4,22 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <exception>
 #include <limits>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace pn::inference {
 namespace {
 
-/** Runs body(begin, end) over [0, count) split into at most `threads` contiguous chunks. */
+/**
+ * Runs body(begin, end) over [0, count) split into at most `threads` contiguous chunks. No
+ * exception leaves a pool thread (that would be std::terminate): the first one is rethrown on the
+ * calling thread after every thread has joined; a chunk whose thread cannot start runs here.
+ */
 template <typename Body>
 void parallelFor(int64_t count, int threads, Body body) {
   const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, count));
@@ -19,17 +27,36 @@ void parallelFor(int64_t count, int threads, Body body) {
     body(0, count);
     return;
   }
+  std::mutex errorMutex;
+  std::exception_ptr error;
+  auto run = [&](int64_t begin, int64_t end) noexcept {
+    try {
+      body(begin, end);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(errorMutex);
+      if (!error) error = std::current_exception();
+    }
+  };
   std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(n - 1));
+  std::vector<std::pair<int64_t, int64_t>> here{{0, std::min(count, (count + n - 1) / n)}};
   const int64_t chunk = (count + n - 1) / n;
+  try {
+    pool.reserve(static_cast<size_t>(n - 1));
+  } catch (...) {
+  }
   for (int64_t t = 1; t < n; ++t) {
     const int64_t begin = t * chunk;
     const int64_t end = std::min(count, begin + chunk);
     if (begin >= end) break;
-    pool.emplace_back([=] { body(begin, end); });
+    try {
+      pool.emplace_back(run, begin, end);
+    } catch (...) {
+      here.emplace_back(begin, end);  // no thread: this one does the chunk
+    }
   }
-  body(0, std::min(count, chunk));
+  for (const auto& [begin, end] : here) run(begin, end);
   for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
 }
 
 int resolveThreads(int threads) {

@@ -9,12 +9,27 @@
 //   pneumo/native.txt     what the native side needs to run it (key=value lines)
 //   pneumo/metadata.json  training metadata (checkpoints)
 //   pneumo/optimizer.pt   optimizer state: a dict of tensors in torch.save format (checkpoints)
+//
+// Integrity. Files are written through CheckedFile: every write() is checked (short writes
+// retried, errors kept with their errno) and LibTorch's zip writer is fed through a callback that
+// never reports failure to it: a failing zip writer throws from its destructor, which is noexcept,
+// so a full disk used to reach std::terminate (SIGABRT). The error is raised after the writer has
+// finished, naming the file and the errno ("... (ENOSPC)"). Atomicity (temporary file, fsync,
+// rename) is the TypeScript caller's (src/core/atomic-write.ts): these functions write the exact
+// path they are given. On load, the CRC-32 of every stored zip entry is checked before LibTorch
+// reads the archive (LibTorch's miniz is built without its reader's CRC checks).
+#include <torch/csrc/jit/serialization/export.h>
 #include <torch/serialize.h>
 
+#include <array>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
 #include <fstream>
-#include <random>
 #include <sstream>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "model_internal.h"
@@ -88,21 +103,206 @@ void parseNativeDescription(const std::string& text, Model::Impl& impl) {
   }
 }
 
-/** Writes through a temporary file in the same folder, renamed into place once complete. */
-template <typename Write>
-void atomicWrite(const std::string& path, Write&& write) {
-  std::random_device rd;
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
+/** The errno's symbolic name (ENOSPC, EROFS, ...) for messages the TypeScript side maps. */
+std::string errnoName(int err) {
+  switch (err) {
+    case ENOSPC: return "ENOSPC";
+#ifdef EDQUOT
+    case EDQUOT: return "EDQUOT";
+#endif
+    case EROFS: return "EROFS";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case ENOENT: return "ENOENT";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case EFBIG: return "EFBIG";
+    case EIO: return "EIO";
+    case EMFILE: return "EMFILE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    default: return "errno " + std::to_string(err);
+  }
+}
+
+/**
+ * A file opened for writing whose every write is checked. After a failure, further writes are
+ * dropped (and still reported as done to the caller, see the file comment); `finish()` closes the
+ * file and throws the first failure: "cannot write PATH: strerror (ENOSPC)".
+ */
+class CheckedFile {
+ public:
+  explicit CheckedFile(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd_ < 0) error_ = errno;
+  }
+  CheckedFile(const CheckedFile&) = delete;
+  CheckedFile& operator=(const CheckedFile&) = delete;
+  ~CheckedFile() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  /** Appends `n` bytes; always returns n (a failure is kept for finish()). */
+  size_t write(const void* data, size_t n) noexcept {
+    const char* p = static_cast<const char*>(data);
+    size_t left = n;
+    while (error_ == 0 && left > 0) {
+      const ssize_t k = ::write(fd_, p, left);
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        error_ = errno;
+      } else if (k == 0) {
+        error_ = ENOSPC;  // no progress: the device is full
+      } else {
+        p += k;
+        left -= static_cast<size_t>(k);
+        written_ += static_cast<uint64_t>(k);
+      }
+    }
+    return n;
+  }
+
+  /** Closes the file; throws pn::Error naming it and the errno if anything failed. */
+  void finish() {
+    if (fd_ >= 0) {
+      if (::close(fd_) != 0 && error_ == 0) error_ = errno;
+      fd_ = -1;
+    }
+    if (error_ != 0) throw Error("cannot write " + path_ + ": " + std::strerror(error_) + " (" + errnoName(error_) + ")");
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  int error_ = 0;
+  uint64_t written_ = 0;
+};
+
+// ---- zip integrity -----------------------------------------------------------------------------
+
+/** CRC-32 (zip polynomial), slicing by 8. */
+uint32_t crc32(const uint8_t* data, size_t n) {
+  static const auto tables = [] {
+    std::array<std::array<uint32_t, 256>, 8> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; ++i) {
+      for (int s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xFF];
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  while (n >= 8) {
+    uint32_t lo, hi;
+    std::memcpy(&lo, data, 4);
+    std::memcpy(&hi, data + 4, 4);
+    lo ^= c;
+    c = tables[7][lo & 0xFF] ^ tables[6][(lo >> 8) & 0xFF] ^ tables[5][(lo >> 16) & 0xFF] ^ tables[4][lo >> 24] ^ tables[3][hi & 0xFF] ^
+        tables[2][(hi >> 8) & 0xFF] ^ tables[1][(hi >> 16) & 0xFF] ^ tables[0][hi >> 24];
+    data += 8;
+    n -= 8;
+  }
+  while (n-- > 0) c = tables[0][(c ^ *data++) & 0xFF] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint32_t le32(const uint8_t* p) { return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24); }
+uint64_t le64(const uint8_t* p) { return static_cast<uint64_t>(le32(p)) | (static_cast<uint64_t>(le32(p + 4)) << 32); }
+
+std::string hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+/**
+ * Checks the CRC-32 of every stored (uncompressed) entry of the zip archive `data` against its
+ * central directory; throws pn::Error naming `what` and the entry. Not a zip archive: nothing to
+ * check (the loader reports what it is).
+ */
+void verifyZipChecksums(const uint8_t* data, size_t size, const std::string& what) {
+  if (size < 22 || le32(data) != 0x04034b50u) return;
+  auto damaged = [&](const std::string& why) { return Error(what + ": the file is damaged (" + why + "); it cannot be loaded safely"); };
+  // End of central directory: the last signature within the final 64 KiB + 22 bytes.
+  size_t eocd = std::string::npos;
+  const size_t lowest = size > 65557 ? size - 65557 : 0;
+  for (size_t pos = size - 22 + 1; pos-- > lowest;) {
+    if (le32(data + pos) == 0x06054b50u) {
+      eocd = pos;
+      break;
+    }
+  }
+  if (eocd == std::string::npos) throw damaged("no zip end-of-directory record: truncated?");
+  uint64_t entries = le16(data + eocd + 10);
+  uint64_t cdSize = le32(data + eocd + 12);
+  uint64_t cdOffset = le32(data + eocd + 16);
+  if ((entries == 0xFFFF || cdSize == 0xFFFFFFFFu || cdOffset == 0xFFFFFFFFu) && eocd >= 20 && le32(data + eocd - 20) == 0x07064b50u) {
+    const uint64_t z64 = le64(data + eocd - 20 + 8);
+    if (z64 > size - 56 || le32(data + z64) != 0x06064b50u) throw damaged("bad zip64 end-of-directory record");
+    entries = le64(data + z64 + 32);
+    cdSize = le64(data + z64 + 40);
+    cdOffset = le64(data + z64 + 48);
+  }
+  if (cdOffset > size || cdSize > size - cdOffset) throw damaged("the zip directory lies outside the file: truncated?");
+  uint64_t pos = cdOffset;
+  for (uint64_t k = 0; k < entries; ++k) {
+    if (pos + 46 > cdOffset + cdSize || le32(data + pos) != 0x02014b50u) throw damaged("bad zip directory entry " + std::to_string(k));
+    const uint8_t* e = data + pos;
+    const uint16_t method = le16(e + 10);
+    const uint32_t crc = le32(e + 16);
+    uint64_t compressed = le32(e + 20);
+    uint64_t uncompressed = le32(e + 24);
+    const uint16_t nameLen = le16(e + 28), extraLen = le16(e + 30), commentLen = le16(e + 32);
+    uint64_t local = le32(e + 42);
+    if (pos + 46 + nameLen + extraLen + commentLen > cdOffset + cdSize) throw damaged("bad zip directory entry " + std::to_string(k));
+    const std::string name(reinterpret_cast<const char*>(e + 46), nameLen);
+    // Zip64 extra field: the 64-bit values of the fields saturated above, in this order.
+    for (uint64_t x = 0; x + 4 <= extraLen;) {
+      const uint8_t* f = e + 46 + nameLen + x;
+      const uint16_t id = le16(f), len = le16(f + 2);
+      if (id == 0x0001) {
+        uint64_t at = 4;
+        if (uncompressed == 0xFFFFFFFFu && at + 8 <= 4u + len) uncompressed = le64(f + at), at += 8;
+        if (compressed == 0xFFFFFFFFu && at + 8 <= 4u + len) compressed = le64(f + at), at += 8;
+        if (local == 0xFFFFFFFFu && at + 8 <= 4u + len) local = le64(f + at), at += 8;
+      }
+      x += 4u + len;
+    }
+    pos += 46u + nameLen + extraLen + commentLen;
+    if (local > size - 30 || le32(data + local) != 0x04034b50u) throw damaged("entry " + name + " has no local header");
+    const uint64_t start = local + 30u + le16(data + local + 26) + le16(data + local + 28);
+    if (start > size || compressed > size - start) throw damaged("entry " + name + " runs past the end of the file: truncated?");
+    if (method != 0) continue;  // compressed entries (not written by LibTorch) are left to the reader
+    if (compressed != uncompressed) throw damaged("entry " + name + " is stored with two sizes");
+    const uint32_t actual = crc32(data + start, static_cast<size_t>(compressed));
+    if (actual != crc) throw damaged("zip entry " + name + " fails its CRC-32 check: " + hex32(actual) + " where the archive records " + hex32(crc));
+  }
+}
+
+/** Maps `path` read-only and checks its zip CRCs (see verifyZipChecksums). */
+void verifyZipFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot open " + path + ": " + std::strerror(errno) + " (" + errnoName(errno) + ")");
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || info.st_size <= 0) {
+    ::close(fd);
+    return;  // empty or unreadable: the loader names the problem
+  }
+  const size_t size = static_cast<size_t>(info.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) throw Error("cannot read " + path + ": " + std::strerror(errno));
+  ::madvise(map, size, MADV_SEQUENTIAL);
   try {
-    write(tmp);
+    verifyZipChecksums(static_cast<const uint8_t*>(map), size, path);
   } catch (...) {
-    std::remove(tmp.c_str());
+    ::munmap(map, size);
     throw;
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error("cannot rename " + tmp + " to " + path);
-  }
+  ::munmap(map, size);
 }
 
 std::vector<char> pickleTensors(const std::vector<std::pair<std::string, Tensor>>& tensors) {
@@ -195,17 +395,19 @@ StateDictReport modelLoadStateDict(const Model& model, const std::vector<std::pa
 }
 
 std::vector<std::pair<std::string, Tensor>> readTorchStateDict(const std::string& path) {
-  return guard([&] { return unpickleTensors(readFile(path), path); });
+  return guard([&] {
+    const std::vector<char> bytes = readFile(path);
+    verifyZipChecksums(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
+    return unpickleTensors(bytes, path);
+  });
 }
 
 void writeTorchStateDict(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors) {
   guard([&] {
     const std::vector<char> bytes = pickleTensors(tensors);
-    atomicWrite(path, [&](const std::string& tmp) {
-      std::ofstream out(tmp, std::ios::binary);
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      if (!out) throw Error("cannot write " + tmp);
-    });
+    CheckedFile out(path);
+    out.write(bytes.data(), bytes.size());
+    out.finish();
     return 0;
   });
 }
@@ -267,7 +469,10 @@ void saveModule(Model::Impl& impl, const torch::jit::Module& module, const std::
     const std::vector<char> optimizer = pickleTensors(extras->optimizer);
     files["pneumo/optimizer.pt"] = std::string(optimizer.begin(), optimizer.end());
   }
-  atomicWrite(path, [&](const std::string& tmp) { module.save(tmp, files); });
+  CheckedFile out(path);
+  // The callback never fails towards LibTorch (see the file comment): out.finish() reports.
+  torch::jit::ExportModule(module, [&out](const void* data, size_t n) { return out.write(data, n); }, files);
+  out.finish();
 }
 
 }  // namespace
@@ -299,6 +504,7 @@ LoadedCheckpoint loadCheckpoint(const std::string& path, const std::string& devi
     impl->device = parseDevice(device);
     torch::jit::ExtraFilesMap files{{"pneumo/format", ""}, {"pneumo/kind", ""}, {"pneumo/spec.json", ""}, {"pneumo/native.txt", ""},
                                     {"pneumo/metadata.json", ""}, {"pneumo/optimizer.pt", ""}};
+    verifyZipFile(path);
     try {
       impl->module = torch::jit::load(path, impl->device, files);
     } catch (const c10::Error& e) {

@@ -83,12 +83,21 @@ export class Tensor {
     this.#native = native;
   }
 
-  /** Copies `data` into a new tensor of `shape` (default: 1-D). */
+  /**
+   * Copies `data` into a new tensor of `shape` (default: 1-D). An array must hold numbers only;
+   * a TypedArray over a SharedArrayBuffer is copied out of it first (one extra copy).
+   */
   static from(data: TensorData | number[], shape?: number[], options: TensorOptions = {}): Tensor {
-    const array = Array.isArray(data) ? Float32Array.from(data) : data;
+    if (Array.isArray(data)) {
+      const bad = data.findIndex((v) => typeof v !== 'number');
+      if (bad >= 0) throw invalidParameterError(`data[${bad}]`, 'a number (an array of numbers or a TypedArray)', data[bad]);
+    }
+    let array = Array.isArray(data) ? Float32Array.from(data) : data;
     if (!is.typedArray(array) || array instanceof Uint32Array || array instanceof BigUint64Array) {
       throw invalidParameterError('data', 'a TypedArray (not Uint32Array/BigUint64Array) or an array of numbers', data);
     }
+    // The native side takes an ArrayBuffer's memory; a SharedArrayBuffer's is copied out first.
+    if (typeof SharedArrayBuffer !== 'undefined' && array.buffer instanceof SharedArrayBuffer) array = array.slice() as TensorData;
     const dims = checkShape('shape', shape ?? [array.length]);
     const numel = dims.reduce((a, b) => a * b, 1);
     if (numel !== array.length) throw new RangeError(`Shape [${dims.join(', ')}] needs ${numel} elements but data has ${array.length}`);

@@ -28,6 +28,13 @@ export interface ImageBatchOptions {
    * size], float32 when normalising, else uint8 (e.g. a loader's reused buffer). It is returned.
    */
   into?: Tensor;
+  /**
+   * Decode damaged JPEG data (a truncated stream, corrupt entropy-coded data: what libjpeg-turbo
+   * only warns about), with what cannot be decoded left grey, instead of rejecting the file.
+   * Default false: such a file is an error naming it ("damaged JPEG data: Premature end of JPEG
+   * file"), as `dicom.read`, `prepare` and dcmtk reject it.
+   */
+  acceptDamagedJpeg?: boolean;
 }
 
 /** One prepared batch member: what the native decoder takes. */
@@ -51,20 +58,26 @@ function isJpeg(bytes: Uint8Array): boolean {
  * take it, else decoded 8-bit gray pixels.
  * @throws DicomError (or Error for other formats) naming `file`
  */
-export async function imageSource(bytes: Uint8Array, file: string): Promise<ImageSource> {
+export async function imageSource(bytes: Uint8Array, file: string, options: { acceptDamagedJpeg?: boolean } = {}): Promise<ImageSource> {
   const nativeJpeg = hasNativeJpeg();
+  const failOn = options.acceptDamagedJpeg ? 'none' : 'warning';
   if (isDicom(bytes)) {
-    const src = await pixelSource(bytes, file);
+    const src = await pixelSource(bytes, file, options);
     if (src.kind === 'jpeg' && nativeJpeg) return { data: src.frame, jpeg: true };
     if (src.kind === 'jpeg') {
-      const decoded = await sharp(src.frame).toColourspace('b-w').raw().toBuffer();
+      let decoded: Buffer;
+      try {
+        decoded = await sharp(src.frame, { failOn }).toColourspace('b-w').raw().toBuffer();
+      } catch (err) {
+        throw new DicomError(file, `damaged JPEG data: ${(err as Error).message.trim()} (a truncated or corrupt image; the acceptDamagedJpeg option decodes it anyway)`);
+      }
       return { data: new Uint8Array(decoded.buffer, decoded.byteOffset, decoded.byteLength), jpeg: false, width: src.width, height: src.height };
     }
     return { data: src.pixels, jpeg: false, width: src.width, height: src.height };
   }
   if (isJpeg(bytes) && nativeJpeg) return { data: bytes, jpeg: true };
   try {
-    const { data, info } = await sharp(bytes).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(bytes, { failOn }).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 1) throw new Error(`decoded to ${info.channels} channels, expected 1`);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), jpeg: false, width: info.width, height: info.height };
   } catch (err) {
@@ -101,7 +114,7 @@ export async function decodeBatch(sources: readonly ImageSource[], options: Imag
   assertInteger('size', options.size, 1, 16384);
   const norm = normalization(options.normalize);
   try {
-    const native = await ensureRuntime().decodeImageBatch(sources as ImageSource[], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1);
+    const native = await ensureRuntime().decodeImageBatch(sources as ImageSource[], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, options.acceptDamagedJpeg === true);
     return new Tensor(native);
   } catch (err) {
     throw namedDecodeError(err, names);
@@ -135,10 +148,11 @@ export async function readImageBatch(paths: readonly string[], options: ImageBat
   const { into } = options;
   if (into !== undefined) checkInto(into, paths.length, options.size, norm !== undefined);
   const runtime = ensureRuntime();
+  const damaged = options.acceptDamagedJpeg === true;
   const decodeInto = async (batch: Tensor, rows: number[], files: string[]): Promise<void> => {
-    const sources = await mapLimit(files, concurrency, async (path) => imageSource(await readFile(path), path));
+    const sources = await mapLimit(files, concurrency, async (path) => imageSource(await readFile(path), path, { acceptDamagedJpeg: damaged }));
     try {
-      await runtime.decodeImageBatchInto(batch.native, rows, sources, options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1);
+      await runtime.decodeImageBatchInto(batch.native, rows, sources, options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, damaged);
     } catch (err) {
       throw namedDecodeError(err, files);
     }
@@ -146,13 +160,13 @@ export async function readImageBatch(paths: readonly string[], options: ImageBat
   // Prepared PNG folders have nothing for the native file reader.
   if (!hasNativeJpeg() || paths.every((p) => /\.png$/i.test(p))) {
     if (into === undefined) {
-      const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path));
+      const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path, { acceptDamagedJpeg: damaged }));
       return decodeBatch(sources, options, paths);
     }
     await decodeInto(into, paths.map((_, i) => i), [...paths]);
     return into;
   }
-  const { images, fallback } = await runtime.readImageFiles([...paths], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, into?.native);
+  const { images, fallback } = await runtime.readImageFiles([...paths], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, damaged, into?.native);
   const batch = into ?? new Tensor(images!);
   if (fallback.length === 0) return batch;
   try {

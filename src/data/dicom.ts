@@ -87,6 +87,12 @@ export interface ReadOptions {
   size?: number;
   /** The id to report instead of the file name / SOP Instance UID. */
   id?: string;
+  /**
+   * Decode damaged JPEG data (truncated, corrupt: what libjpeg only warns about), with what
+   * cannot be decoded left grey. Default false: a DicomError ("the JPEG data of frame 0 is
+   * truncated or corrupt").
+   */
+  acceptDamagedJpeg?: boolean;
 }
 
 const BUFFER_NAME = '<buffer>';
@@ -256,6 +262,7 @@ function checkedJpegFrame(bytes: Uint8Array, location: PixelDataLocation, header
 export async function pixelSource(
   bytes: Uint8Array,
   file: string,
+  options: { acceptDamagedJpeg?: boolean } = {},
 ): Promise<{ kind: 'jpeg'; frame: Uint8Array; width: number; height: number } | { kind: 'raw'; pixels: Uint8Array; width: number; height: number }> {
   try {
     const { data, transferSyntaxUid, pixelData } = parse(bytes, false);
@@ -268,7 +275,7 @@ export async function pixelSource(
     if (err instanceof DicomError) throw err;
     throw new DicomError(file, (err as Error).message);
   }
-  const image = await decodeDicom(bytes, file);
+  const image = await decodeDicom(bytes, file, { acceptDamagedJpeg: options.acceptDamagedJpeg === true });
   return { kind: 'raw', pixels: image.pixels, width: image.width, height: image.height };
 }
 
@@ -277,10 +284,11 @@ async function decodeJpeg(
   location: PixelDataLocation,
   header: DicomHeader,
   size: number | undefined,
+  acceptDamaged = false,
 ): Promise<{ pixels: Uint8Array; width: number; height: number }> {
   const frame = checkedJpegFrame(bytes, location, header);
   const info = readJpegFrameInfo(frame);
-  let pipeline = sharp(frame, { failOn: 'warning', sequentialRead: true });
+  let pipeline = sharp(frame, { failOn: acceptDamaged ? 'none' : 'warning', sequentialRead: true });
   if (size !== undefined && (size !== info.width || size !== info.height)) {
     pipeline = pipeline.resize(size, size, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: true });
   }
@@ -348,7 +356,7 @@ export async function decodeDicom(bytes: Uint8Array, file: string, options: Read
     const header = headerOf(data, transferSyntaxUid, options.id ?? (file === BUFFER_NAME ? undefined : idFromPath(file)));
     if (!pixelData) throw new Error('the file has no Pixel Data (7FE0,0010)');
     if (pixelEncodingOf(transferSyntaxUid) === 'jpeg-baseline') {
-      return { ...header, ...(await decodeJpeg(bytes, pixelData, header, size)) };
+      return { ...header, ...(await decodeJpeg(bytes, pixelData, header, size, options.acceptDamagedJpeg === true)) };
     }
     const pixels = decodeNative(bytes, pixelData, header, data);
     if (size === undefined) return { ...header, pixels, width: header.columns, height: header.rows };

@@ -13,8 +13,8 @@
  * no fold index ever equals; this module writes the same label, reads `stage_2` or `-1`, and
  * represents them in memory as fold `ALWAYS_TRAIN_FOLD` (-1).
  */
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../core/atomic-write.js';
 import { Random, deriveSeed } from '../core/random.js';
 import type { Seed } from '../core/random.js';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
@@ -110,14 +110,7 @@ export function formatFolds(rows: readonly FoldRow[]): string {
 
 /** Writes a folds file atomically (temporary file, then rename). */
 export async function writeFolds(path: string, rows: readonly FoldRow[]): Promise<void> {
-  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  try {
-    await writeFile(temp, formatFolds(rows));
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw new LabelFileError(`cannot write the folds file (${(err as NodeJS.ErrnoException).code ?? String(err)})`, path);
-  }
+  await writeFileAtomic(path, formatFolds(rows));
 }
 
 /**

@@ -14,10 +14,9 @@
  * validated where it is decoded (see `rle.ts`), or here with the `size` option.
  */
 import { createReadStream } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import { AtomicFile } from '../core/atomic-write.js';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
 import { EMPTY_RLE, RleError, decodeRuns, isEmptyRle } from './rle.js';
 
@@ -124,6 +123,12 @@ export async function* iterateRows(path: string, options: ReadRowsOptions = {}):
 export interface ReadTrainLabelsOptions {
   /** Validate every RLE against a `size x size` mask while reading; errors name the file and line. */
   size?: number;
+  /**
+   * What an id on several rows means: `'union'` (default: train labels list one row per region,
+   * unioned by readers) or `'error'` (a submission has one row per image: a repeated id is a
+   * LabelFileError naming the file, the line and the first line of that id).
+   */
+  repeatedIds?: 'union' | 'error';
 }
 
 /**
@@ -133,8 +138,16 @@ export interface ReadTrainLabelsOptions {
 export async function readTrainLabels(path: string, options: ReadTrainLabelsOptions = {}): Promise<Map<string, string[]>> {
   const size = options.size;
   if (size !== undefined) assertInteger('size', size, 1, 1 << 15);
+  const repeated = options.repeatedIds ?? 'union';
+  if (repeated !== 'union' && repeated !== 'error') throw invalidParameterError('repeatedIds', '"union" or "error"', repeated);
   const labels = new Map<string, string[]>();
+  const firstLine = repeated === 'error' ? new Map<string, number>() : null;
   for await (const row of iterateRows(path)) {
+    if (firstLine) {
+      const first = firstLine.get(row.id);
+      if (first !== undefined) throw new LabelFileError(`ImageId ${row.id} repeated (first on line ${first}); a submission has one row per image`, path, row.line);
+      firstLine.set(row.id, row.line);
+    }
     let list = labels.get(row.id);
     if (!list) labels.set(row.id, (list = []));
     if (isEmptyRle(row.rle)) continue;
@@ -196,9 +209,11 @@ export const STAGE1_TRAIN_FORMAT: LabelFileFormat = { header: STAGE1_HEADER, sep
 export const STAGE2_TRAIN_FORMAT: LabelFileFormat = { header: SUBMISSION_HEADER, separator: ',', repeatedIds: true };
 
 /**
- * Writes a submission or label file atomically: rows go to a temporary file next to the target,
- * which is renamed onto it by `close()`; `abort()` removes it. The format (default
- * `SUBMISSION_FORMAT`) says the header, the separator and whether ids may repeat.
+ * Writes a submission or label file atomically (`core/atomic-write`): rows go to a temporary file
+ * next to the target, every write checked for completeness, which `close()` flushes to disk and
+ * renames onto it; `abort()` removes it. A full disk or read-only folder is a `FileWriteError`
+ * naming the file, and the target is left as it was. The format (default `SUBMISSION_FORMAT`)
+ * says the header, the separator and whether ids may repeat.
  */
 export class SubmissionWriter {
   private chunks: string[] = [];
@@ -210,22 +225,14 @@ export class SubmissionWriter {
   private constructor(
     /** The final path. */
     readonly path: string,
-    private readonly tempPath: string,
-    private readonly handle: FileHandle,
+    private readonly file: AtomicFile,
     private readonly format: LabelFileFormat,
   ) {}
 
   /** Opens a writer for `path` (the directory must exist) and writes the header. */
   static async open(path: string, format: LabelFileFormat = SUBMISSION_FORMAT): Promise<SubmissionWriter> {
     if (!is.string(path) || path.length === 0) throw invalidParameterError('path', 'a file path', path);
-    const tempPath = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
-    let handle: FileHandle;
-    try {
-      handle = await open(tempPath, 'w');
-    } catch (err) {
-      throw new LabelFileError(`cannot write (${(err as NodeJS.ErrnoException).code ?? String(err)})`, path);
-    }
-    const writer = new SubmissionWriter(path, tempPath, handle, format);
+    const writer = new SubmissionWriter(path, await AtomicFile.open(path), format);
     writer.push(`${format.header}\n`);
     return writer;
   }
@@ -251,26 +258,24 @@ export class SubmissionWriter {
     if (this.pendingBytes >= FLUSH_BYTES) await this.flush();
   }
 
-  /** Writes what is buffered, then renames the temporary file onto the target. */
+  /**
+   * Writes what is buffered, checks that every byte reached the file, flushes it to disk and
+   * renames it onto the target. On failure the temporary file is removed and the target is left
+   * as it was.
+   * @throws FileWriteError naming the target (full disk, read-only folder, ...)
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    try {
-      await this.flush();
-      await this.handle.close();
-      await rename(this.tempPath, this.path);
-    } catch (err) {
-      await rm(this.tempPath, { force: true });
-      throw err;
-    }
+    await this.flush();
+    await this.file.commit();
   }
 
   /** Discards the temporary file; the target is left as it was. */
   async abort(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.handle.close().catch(() => undefined);
-    await rm(this.tempPath, { force: true });
+    await this.file.abort();
   }
 
   private push(text: string): void {
@@ -283,7 +288,12 @@ export class SubmissionWriter {
     const text = this.chunks.join('');
     this.chunks = [];
     this.pendingBytes = 0;
-    await this.handle.write(text);
+    try {
+      await this.file.write(text);
+    } catch (err) {
+      this.closed = true;
+      throw err;
+    }
   }
 }
 

@@ -8,14 +8,15 @@
  * `prepare.json` in the output directory records the size, so a resumed run cannot mix sizes.
  */
 import { availableParallelism } from 'node:os';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { FileWriteError, cleanStaleTemps, makeDir, writeFileAtomic } from '../core/atomic-write.js';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
 import { DicomError } from './dicom/errors.js';
 import { findDicoms } from './dicom.js';
 import { readTrainLabels } from './labels.js';
-import { type PrepareTask, runTask, TEMP_MARKER } from './prepare/task.js';
+import { type PrepareTask, runTask } from './prepare/task.js';
 import type { WorkerReply } from './prepare/worker.js';
 
 export type { PrepareTask } from './prepare/task.js';
@@ -104,14 +105,8 @@ async function claimOutput(out: string, imgSize: number): Promise<void> {
     }
     return;
   }
-  await mkdir(out, { recursive: true });
-  await writeFile(`${manifest}${TEMP_MARKER}${process.pid}`, `${JSON.stringify({ imgSize }, null, 2)}\n`);
-  await rename(`${manifest}${TEMP_MARKER}${process.pid}`, manifest);
-}
-
-/** Removes temporary files left by an interrupted run. */
-async function removeStaleTemps(dir: string): Promise<void> {
-  for (const name of await readdir(dir)) if (name.includes(TEMP_MARKER)) await rm(join(dir, name), { force: true });
+  await makeDir(out);
+  await writeFileAtomic(manifest, `${JSON.stringify({ imgSize }, null, 2)}\n`);
 }
 
 /** Runs `tasks` on `workers` threads (or in-process when 0); failures are returned, not thrown. */
@@ -127,12 +122,14 @@ async function runPool(
         await runTask(task, size);
         onFinished(task);
       } catch (err) {
+        if (err instanceof FileWriteError) throw err; // the output cannot be written: stop the run
         onFinished(task, err instanceof DicomError ? err.reason : err instanceof Error ? err.message : String(err));
       }
     }
     return;
   }
   let next = 0;
+  let failed = false;
   const url = new URL('./prepare/worker.js', import.meta.url);
   const live = new Set<Worker>();
   const runWorker = () =>
@@ -142,6 +139,7 @@ async function runPool(
       let current = -1;
       let replied = false;
       const feed = () => {
+        if (failed) return;
         if (next >= tasks.length) {
           live.delete(worker);
           void worker.terminate().then(() => resolve());
@@ -152,6 +150,15 @@ async function runPool(
       };
       worker.on('message', (reply: WorkerReply) => {
         replied = true;
+        if (!reply.ok && reply.writeError) {
+          // Not a bad input but an output that cannot be written (full disk, read-only folder):
+          // every other image would fail alike, so the whole run stops with that error.
+          failed = true;
+          for (const other of live) void other.terminate();
+          live.clear();
+          reject(new FileWriteError(reply.writeError.path, reply.writeError.code));
+          return;
+        }
         onFinished(tasks[reply.index]!, reply.ok ? undefined : reply.reason);
         current = -1;
         feed();
@@ -194,9 +201,10 @@ export async function prepare(options: PrepareOptions): Promise<PrepareReport> {
   ]);
   await claimOutput(out, imgSize);
   const dirs = { train: join(out, 'train'), mask: join(out, 'mask'), test: join(out, 'test') };
-  for (const dir of options.trainDicom !== undefined ? [dirs.train, dirs.mask] : []) await mkdir(dir, { recursive: true });
-  if (options.testDicom !== undefined) await mkdir(dirs.test, { recursive: true });
-  for (const dir of Object.values(dirs)) if (await exists(dir)) await removeStaleTemps(dir);
+  for (const dir of [...(options.trainDicom !== undefined ? [dirs.train, dirs.mask] : []), ...(options.testDicom !== undefined ? [dirs.test] : [])]) {
+    await makeDir(dir);
+  }
+  for (const dir of Object.values(dirs)) await cleanStaleTemps(dir);
 
   const report: PrepareReport = {
     out,

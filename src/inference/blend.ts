@@ -98,9 +98,13 @@ export async function blendMaps(inputs: readonly BlendInput[], out: string, opti
         blended++;
         options.onProgress?.(++done, total);
       }
-    } finally {
-      await writer.close();
+    } catch (err) {
+      // Maps completed before the failure stay recorded (a rerun resumes after them); the
+      // failure itself (e.g. a full disk, naming the file) is what the caller sees.
+      await writer.close().catch(() => undefined);
+      throw err;
     }
+    await writer.close();
     return {
       out,
       images: first.count,

@@ -4,6 +4,7 @@
  */
 import sharp from 'sharp';
 import { ensureFontconfig } from '../core/fonts.js';
+import { writeFileAtomic } from '../core/atomic-write.js';
 import type { TripletScore } from './thresholds.js';
 
 // Viridis stops: low scores dark blue, high scores yellow.
@@ -88,6 +89,7 @@ export function heatmapSvg(scores: readonly TripletScore[], title = 'Mean Dice b
 /** Writes the heatmap PNG to `path`; resolves with its pixel size. */
 export async function writeHeatmap(path: string, scores: readonly TripletScore[], title?: string): Promise<{ width: number; height: number }> {
   ensureFontconfig();
-  const info = await sharp(Buffer.from(heatmapSvg(scores, title))).png().toFile(path);
+  const { data, info } = await sharp(Buffer.from(heatmapSvg(scores, title))).png().toBuffer({ resolveWithObject: true });
+  await writeFileAtomic(path, data);
   return { width: info.width, height: info.height };
 }

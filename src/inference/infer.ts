@@ -41,6 +41,11 @@ export interface InferOptions {
   device?: string;
   /** Replace a different existing output (default false: an error). */
   overwrite?: boolean;
+  /**
+   * Predict images whose JPEG data is damaged (truncated, corrupt; what cannot be decoded is
+   * grey) instead of failing with an error naming the file (default false).
+   */
+  acceptDamagedJpeg?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -136,7 +141,7 @@ export async function inferMaps(models: readonly InferModel[], images: readonly 
         const n = indices.length;
         const uint8 = await readImageBatch(
           indices.map((i) => images[i]!.path),
-          { size },
+          { size, acceptDamagedJpeg: options.acceptDamagedJpeg === true },
         );
         const inputs = new Map<number, Awaited<ReturnType<typeof pipeline.apply>>['images']>();
         const acc = new Float32Array(n * pixels);
@@ -183,9 +188,13 @@ export async function inferMaps(models: readonly InferModel[], images: readonly 
         done += n;
         options.onProgress?.(done, total);
       }
-    } finally {
-      await writer.close();
+    } catch (err) {
+      // Maps completed before the failure stay recorded (a rerun resumes after them); the
+      // failure itself (e.g. a full disk, naming the file) is what the caller sees.
+      await writer.close().catch(() => undefined);
+      throw err;
     }
+    await writer.close();
     const seconds = (performance.now() - started) / 1000;
     return {
       out,

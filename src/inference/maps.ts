@@ -5,21 +5,33 @@
  * Layout (little endian, every region 8-byte aligned):
  *
  *   0   magic "PNMAPS\0\x01"
- *   8   uint32 header bytes (H), uint32 0
+ *   8   uint32 header bytes (H), uint32 CRC-32 of the H header bytes (version 2; 0 in version 1)
  *   16  JSON header (H bytes, padded with spaces): format, version, dtype, height, width, count,
  *       ids, producer (what made the maps: models, weights, TTA, ...), layout (region offsets)
  *   ..  index: one byte per map, 1 once the map is written (a partial file resumes from it)
  *   ..  labels: one float32 per map, a classifier probability if the producer had one (NaN if not)
+ *   ..  checksums (version 2): one uint32 per map, the CRC-32 of its stored values then its label
  *   ..  maps: count x height x width values, uint8 = round(p * 255) or float16, in id order
  *
  * Map i lives at `layout.maps + i * height * width * bytesPerValue`: the index needs no offsets.
+ *
+ * Integrity: every write is checked for completeness (`core/atomic-write`), and a map's index byte
+ * is set only after its values, label and checksum are flushed to disk (`fdatasync`, in groups),
+ * so a full disk or a crash can never leave a map marked written that is not. Readers verify the
+ * header's checksum on open and each map's checksum on every read; damage is an error naming the
+ * file and the map. Version 1 files (no checksums) are still read.
  */
 import { open, stat } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { asFileWriteError, cleanStaleTemps, syncFile, writeFully } from '../core/atomic-write.js';
+import { crc32 } from '../core/checksum.js';
 import { assertInteger, assertOneOf, invalidParameterError } from '../core/validate.js';
 
 export const MAP_STORE_MAGIC = Buffer.from('PNMAPS\0\x01', 'latin1');
-export const MAP_STORE_VERSION = 1;
+/** The version written; version 1 (without checksums) is still read. */
+export const MAP_STORE_VERSION = 2;
+const READABLE_VERSIONS = [1, 2];
 
 /** How probabilities are kept: uint8 = round(p * 255) (1 byte), or IEEE float16 (2 bytes). */
 export type MapDType = 'uint8' | 'float16';
@@ -37,7 +49,8 @@ export interface MapStoreHeader {
   count: number;
   ids: string[];
   producer: MapProducer;
-  layout: { index: number; labels: number; maps: number; mapBytes: number };
+  /** Byte offsets of the regions; `checksums` from version 2. */
+  layout: { index: number; labels: number; checksums?: number; maps: number; mapBytes: number };
 }
 
 export interface CreateMapStoreOptions {
@@ -144,21 +157,63 @@ async function readExactly(fh: FileHandle, length: number, position: number, pat
   return buffer;
 }
 
+/** A map file whose header is damaged or inconsistent, named. */
+function badHeader(path: string, what: string): Error {
+  return new Error(`${path}: the map file header is damaged (${what}); re-create the file (rerun infer or blend)`);
+}
+
+/** Checks that a parsed header is self-consistent (so that no region lies outside the file's plan). */
+function checkHeader(header: MapStoreHeader, path: string): void {
+  const isInt = (v: unknown, min: number, max: number): v is number => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+  if (typeof header !== 'object' || header === null) throw badHeader(path, 'not a JSON object');
+  if (header.format !== 'pneumo-native maps') throw badHeader(path, `format ${JSON.stringify(header.format)}`);
+  if (!MAP_DTYPES.includes(header.dtype)) throw badHeader(path, `dtype ${JSON.stringify(header.dtype)}`);
+  if (!isInt(header.height, 1, 1 << 15) || !isInt(header.width, 1, 1 << 15)) throw badHeader(path, `size ${JSON.stringify(header.height)} x ${JSON.stringify(header.width)}`);
+  if (!Array.isArray(header.ids) || !isInt(header.count, 0, 1 << 30) || header.ids.length !== header.count || header.ids.some((id) => typeof id !== 'string')) {
+    throw badHeader(path, `count ${JSON.stringify(header.count)} does not match its ids`);
+  }
+  const l = header.layout;
+  const mapBytes = header.height * header.width * bytesPerValue(header.dtype);
+  if (typeof l !== 'object' || l === null || l.mapBytes !== mapBytes) throw badHeader(path, 'layout: map size');
+  const regions = [l.index, l.labels, ...(header.version >= 2 ? [l.checksums] : []), l.maps];
+  if (!regions.every((v) => isInt(v, 16, Number.MAX_SAFE_INTEGER))) throw badHeader(path, 'layout: offsets');
+  if (l.labels < l.index + header.count || (header.version >= 2 ? l.checksums! < l.labels + 4 * header.count || l.maps < l.checksums! + 4 * header.count : l.maps < l.labels + 4 * header.count)) {
+    throw badHeader(path, 'layout: overlapping regions');
+  }
+}
+
 async function readHeader(fh: FileHandle, path: string): Promise<MapStoreHeader> {
   const head = await readExactly(fh, 16, 0, path).catch(() => {
     throw new Error(`${path}: not a pneumo-native map file (shorter than its 16-byte preamble)`);
   });
   if (!head.subarray(0, 8).equals(MAP_STORE_MAGIC)) throw new Error(`${path}: not a pneumo-native map file (bad magic; expected a .pnm file written by infer or blend)`);
   const length = head.readUInt32LE(8);
-  const json = (await readExactly(fh, length, 16, path)).toString('utf8');
+  const { size } = await fh.stat();
+  if (length > size - 16) throw badHeader(path, `its length ${length} runs past the end of the ${size}-byte file`);
+  const bytes = await readExactly(fh, length, 16, path);
+  const json = bytes.toString('utf8');
   let header: MapStoreHeader;
   try {
     header = JSON.parse(json) as MapStoreHeader;
   } catch (err) {
-    throw new Error(`${path}: the map file header is not valid JSON (${(err as Error).message})`);
+    throw badHeader(path, `not valid JSON: ${(err as Error).message}`);
   }
-  if (header.version !== MAP_STORE_VERSION) throw new Error(`${path}: map file version ${header.version} is not supported (this pneumo-native reads version ${MAP_STORE_VERSION})`);
+  if (typeof header !== 'object' || header === null) throw badHeader(path, 'not a JSON object');
+  if (!READABLE_VERSIONS.includes(header.version)) throw new Error(`${path}: map file version ${header.version} is not supported (this pneumo-native reads versions ${READABLE_VERSIONS.join(' and ')})`);
+  if (header.version >= 2) {
+    const stored = head.readUInt32LE(12);
+    const actual = crc32(bytes);
+    if (stored !== actual) throw badHeader(path, `checksum ${hex(actual)} where the file records ${hex(stored)}`);
+  }
+  checkHeader(header, path);
   return header;
+}
+
+const hex = (v: number) => `0x${v.toString(16).padStart(8, '0')}`;
+
+/** The checksum of a map: CRC-32 of its stored values, then of its 4 label bytes. */
+function mapChecksum(values: Uint8Array, label: Uint8Array): number {
+  return crc32(label, crc32(values));
 }
 
 /** A map file open for reading: `read(i)` fetches one map with one positional read. */
@@ -172,6 +227,10 @@ export class MapReader {
     /** 1 per written map. */
     readonly written: Uint8Array,
     readonly labels: Float32Array,
+    /** The label bytes as stored (checksummed with each map). */
+    private readonly labelBytes: Buffer,
+    /** Per-map checksums (version 2), else null. */
+    private readonly checksums: Uint32Array | null,
   ) {
     this.#ids = new Map(header.ids.map((id, i) => [id, i]));
   }
@@ -188,7 +247,13 @@ export class MapReader {
       const labelBytes = await readExactly(fh, header.count * 4, header.layout.labels, path);
       const labels = new Float32Array(header.count);
       for (let i = 0; i < header.count; i++) labels[i] = labelBytes.readFloatLE(i * 4);
-      const reader = new MapReader(path, header, fh, written, labels);
+      let checksums: Uint32Array | null = null;
+      if (header.layout.checksums !== undefined) {
+        const raw = await readExactly(fh, header.count * 4, header.layout.checksums, path);
+        checksums = new Uint32Array(header.count);
+        for (let i = 0; i < header.count; i++) checksums[i] = raw.readUInt32LE(i * 4);
+      }
+      const reader = new MapReader(path, header, fh, written, labels, labelBytes, checksums);
       if ((options.requireComplete ?? true) && !reader.complete) {
         const missing = header.ids.filter((_, i) => written[i] !== 1);
         throw new Error(`${path}: ${missing.length} of ${header.count} maps were never written (an interrupted run? rerun it to resume): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`);
@@ -235,11 +300,25 @@ export class MapReader {
     return i;
   }
 
-  /** The stored values of maps [start, start + n): uint8 bytes, or float16 bits as bytes. */
+  /**
+   * The stored values of maps [start, start + n): uint8 bytes, or float16 bits as bytes. Each
+   * map's checksum is verified (version 2 files).
+   * @throws Error naming the file and the map when a map is damaged or was never written
+   */
   async readRaw(start: number, n = 1): Promise<Uint8Array> {
     assertInteger('start', start, 0, this.count);
     assertInteger('n', n, 0, this.count - start);
-    const buffer = await readExactly(this.fh, n * this.header.layout.mapBytes, this.header.layout.maps + start * this.header.layout.mapBytes, this.path);
+    const mapBytes = this.header.layout.mapBytes;
+    const buffer = await readExactly(this.fh, n * mapBytes, this.header.layout.maps + start * mapBytes, this.path);
+    for (let k = 0; k < n; k++) {
+      const i = start + k;
+      if (this.written[i] !== 1) throw new Error(`${this.path}: map ${i} (${this.header.ids[i]}) was never written (an interrupted run? rerun it to resume)`);
+      if (this.checksums === null) continue;
+      const actual = mapChecksum(buffer.subarray(k * mapBytes, (k + 1) * mapBytes), this.labelBytes.subarray(i * 4, i * 4 + 4));
+      if (actual !== this.checksums[i]) {
+        throw new Error(`${this.path}: map ${i} (${this.header.ids[i]}) is damaged: checksum ${hex(actual)} where the file records ${hex(this.checksums[i]!)}; re-create the file (rerun infer or blend)`);
+      }
+    }
     return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   }
 
@@ -292,43 +371,69 @@ function buildHeader(options: CreateMapStoreOptions): MapStoreHeader {
     count,
     ids: [...options.ids],
     producer: options.producer ?? {},
-    layout: { index: 0, labels: 0, maps: 0, mapBytes },
+    layout: { index: 0, labels: 0, checksums: 0, maps: 0, mapBytes },
   };
   // The offsets depend on the header's length, which depends on the offsets' digits: iterate.
   for (let k = 0; k < 4; k++) {
     const h = align8(Buffer.byteLength(JSON.stringify(header)));
     header.layout.index = 16 + h;
     header.layout.labels = header.layout.index + align8(count);
-    header.layout.maps = header.layout.labels + align8(count * 4);
+    header.layout.checksums = header.layout.labels + align8(count * 4);
+    header.layout.maps = header.layout.checksums + align8(count * 4);
   }
   return header;
 }
 
+/** Maps whose index bytes wait for one flush: at most this many, or this many bytes of values. */
+const FLAG_GROUP_MAPS = 64;
+const FLAG_GROUP_BYTES = 64 << 20;
+
+/** The 4 label bytes of a map: the probability, or NaN when there is none. */
+function labelBytesOf(label: number | null | undefined): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeFloatLE(label === undefined || label === null ? NaN : label, 0);
+  return b;
+}
+
 /**
  * A map file open for writing. `create` starts a new file (or resumes a partial one with the same
- * ids, size, dtype and producer); `write(i, probs, label?)` stores one map, then marks it written.
+ * ids, size, dtype and producer); `write(i, probs, label?)` stores one map. A map counts as
+ * written (its index byte set) only once its values, label and checksum are on disk: index bytes
+ * are set in groups after an `fdatasync`, and by `close()`.
  */
 export class MapWriter {
+  /** Maps whose bytes are written but whose index byte waits for the next flush. */
+  #unflagged: number[] = [];
+  #unflaggedBytes = 0;
+  #failed = false;
+
   private constructor(
     readonly path: string,
     readonly header: MapStoreHeader,
     private readonly fh: FileHandle,
-    /** 1 per map already written (from a previous run too). */
+    /** 1 per map recorded as written (from a previous run too). */
     readonly written: Uint8Array,
   ) {}
 
   /**
    * Creates `path`, or with `resume` (default true) continues a partial file made with the same
    * ids, size, dtype and producer; a different file at `path` is an error unless `overwrite`.
+   * @throws FileWriteError naming `path` when the folder is read-only, missing or full
    */
   static async create(path: string, options: CreateMapStoreOptions & { resume?: boolean; overwrite?: boolean }): Promise<MapWriter> {
     const header = buildHeader(options);
+    await cleanStaleTemps(dirname(path));
     const exists = await stat(path).then(
       () => true,
       () => false,
     );
     if (exists && (options.resume ?? true)) {
-      const fh = await open(path, 'r+');
+      let fh: FileHandle;
+      try {
+        fh = await open(path, 'r+');
+      } catch (err) {
+        throw asFileWriteError(err, path);
+      }
       let reuse: MapWriter | null = null;
       try {
         let old: MapStoreHeader | null = null;
@@ -339,15 +444,23 @@ export class MapWriter {
         }
         const same =
           old !== null &&
+          old.version === header.version &&
           old.dtype === header.dtype &&
           old.height === header.height &&
           old.width === header.width &&
           JSON.stringify(old.ids) === JSON.stringify(header.ids) &&
           JSON.stringify(old.producer) === JSON.stringify(header.producer);
         if (same) {
-          reuse = new MapWriter(path, old!, fh, new Uint8Array(await readExactly(fh, old!.count, old!.layout.index, path)));
+          const { size } = await fh.stat();
+          const end = old!.layout.maps + old!.count * old!.layout.mapBytes;
+          if (size < end && !options.overwrite) throw new Error(`${path}: the map file is truncated (${size} bytes, its header needs ${end}): remove it, choose another --out, or pass --overwrite`);
+          if (size >= end) reuse = new MapWriter(path, old!, fh, new Uint8Array(await readExactly(fh, old!.count, old!.layout.index, path)));
         } else if (!options.overwrite) {
-          throw new Error(`${path} already holds other maps (different ids, size, dtype or producer): remove it, choose another --out, or pass --overwrite`);
+          throw new Error(
+            old !== null && old.version !== header.version
+              ? `${path} was written by another version of pneumo-native (map file version ${old.version}): remove it, choose another --out, or pass --overwrite`
+              : `${path} already holds other maps (different ids, size, dtype or producer): remove it, choose another --out, or pass --overwrite`,
+          );
         }
       } finally {
         if (reuse === null) await fh.close();
@@ -360,23 +473,33 @@ export class MapWriter {
   }
 
   static async #fresh(path: string, header: MapStoreHeader): Promise<MapWriter> {
-    const fh = await open(path, 'w+');
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'w+');
+    } catch (err) {
+      throw asFileWriteError(err, path);
+    }
     try {
       const json = Buffer.from(JSON.stringify(header).padEnd(header.layout.index - 16, ' '), 'utf8');
       const preamble = Buffer.alloc(16);
       MAP_STORE_MAGIC.copy(preamble, 0);
       preamble.writeUInt32LE(json.length, 8);
-      await fh.write(preamble, 0, 16, 0);
-      await fh.write(json, 0, json.length, 16);
-      const labels = Buffer.alloc(header.count * 4);
+      preamble.writeUInt32LE(crc32(json), 12);
+      await writeFully(fh, preamble, 0, path);
+      await writeFully(fh, json, 16, path);
+      // The index, labels and checksums are written out (not left sparse), so that recording a
+      // map as written never needs a new block of the disk.
+      await writeFully(fh, Buffer.alloc(header.layout.labels - header.layout.index), header.layout.index, path);
+      const labels = Buffer.alloc(header.layout.maps - header.layout.labels);
       for (let i = 0; i < header.count; i++) labels.writeFloatLE(NaN, i * 4);
-      await fh.write(labels, 0, labels.length, header.layout.labels);
+      await writeFully(fh, labels, header.layout.labels, path);
       // Full length up front (sparse): readers can tell a truncated file from a partial one.
       await fh.truncate(header.layout.maps + header.count * header.layout.mapBytes);
+      await syncFile(fh, path);
       return new MapWriter(path, header, fh, new Uint8Array(header.count));
     } catch (err) {
       await fh.close();
-      throw err;
+      throw asFileWriteError(err, path);
     }
   }
 
@@ -386,7 +509,7 @@ export class MapWriter {
   get count(): number {
     return this.header.count;
   }
-  /** Maps written so far (including a previous run's). */
+  /** Maps recorded as written so far (including a previous run's; see `write`). */
   get writtenCount(): number {
     let n = 0;
     for (const v of this.written) n += v;
@@ -395,7 +518,7 @@ export class MapWriter {
   /** Indices not yet written, in order. */
   pending(): number[] {
     const out: number[] = [];
-    for (let i = 0; i < this.count; i++) if (this.written[i] !== 1) out.push(i);
+    for (let i = 0; i < this.count; i++) if (this.written[i] !== 1 && !this.#unflagged.includes(i)) out.push(i);
     return out;
   }
 
@@ -407,24 +530,61 @@ export class MapWriter {
     await this.writeRaw(index, encodeMap(probs, this.header.dtype), label);
   }
 
-  /** Stores map `index` already encoded in the file's dtype. */
+  /**
+   * Stores map `index` already encoded in the file's dtype: its values, label and checksum, each
+   * write checked. The map is recorded as written after the next flush (at most
+   * 64 maps or 64 MiB later, and at `close()`).
+   * @throws FileWriteError naming the file (full disk, I/O error); nothing is then recorded for this map
+   */
   async writeRaw(index: number, bytes: Uint8Array, label?: number | null): Promise<void> {
     assertInteger('index', index, 0, this.count - 1);
     if (bytes.length !== this.header.layout.mapBytes) throw invalidParameterError('bytes', `${this.header.layout.mapBytes} bytes`, bytes);
-    await this.fh.write(bytes, 0, bytes.length, this.header.layout.maps + index * this.header.layout.mapBytes);
-    if (label !== undefined && label !== null) {
-      const b = Buffer.alloc(4);
-      b.writeFloatLE(label, 0);
-      await this.fh.write(b, 0, 4, this.header.layout.labels + index * 4);
+    if (this.#failed) throw new Error(`${this.path}: an earlier write failed; reopen the file to resume`);
+    const labelBytes = labelBytesOf(label);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32LE(mapChecksum(bytes, labelBytes), 0);
+    try {
+      await writeFully(this.fh, bytes, this.header.layout.maps + index * this.header.layout.mapBytes, this.path);
+      await writeFully(this.fh, labelBytes, this.header.layout.labels + index * 4, this.path);
+      await writeFully(this.fh, sum, this.header.layout.checksums! + index * 4, this.path);
+    } catch (err) {
+      this.#failed = true;
+      throw err;
     }
-    // The index byte goes last: a map is marked written only once its values are in the file.
-    await this.fh.write(Uint8Array.of(1), 0, 1, this.header.layout.index + index);
-    this.written[index] = 1;
+    this.#unflagged.push(index);
+    this.#unflaggedBytes += bytes.length;
+    if (this.#unflagged.length >= FLAG_GROUP_MAPS || this.#unflaggedBytes >= FLAG_GROUP_BYTES) await this.flush();
   }
 
-  /** Flushes to disk and closes. */
+  /**
+   * Flushes the maps written so far to disk (`fdatasync`), then records them as written. Called
+   * by `write` every group and by `close`.
+   */
+  async flush(): Promise<void> {
+    if (this.#unflagged.length === 0) return;
+    const indices = this.#unflagged;
+    try {
+      await this.fh.datasync();
+      for (const i of indices) await writeFully(this.fh, Uint8Array.of(1), this.header.layout.index + i, this.path);
+    } catch (err) {
+      this.#failed = true;
+      throw asFileWriteError(err, this.path);
+    }
+    for (const i of indices) this.written[i] = 1;
+    this.#unflagged = [];
+    this.#unflaggedBytes = 0;
+  }
+
+  /**
+   * Records every complete map as written, flushes to disk and closes. After a failed write, only
+   * the maps written before it are recorded (a rerun resumes from there) and the file is closed.
+   */
   async close(): Promise<void> {
-    await this.fh.sync();
-    await this.fh.close();
+    try {
+      await this.flush();
+      await syncFile(this.fh, this.path);
+    } finally {
+      await this.fh.close();
+    }
   }
 }

@@ -14,6 +14,7 @@
  */
 import { existsSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
+import { replaceAtomic } from '../core/atomic-write.js';
 import { Tensor } from '../core/tensor.js';
 import { ensureRuntime, manualSeed } from '../core/runtime.js';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
@@ -558,27 +559,39 @@ export class Model {
     return { source: where, loaded: report.loaded, ignored, defaulted, strippedPrefix, adapted, fetched: null };
   }
 
-  /** Writes the weights as `.safetensors`, or otherwise as a `torch.save` dict that Python's torch.load reads. */
+  /**
+   * Writes the weights as `.safetensors`, or otherwise as a `torch.save` dict that Python's
+   * torch.load reads, atomically (`core/atomic-write`).
+   * @throws FileWriteError naming `path` (full disk, read-only folder, ...)
+   */
   async saveStateDict(path: string): Promise<void> {
     if (!is.string(path)) throw invalidParameterError('path', 'a file path', path);
     if (extname(path) === '.safetensors') {
       await writeSafetensors(path, await this.stateDict(), { format: 'pt' });
     } else {
-      await ensureRuntime().writeStateDict(path, await this.native.stateDict());
+      const named = await this.native.stateDict();
+      await replaceAtomic(path, (tmp) => ensureRuntime().writeStateDict(tmp, named));
     }
   }
 
-  /** Writes a checkpoint (weights, spec, metadata, optimizer state) atomically. */
+  /**
+   * Writes a checkpoint (weights, spec, metadata, optimizer state) atomically: a temporary file
+   * in the same folder, every write checked, flushed, renamed onto `path` (`core/atomic-write`).
+   * The archive's zip CRC-32s are checked when it is loaded.
+   * @throws FileWriteError naming `path` (full disk, read-only folder, ...): nothing is left at
+   *   `path` but what was there before, and the model stays usable
+   */
   async save(path: string, options: SaveOptions = {}): Promise<void> {
     if (!is.string(path)) throw invalidParameterError('path', 'a file path', path);
     const optimizer = options.optimizer ? toNamed(options.optimizer) : [];
-    await this.native.saveCheckpoint(path, JSON.stringify(options.metadata ?? {}), optimizer);
+    const metadata = JSON.stringify(options.metadata ?? {});
+    await replaceAtomic(path, (tmp) => this.native.saveCheckpoint(tmp, metadata, optimizer));
   }
 
-  /** Writes the model in eval mode as TorchScript (runs in Python's torch.jit.load and in `Model.load`). */
+  /** Writes the model in eval mode as TorchScript (runs in Python's torch.jit.load and in `Model.load`), atomically. */
   async exportTorchScript(path: string): Promise<void> {
     if (!is.string(path)) throw invalidParameterError('path', 'a file path', path);
-    await this.native.exportTorchScript(path);
+    await replaceAtomic(path, (tmp) => this.native.exportTorchScript(tmp));
   }
 
   /**

@@ -3,7 +3,8 @@
  * `{ name: { dtype, shape, data_offsets: [begin, end] }, __metadata__?: {...} }`, then the raw
  * little-endian bytes. The header is parsed here; the native side reads the tensor bytes.
  */
-import { closeSync, openSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { writeFileAtomic } from '../core/atomic-write.js';
 import type { NativeSafetensorsEntry } from '../native/binding.js';
 import type { Tensor } from '../core/tensor.js';
 
@@ -88,7 +89,5 @@ export async function writeSafetensors(path: string, tensors: Iterable<[string, 
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
   const length = Buffer.alloc(8);
   length.writeBigUInt64LE(BigInt(json.length));
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  writeFileSync(tmp, Buffer.concat([length, json, ...chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength))]));
-  renameSync(tmp, path);
+  await writeFileAtomic(path, [length, json, ...chunks]);
 }

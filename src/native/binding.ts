@@ -287,6 +287,7 @@ export interface NativeBinding {
     normalize: boolean,
     mean: number,
     std: number,
+    acceptDamagedJpeg?: boolean,
   ): Promise<NativeTensor>;
   /** Decodes sources[k] into row rows[k] of `into` (a [B,1,size,size] batch of the options' dtype). */
   decodeImageBatchInto(
@@ -297,6 +298,7 @@ export interface NativeBinding {
     normalize: boolean,
     mean: number,
     std: number,
+    acceptDamagedJpeg?: boolean,
   ): Promise<void>;
   /**
    * Reads JPEG files and SIIM-like JPEG DICOMs natively into one [B,1,size,size] tensor; the
@@ -308,6 +310,7 @@ export interface NativeBinding {
     normalize: boolean,
     mean: number,
     std: number,
+    acceptDamagedJpeg?: boolean,
     into?: NativeTensor,
   ): Promise<{ images?: NativeTensor; fallback: number[] }>;
   emptyCpuCache(): void;

@@ -8,7 +8,8 @@
  * train and infer are resumable themselves).
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../core/atomic-write.js';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
@@ -114,8 +115,7 @@ async function stage<T>(workdir: string, stages: ReportStage[], name: string, pa
   const { result, detail } = await work();
   const seconds = (performance.now() - started) / 1000;
   mkdirSync(dirname(marker), { recursive: true });
-  await writeFile(`${marker}.tmp`, JSON.stringify({ params, result, seconds } satisfies StageMarker, null, 2));
-  await rename(`${marker}.tmp`, marker);
+  await writeFileAtomic(marker, JSON.stringify({ params, result, seconds } satisfies StageMarker, null, 2));
   stages.push({ name, seconds, reused: false, ...(detail ? { detail } : {}) });
   log(`demo: ${name}: done in ${seconds.toFixed(1)} s${detail ? ` (${detail})` : ''}`);
   return result;
@@ -308,7 +308,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     figures,
     tiles,
   };
-  await writeFile(report, renderReportHtml(content));
+  await writeFileAtomic(report, renderReportHtml(content));
   log(`demo: report written to ${report}`);
 
   return {

@@ -54,7 +54,12 @@ function checkPixels(width: number, height: number, maxPixels: number, what: str
   }
 }
 
-async function decodeWithSharp(bytes: Uint8Array, maxPixels: number, what: string): Promise<{ data: Uint8Array; width: number; height: number }> {
+/** How strictly JPEG data is decoded: libjpeg's warnings (truncated, corrupt data) are errors unless accepted. */
+export interface PrepareOptions {
+  acceptDamagedJpeg?: boolean;
+}
+
+async function decodeWithSharp(bytes: Uint8Array, maxPixels: number, what: string, failOn: 'none' | 'warning' | 'error' = 'error'): Promise<{ data: Uint8Array; width: number; height: number }> {
   let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
@@ -63,7 +68,7 @@ async function decodeWithSharp(bytes: Uint8Array, maxPixels: number, what: strin
   }
   checkPixels(meta.width ?? 0, meta.height ?? 0, maxPixels, what);
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'error' })
+    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn })
       .removeAlpha()
       .toColourspace('b-w')
       .raw()
@@ -75,17 +80,19 @@ async function decodeWithSharp(bytes: Uint8Array, maxPixels: number, what: strin
   }
 }
 
-async function prepareDicom(bytes: Uint8Array, maxPixels: number): Promise<PreparedInput> {
+const jpegFailOn = (options: PrepareOptions): 'none' | 'warning' => (options.acceptDamagedJpeg ? 'none' : 'warning');
+
+async function prepareDicom(bytes: Uint8Array, maxPixels: number, options: PrepareOptions): Promise<PreparedInput> {
   const what = 'the DICOM';
   try {
     // One parse on the common path: a JPEG frame is only located and checked against Rows and
     // Columns (not decoded); native pixel data is decoded only once its length matches them, so
     // the allocation is bounded by the body's size.
-    const src = await pixelSource(bytes, '<request>');
+    const src = await pixelSource(bytes, '<request>', options);
     checkPixels(src.width, src.height, maxPixels, what);
     if (src.kind === 'raw') return { source: { data: src.pixels, jpeg: false, width: src.width, height: src.height }, width: src.width, height: src.height, format: 'dicom' };
     if (hasNativeJpeg()) return { source: { data: src.frame, jpeg: true }, width: src.width, height: src.height, format: 'dicom' };
-    const decoded = await decodeWithSharp(src.frame, maxPixels, 'the DICOM JPEG frame');
+    const decoded = await decodeWithSharp(src.frame, maxPixels, 'the DICOM JPEG frame', jpegFailOn(options));
     return { source: { ...decoded, jpeg: false }, width: decoded.width, height: decoded.height, format: 'dicom' };
   } catch (err) {
     if (err instanceof SegmenterError) throw err;
@@ -97,7 +104,7 @@ async function prepareDicom(bytes: Uint8Array, maxPixels: number): Promise<Prepa
   }
 }
 
-async function prepareJpeg(bytes: Uint8Array, maxPixels: number): Promise<PreparedInput> {
+async function prepareJpeg(bytes: Uint8Array, maxPixels: number, options: PrepareOptions): Promise<PreparedInput> {
   let info;
   try {
     info = readJpegFrameInfo(bytes);
@@ -108,7 +115,7 @@ async function prepareJpeg(bytes: Uint8Array, maxPixels: number): Promise<Prepar
   if (hasNativeJpeg() && info.components === 1 && info.precision === 8) {
     return { source: { data: bytes, jpeg: true }, width: info.width, height: info.height, format: 'jpeg' };
   }
-  const decoded = await decodeWithSharp(bytes, maxPixels, 'the JPEG');
+  const decoded = await decodeWithSharp(bytes, maxPixels, 'the JPEG', jpegFailOn(options));
   return { source: { ...decoded, jpeg: false }, width: decoded.width, height: decoded.height, format: 'jpeg' };
 }
 
@@ -129,15 +136,16 @@ function prepareRaw(input: RawImage, maxPixels: number): PreparedInput {
 }
 
 /**
- * Checks and prepares one input for the batch decoder.
+ * Checks and prepares one input for the batch decoder. JPEG data (a JPEG file, a DICOM's JPEG
+ * frame) is decoded strictly unless `options.acceptDamagedJpeg`.
  * @throws SegmenterError BAD_INPUT (with the reason) or INPUT_TOO_LARGE
  */
-export async function prepareInput(input: SegmenterInput, maxPixels: number): Promise<PreparedInput> {
+export async function prepareInput(input: SegmenterInput, maxPixels: number, options: PrepareOptions = {}): Promise<PreparedInput> {
   if (input instanceof Uint8Array) {
     const format = sniffFormat(input);
-    if (format === 'dicom') return prepareDicom(input, maxPixels);
+    if (format === 'dicom') return prepareDicom(input, maxPixels, options);
     if (format === 'png') return prepareWithSharp(input, maxPixels, 'png', 'the PNG');
-    if (format === 'jpeg') return prepareJpeg(input, maxPixels);
+    if (format === 'jpeg') return prepareJpeg(input, maxPixels, options);
     if (input.length === 0) throw badInput('the input is empty');
     throw badInput(`the input is not a DICOM ("DICM" at byte 128), PNG or JPEG file (${input.length} bytes starting ${Buffer.from(input.subarray(0, 8)).toString('hex')})`);
   }

@@ -16,6 +16,7 @@
  * most `maxQueue` calls and refuses more with a `QUEUE_FULL` {@link SegmenterError}.
  */
 import sharp from 'sharp';
+import { counters, emptyCpuCache } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
 import { IMAGENET_GRAY, decodeBatch } from '../data/batch.js';
@@ -24,6 +25,7 @@ import { EMPTY_RLE, encode as encodeRle, formatRuns } from '../data/rle.js';
 import { applyTriplet, assertTriplet } from '../inference/postprocess.js';
 import { Model } from '../models/model.js';
 import type { Triplet } from '../training/config.js';
+import { closestName } from '../training/augment/transforms.js';
 import { SegmenterError } from './errors.js';
 import { prepareInput } from './input.js';
 import { upsampleMaskAsync } from './mask.js';
@@ -38,6 +40,25 @@ export interface SegmenterOptions {
   device?: string;
   /** Inference size (square; a multiple of the encoder's divisor), default 512. */
   size?: number;
+  /**
+   * Largest inference size a call may ask for (`SegmentOptions.size`, the server's `?size=`).
+   * Default: the model's trained size (the `imgSize` its checkpoint records, `Segmenter.load`),
+   * and never below `size`; a larger request is refused with SIZE_TOO_LARGE.
+   */
+  maxSize?: number;
+  /**
+   * Budget of working memory for one call, in bytes: a call whose estimated forward memory
+   * ({@link Segmenter.estimateMemory}: its size, TTA and the model's measured bytes per pixel)
+   * is over it is refused with OVER_MEMORY_BUDGET before anything runs. Default: 2 GiB, or
+   * 1.5 x the estimate at `maxSize` with TTA when that is larger (so that the default never
+   * refuses a call `maxSize` allows).
+   */
+  maxRequestBytes?: number;
+  /**
+   * Decode damaged JPEG data (a truncated or corrupt DICOM JPEG frame or JPEG file) with what
+   * cannot be decoded left grey, instead of refusing it with BAD_INPUT (default false).
+   */
+  acceptDamagedJpeg?: boolean;
   /** Horizontal-flip TTA by default (default false). */
   tta?: boolean;
   /** Default `[top, area, bottom]` triplet (default {@link DEFAULT_SERVE_TRIPLET}). */
@@ -155,6 +176,9 @@ interface Call {
 /** {@link SegmenterOptions} with every default filled in (`Segmenter.options`). */
 export interface ResolvedSegmenterOptions {
   size: number;
+  maxSize: number;
+  maxRequestBytes: number;
+  acceptDamagedJpeg: boolean;
   tta: boolean;
   triplet: Triplet;
   areaSize: number;
@@ -166,10 +190,56 @@ export interface ResolvedSegmenterOptions {
   maskSize: 'input' | 'model';
 }
 
-function resolveOptions(options: SegmenterOptions, divisor: number): ResolvedSegmenterOptions {
+/** Every key of {@link SegmenterOptions}: anything else is a mistake, named with the closest key. */
+const OPTION_KEYS = [
+  'device',
+  'size',
+  'maxSize',
+  'maxRequestBytes',
+  'acceptDamagedJpeg',
+  'tta',
+  'triplet',
+  'areaSize',
+  'normalize',
+  'maxBatchSize',
+  'maxWaitMs',
+  'maxQueue',
+  'maxPixels',
+  'maskSize',
+  'onBatch',
+] as const satisfies readonly (keyof SegmenterOptions)[];
+
+/** Throws a TypeError naming the first key of `options` that is not an option (and the closest one). */
+function checkOptionKeys(options: object, keys: readonly string[], what: string): void {
+  for (const key of Object.keys(options)) {
+    if (!keys.includes(key)) {
+      const prefixed = keys.filter((k) => k.toLowerCase().startsWith(key.toLowerCase())).sort((x, y) => x.length - y.length);
+      const near = prefixed[0] ?? closestName(key, keys);
+      throw new TypeError(`Unknown option ${JSON.stringify(key)} for ${what}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ''}; known: ${keys.join(', ')}`);
+    }
+  }
+}
+
+/** The default memory budget of one call (see SegmenterOptions.maxRequestBytes). */
+const DEFAULT_REQUEST_BYTES = 2 * 1024 ** 3;
+
+function defaultBudget(estimate: (size: number, tta: boolean) => number, maxSize: number): number {
+  return Math.max(DEFAULT_REQUEST_BYTES, Math.ceil(1.5 * estimate(maxSize, true)));
+}
+
+function resolveOptions(options: SegmenterOptions, divisor: number, trainedSize: number | undefined, estimate: (size: number, tta: boolean) => number): ResolvedSegmenterOptions {
   if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object', options);
+  checkOptionKeys(options, OPTION_KEYS, 'the Segmenter');
+  const size = options.size ?? 512;
+  checkSize('options.size', size, divisor);
+  const maxSize = options.maxSize ?? Math.max(trainedSize ?? size, size);
+  checkSize('options.maxSize', maxSize, divisor);
+  if (maxSize < size) throw invalidParameterError('options.maxSize', `at least options.size (${size})`, maxSize);
   const o: ResolvedSegmenterOptions = {
-    size: options.size ?? 512,
+    size,
+    maxSize,
+    maxRequestBytes: options.maxRequestBytes ?? defaultBudget(estimate, maxSize),
+    acceptDamagedJpeg: options.acceptDamagedJpeg ?? false,
     tta: options.tta ?? false,
     triplet: options.triplet ?? DEFAULT_SERVE_TRIPLET,
     areaSize: options.areaSize ?? 1024,
@@ -180,7 +250,8 @@ function resolveOptions(options: SegmenterOptions, divisor: number): ResolvedSeg
     maxPixels: options.maxPixels ?? 4096 * 4096,
     maskSize: options.maskSize ?? 'input',
   };
-  checkSize('options.size', o.size, divisor);
+  assertInteger('options.maxRequestBytes', o.maxRequestBytes, 1, Number.MAX_SAFE_INTEGER);
+  if (!is.bool(o.acceptDamagedJpeg)) throw invalidParameterError('options.acceptDamagedJpeg', 'a boolean', o.acceptDamagedJpeg);
   if (!is.bool(o.tta)) throw invalidParameterError('options.tta', 'a boolean', o.tta);
   assertTriplet('options.triplet', o.triplet);
   assertNumber('options.areaSize', o.areaSize, 1, 1 << 20);
@@ -208,10 +279,25 @@ function abortError(signal: AbortSignal): SegmenterError {
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+const mib = (bytes: number): string => (bytes / 1024 ** 2).toFixed(0);
+
+/**
+ * A first guess of the forward's working memory per input pixel, before `calibrateMemory`
+ * measures it: 4 bytes x 6 x (input channels + the sum of the encoder's channels / stride^2).
+ * Close for ResNet UNets; wide decoders (AlbuNet) and EfficientNet need 2-4 x more, which the
+ * measurement sees.
+ */
+function forwardBytesPerPixel(model: Model): number {
+  const { channels, strides } = model.encoderInfo;
+  let floats = model.spec.inChannels;
+  for (let l = 0; l < channels.length; l += 1) floats += channels[l]! / (strides[l]! * strides[l]!);
+  return 4 * 6 * floats;
+}
+
 /** Concurrent-safe, micro-batched segmentation with one model. See the module comment. */
 export class Segmenter {
   readonly #model: Model;
-  readonly #options: ResolvedSegmenterOptions;
+  #options: ResolvedSegmenterOptions;
   readonly #onBatch: ((event: BatchEvent) => void) | undefined;
   readonly #divisor: number;
   #queue: Call[] = [];
@@ -227,11 +313,16 @@ export class Segmenter {
   #batches = 0;
   #batchSizes: number[] = [];
   #idle: (() => void)[] = [];
+  #bytesPerPixel: number;
+  #calibrated = false;
+  readonly #explicitBudget: boolean;
 
-  private constructor(model: Model, options: SegmenterOptions) {
+  private constructor(model: Model, options: SegmenterOptions, trainedSize: number | undefined) {
     this.#model = model;
     this.#divisor = model.encoderInfo.requiredDivisor;
-    this.#options = resolveOptions(options, this.#divisor);
+    this.#bytesPerPixel = forwardBytesPerPixel(model);
+    this.#explicitBudget = typeof options === 'object' && options !== null && options.maxRequestBytes !== undefined;
+    this.#options = resolveOptions(options, this.#divisor, trainedSize, (size, tta) => this.estimateMemory(size, tta));
     this.#onBatch = options.onBatch;
     if (options.onBatch !== undefined && typeof options.onBatch !== 'function') throw invalidParameterError('options.onBatch', 'a function', options.onBatch);
     model.eval();
@@ -243,23 +334,92 @@ export class Segmenter {
    */
   static async load(modelPath: string, options: SegmenterOptions = {}): Promise<Segmenter> {
     if (!is.string(modelPath)) throw invalidParameterError('modelPath', 'a model file path', modelPath);
-    const model = await Model.load(modelPath, options.device === undefined ? {} : { device: options.device });
+    if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object', options);
+    checkOptionKeys(options, OPTION_KEYS, 'Segmenter.load');
+    const loaded = await Model.loadCheckpoint(modelPath, options.device === undefined ? {} : { device: options.device });
+    for (const t of loaded.optimizer.values()) t.dispose();
+    const model = loaded.model;
+    const trained = loaded.metadata.imgSize;
+    let segmenter: Segmenter | undefined;
     try {
-      return Segmenter.fromModel(model, options);
+      segmenter = Segmenter.#wrap(model, options, typeof trained === 'number' && Number.isInteger(trained) && trained > 0 ? trained : undefined);
+      await segmenter.calibrateMemory();
+      return segmenter;
     } catch (err) {
-      model.dispose();
+      if (segmenter) segmenter.dispose();
+      else model.dispose();
       throw err;
     }
   }
 
-  /** Wraps a model already loaded; the segmenter takes ownership (its `dispose()` frees the model). */
+  /**
+   * Wraps a model already loaded; the segmenter takes ownership (its `dispose()` frees the model).
+   * Without a checkpoint's record of the trained size, `maxSize` defaults to `size`.
+   */
   static fromModel(model: Model, options: SegmenterOptions = {}): Segmenter {
+    return Segmenter.#wrap(model, options, undefined);
+  }
+
+  static #wrap(model: Model, options: SegmenterOptions, trainedSize: number | undefined): Segmenter {
     if (!(model instanceof Model)) throw invalidParameterError('model', 'a Model', model);
     if (model.spec.classes !== 1) throw invalidParameterError('model', 'a model with one output class', `${model.spec.classes} classes`);
     if (model.spec.inChannels !== 1 && model.spec.inChannels !== 3) {
       throw invalidParameterError('model', 'a model with 1 or 3 input channels (gray images)', `${model.spec.inChannels} input channels`);
     }
-    return new Segmenter(model, options);
+    return new Segmenter(model, options, trainedSize);
+  }
+
+  /**
+   * Estimated working memory of one call's forward at `size` (with TTA: two images), in bytes:
+   * size^2 x (1 + TTA) x the model's bytes per input pixel, as {@link calibrateMemory} measured
+   * it (before that, a first guess from the encoder's widths). This is what `maxRequestBytes` is
+   * compared with. Measured: tiny_unet_r18 490, unet_r18 714, unet_ef3 1748, albunet34 2418
+   * bytes per pixel, within 10% of the peak resident growth of a real forward.
+   */
+  estimateMemory(size: number, tta: boolean): number {
+    return Math.ceil(size * size * (tta ? 2 : 1) * this.#bytesPerPixel);
+  }
+
+  /** Whether {@link calibrateMemory} has measured the model's working memory. */
+  get memoryCalibrated(): boolean {
+    return this.#calibrated;
+  }
+
+  /**
+   * Measures the model's forward working memory per input pixel: one forward of a blank
+   * 256 x 256 image (after a small one that builds the inference module) with the CPU
+   * allocator's cache emptied first; the blocks it then holds are what the forward allocated. `Segmenter.load` calls it; call it after `fromModel` before
+   * serving, while no call runs. On CUDA the first guess stays. Resolves with bytes per pixel.
+   */
+  async calibrateMemory(): Promise<number> {
+    if (this.#disposed) throw new SegmenterError('DISPOSED', 'The segmenter has been disposed');
+    if (this.#model.device !== 'cpu') return this.#bytesPerPixel;
+    const size = Math.ceil(256 / this.#divisor) * this.#divisor;
+    const input = await Tensor.zeros([1, this.#model.spec.inChannels, size, size]);
+    try {
+      // A first, small forward builds the frozen inference module (its one-time copies are not
+      // working memory), then the measured one.
+      const small = await Tensor.zeros([1, this.#model.spec.inChannels, 2 * this.#divisor, 2 * this.#divisor]);
+      try {
+        const warm = await this.#model.predict(small, { tta: false });
+        warm.mask.dispose();
+        warm.label?.dispose();
+      } finally {
+        small.dispose();
+      }
+      emptyCpuCache();
+      const before = counters().cpuCachedBytes;
+      const out = await this.#model.predict(input, { tta: false });
+      out.mask.dispose();
+      out.label?.dispose();
+      const grown = counters().cpuCachedBytes - before;
+      if (grown > 0) this.#bytesPerPixel = Math.max(grown / (size * size), this.#bytesPerPixel);
+    } finally {
+      input.dispose();
+    }
+    this.#calibrated = true;
+    if (!this.#explicitBudget) this.#options = { ...this.#options, maxRequestBytes: defaultBudget((s, t) => this.estimateMemory(s, t), this.#options.maxSize) };
+    return this.#bytesPerPixel;
   }
 
   /** The resolved defaults (size, tta, triplet, queue limits...). */
@@ -309,12 +469,25 @@ export class Segmenter {
     const triplet = options.triplet ?? o.triplet;
     const signal = options.signal;
     try {
+      checkOptionKeys(options, ['tta', 'triplet', 'size', 'signal'], 'Segmenter.predict');
       checkSize('options.size', size, this.#divisor);
       if (!is.bool(tta)) throw invalidParameterError('options.tta', 'a boolean', tta);
       assertTriplet('options.triplet', triplet);
       if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidParameterError('options.signal', 'an AbortSignal', signal);
     } catch (err) {
       return Promise.reject(err);
+    }
+    if (size > o.maxSize) {
+      return Promise.reject(new SegmenterError('SIZE_TOO_LARGE', `The inference size ${size} is above this segmenter's limit of ${o.maxSize} (maxSize, --max-size)`));
+    }
+    const memory = this.estimateMemory(size, tta);
+    if (memory > o.maxRequestBytes) {
+      return Promise.reject(
+        new SegmenterError(
+          'OVER_MEMORY_BUDGET',
+          `A call at size ${size}${tta ? ' with TTA' : ''} needs about ${mib(memory)} MiB of working memory; the budget is ${mib(o.maxRequestBytes)} MiB per call (maxRequestBytes, --max-request-mb)`,
+        ),
+      );
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.#preparing.size + this.#queue.length >= o.maxQueue) {
@@ -339,7 +512,7 @@ export class Segmenter {
         signal.addEventListener('abort', call.onAbort, { once: true });
       }
       this.#preparing.add(call);
-      prepareInput(input, o.maxPixels).then(
+      prepareInput(input, o.maxPixels, { acceptDamagedJpeg: o.acceptDamagedJpeg }).then(
         (prepared) => {
           this.#preparing.delete(call);
           if (call.state === 'settled') return;
@@ -475,7 +648,7 @@ export class Segmenter {
         try {
           images = await decodeBatch(
             batch.map((c) => c.prepared!.source),
-            { size, normalize: this.#options.normalize },
+            { size, normalize: this.#options.normalize, acceptDamagedJpeg: this.#options.acceptDamagedJpeg },
             batch.map((_, i) => String(i)),
           );
         } catch (err) {
@@ -502,6 +675,10 @@ export class Segmenter {
     } finally {
       this.#running = [];
       this.#inferring = false;
+      // A batch above the default size leaves its working memory cached by the CPU allocator
+      // (which keeps up to a quarter of RAM for reuse): give it back to the system now, so a
+      // large request does not raise the resident size for good.
+      if (size > this.#options.size) emptyCpuCache();
     }
     if (this.#disposed) {
       this.#free();

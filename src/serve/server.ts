@@ -68,7 +68,10 @@ function statusOf(err: unknown): HttpError {
       case 'BAD_INPUT':
         return new HttpError(400, err.code, err.message);
       case 'INPUT_TOO_LARGE':
+      case 'OVER_MEMORY_BUDGET':
         return new HttpError(413, err.code, err.message);
+      case 'SIZE_TOO_LARGE':
+        return new HttpError(400, err.code, err.message);
       case 'QUEUE_FULL':
         return new HttpError(503, err.code, err.message, { 'Retry-After': '1' });
       case 'DISPOSED':

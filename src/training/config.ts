@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { backboneNames } from '../models/registry.js';
 
 /** A (top, area, bottom) triplet of the first place's mask binarisation (SPEC section 4). */
 export type Triplet = [top: number, area: number, bottom: number];
@@ -465,6 +466,12 @@ export function validateConfig(raw: unknown, source = '<config>'): ExperimentCon
   const cross: string[] = [];
   if (config.data.dir === null && config.data.dicomDir === null) cross.push('data: set data.dir (prepared PNGs) or data.dicomDir (DICOMs read directly)');
   if (config.data.dicomDir !== null && config.data.labels === null) cross.push('data.labels: required with data.dicomDir (the train-rle.csv to read masks from)');
+  const backbones = backboneNames();
+  if (!backbones.includes(config.model.backbone)) {
+    const near = backbones.map((name) => ({ name, d: distance(config.model.backbone, name) })).sort((x, y) => x.d - y.d)[0];
+    const hint = near && near.d <= Math.max(2, Math.floor(near.name.length / 3)) ? ` (did you mean '${near.name}'?)` : '';
+    cross.push(`model.backbone: unknown backbone ${JSON.stringify(config.model.backbone)}${hint}; expected one of ${backbones.join(', ')}`);
+  }
   if (config.model.fromPart !== null && config.model.fromPart >= config.part) cross.push(`model.fromPart: must be an earlier part than part ${config.part} but got ${config.model.fromPart}`);
   if (config.model.encoderWeights !== null && config.model.encoderPath !== null) cross.push('model.encoderWeights: a TorchScript encoder (model.encoderPath) carries its own weights; set one of the two');
   if (config.task === 'classify' && config.sampler.enabled && config.sampler.mode === 'positive-only') cross.push('sampler.mode: a classifier needs negative images too: use balanced or all with task classify');

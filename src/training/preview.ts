@@ -5,9 +5,9 @@
  * command's `--preview` both use `renderAugmentPreview`.
  */
 import { readdir, readFile } from 'node:fs/promises';
-import { mkdir } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import sharp from 'sharp';
+import { makeDir, writeFileAtomic } from '../core/atomic-write.js';
 import { Random, deriveSeed } from '../core/random.js';
 import type { Seed } from '../core/random.js';
 import { Tensor } from '../core/tensor.js';
@@ -132,8 +132,8 @@ export async function renderAugmentPreview(samples: readonly PreviewSample[], op
     paint(canvas, layout.width, x0 + size, y0, size, gray, mask, AUGMENTED_COLOUR);
   }
   const out = resolve(options.out);
-  await mkdir(dirname(out), { recursive: true });
-  await sharp(canvas, { raw: { width: layout.width, height: layout.height, channels: 3 } }).png().toFile(out);
+  await makeDir(dirname(out));
+  await writeFileAtomic(out, await sharp(canvas, { raw: { width: layout.width, height: layout.height, channels: 3 } }).png().toBuffer());
   return { out, width: layout.width, height: layout.height, columns: layout.columns, ids: samples.map((s) => s.id), plan };
 }
 

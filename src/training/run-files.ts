@@ -11,7 +11,8 @@
  * `summary.csv` and `metrics.jsonl` are rewritten whole from the run's history after every epoch
  * (atomically), so that a run resumed after `kill -9` never holds rows of an epoch it redoes.
  */
-import { appendFile, copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, rm } from 'node:fs/promises';
+import { copyFileAtomic, makeDir, writeFileAtomic } from '../core/atomic-write.js';
 import { join } from 'node:path';
 import type { Triplet } from './config.js';
 
@@ -86,18 +87,14 @@ export function formatMetrics(history: readonly EpochRecord[]): string {
   return history.map((r) => JSON.stringify(r)).join('\n') + (history.length > 0 ? '\n' : '');
 }
 
-/** Writes `text` to `path` atomically (a temporary file renamed over it). */
+/** Writes `text` to `path` atomically (`core/atomic-write`: complete, flushed, renamed over it). */
 export async function writeAtomic(path: string, text: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  await rename(tmp, path);
+  await writeFileAtomic(path, text);
 }
 
-/** Copies atomically. */
+/** Copies atomically (`core/atomic-write`). */
 export async function copyAtomic(from: string, to: string): Promise<void> {
-  const tmp = `${to}.tmp-${process.pid}`;
-  await copyFile(from, tmp);
-  await rename(tmp, to);
+  await copyFileAtomic(from, to);
 }
 
 /** The paths of one fold's run folder. */
@@ -136,8 +133,9 @@ export class RunFiles {
     return join(this.dir, `epoch${String(epoch).padStart(3, '0')}.ckpt`);
   }
 
+  /** Creates the folder; a read-only or full file system is a FileWriteError naming it. */
   async create(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await makeDir(this.dir);
   }
 
   /** Appends a timestamped line to train.log. */

@@ -133,7 +133,7 @@ describe('labels: writing submissions', () => {
     }
     expect(await writeSubmission(path, rows())).toBe(3);
     expect(await readFile(path, 'utf8')).toBe('ImageId,EncodedPixels\na,-1\nb,5 2 2 2\nc,-1\n');
-    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp') || f.startsWith('.pneumo-tmp-'))).toEqual([]);
   });
 
   it('writes the stage-1 train layout with repeated ids, readable back', async () => {
@@ -150,7 +150,7 @@ describe('labels: writing submissions', () => {
     await expect(writeSubmission(path, [{ id: 'a,b', rle: '1 2' }])).rejects.toThrow(/Expected a non-empty id without commas/);
     await expect(writeSubmission(path, [{ id: 'a', rle: '1 x' }])).rejects.toThrow(/Expected RLE text .* for EncodedPixels of a but received "1 x"/);
     expect(await readFile(path, 'utf8')).toBe('old');
-    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect((await readdir(dir)).filter((f) => f.endsWith('.tmp') || f.startsWith('.pneumo-tmp-'))).toEqual([]);
   });
 
   it('aborts without leaving a file', async () => {

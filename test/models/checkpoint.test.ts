@@ -34,7 +34,7 @@ describe('checkpoints', () => {
     const path = join(dir, 'ckpt.pt');
     const moment = Tensor.from(new Float32Array([1, 2, 3]));
     await model.save(path, { metadata: { epoch: 4, score: 0.84 }, optimizer: new Map([['optimizer/encoder.conv1.weight/exp_avg', moment]]) });
-    expect(readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp-') || f.startsWith('.pneumo-tmp-'))).toEqual([]);
     const loaded = await Model.loadCheckpoint(path, { device: 'cpu' });
     expect(loaded.kind).toBe('checkpoint');
     expect(loaded.metadata).toEqual({ epoch: 4, score: 0.84 });

@@ -21,7 +21,7 @@ const batches: BatchEvent[] = [];
 beforeAll(async () => {
   files = await chestFiles(0);
   other = await chestFiles(1);
-  seg = Segmenter.fromModel(await tinyModel(), { size: SIZE, maxBatchSize: 8, maxWaitMs: 20, onBatch: (e) => batches.push(e) });
+  seg = Segmenter.fromModel(await tinyModel(), { size: SIZE, maxSize: 2 * SIZE, maxBatchSize: 8, maxWaitMs: 20, onBatch: (e) => batches.push(e) });
 });
 afterAll(() => seg.dispose());
 
@@ -282,7 +282,8 @@ describe('Segmenter: queue limit, abort, dispose', () => {
     while (s.stats().running === 0) await new Promise((r) => setTimeout(r, 1));
     s.dispose();
     expect((await rejection(p)).code).toBe('DISPOSED');
-    await new Promise((r) => setTimeout(r, 500));
+    // The forward finishes on its thread first (no fixed wait: it can take seconds on a loaded machine).
+    for (let waited = 0; !model.disposed && waited < 60_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
     expect(model.disposed).toBe(true);
   });
 

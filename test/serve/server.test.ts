@@ -20,7 +20,7 @@ let port: number;
 
 beforeAll(async () => {
   files = await chestFiles(2);
-  const segmenter = Segmenter.fromModel(await tinyModel(), { size: SIZE, maxWaitMs: 30, maxBatchSize: 8 });
+  const segmenter = Segmenter.fromModel(await tinyModel(), { size: SIZE, maxSize: 2 * SIZE, maxWaitMs: 30, maxBatchSize: 8 });
   server = new SegmentServer(segmenter, { maxBodyBytes: 256 * 1024, bodyTimeoutMs: 400, requestTimeoutMs: 20_000 });
   port = (await server.listen(0)).port;
   base = `http://127.0.0.1:${port}`;

@@ -25,6 +25,7 @@ interface InferArgs extends JsonOption {
   dtype: string;
   device: string;
   overwrite: boolean;
+  'accept-damaged-jpeg': boolean;
   quiet: boolean;
 }
 
@@ -76,6 +77,7 @@ export const inferCommand: CommandModule<object, InferArgs> = {
         dtype: { type: 'string', default: 'uint8', choices: ['uint8', 'float16'], describe: 'Stored values: uint8 = round(p * 255), or float16' },
         device: { type: 'string', default: 'cpu', describe: '"cpu", "cuda" or "cuda:N"' },
         overwrite: { type: 'boolean', default: false, describe: 'Replace an existing different map file' },
+        'accept-damaged-jpeg': { type: 'boolean', default: false, describe: 'Predict truncated or corrupt JPEG data (missing rows grey) instead of stopping with an error naming the file' },
         quiet: { type: 'boolean', default: false, describe: 'No progress on stderr' },
         ...jsonOption,
       })
@@ -103,6 +105,7 @@ export const inferCommand: CommandModule<object, InferArgs> = {
         dtype: argv.dtype as MapDType,
         device: argv.device,
         overwrite: argv.overwrite,
+        acceptDamagedJpeg: argv['accept-damaged-jpeg'],
         onProgress: (d, t) => bar.update(d, t),
       });
     } catch (err) {

@@ -1,6 +1,6 @@
 /** `pneumo-native score`: mean Dice of a submission against truth labels (SPEC section 3). */
 import type { CommandModule } from 'yargs';
-import { readTrainLabels } from '../../data/labels.js';
+import { LabelFileError, readTrainLabels } from '../../data/labels.js';
 import { evaluate } from '../../data/metrics.js';
 import type { DiceReport } from '../../data/metrics.js';
 import { RleError, decodeUnionRuns } from '../../data/rle.js';
@@ -12,11 +12,18 @@ interface ScoreArgs extends JsonOption {
   truth: string;
   pred: string;
   size: number;
+  'union-repeated': boolean;
 }
 
 /** Reads a label file or submission into runs per image (several rows per image are unioned). */
-async function readRuns(path: string, size: number): Promise<Map<string, Runs>> {
-  const labels = await readTrainLabels(path);
+async function readRuns(path: string, size: number, repeatedIds: 'union' | 'error' = 'union'): Promise<Map<string, Runs>> {
+  let labels: Map<string, string[]>;
+  try {
+    labels = await readTrainLabels(path, { repeatedIds });
+  } catch (err) {
+    if (err instanceof LabelFileError) throw new CliError(err.message);
+    throw err;
+  }
   const runs = new Map<string, Runs>();
   for (const [id, rows] of labels) {
     try {
@@ -59,6 +66,7 @@ export const scoreCommand: CommandModule<object, ScoreArgs> = {
         truth: { type: 'string', demandOption: true, describe: 'Truth labels CSV (train-label layout; several rows per image are unioned)' },
         pred: { type: 'string', demandOption: true, describe: 'Submission CSV (ImageId,EncodedPixels)' },
         size: { type: 'number', default: 1024, describe: 'Mask width and height the RLE refers to' },
+        'union-repeated': { type: 'boolean', default: false, describe: 'Union the rows of an ImageId repeated in --pred (default: a repeated id is an error naming its lines)' },
         ...jsonOption,
       })
       .check((argv) => {
@@ -66,7 +74,7 @@ export const scoreCommand: CommandModule<object, ScoreArgs> = {
         return true;
       }),
   handler: async (argv) => {
-    const [truth, pred] = await Promise.all([readRuns(argv.truth, argv.size), readRuns(argv.pred, argv.size)]);
+    const [truth, pred] = await Promise.all([readRuns(argv.truth, argv.size), readRuns(argv.pred, argv.size, argv['union-repeated'] ? 'union' : 'error')]);
     const report = evaluate(truth, pred, { width: argv.size, height: argv.size });
     emitResult(argv, report, render);
     if (report.missing.length > 0 || report.extra.length > 0) {

@@ -12,6 +12,9 @@ interface ServeArgs extends JsonOption {
   host: string;
   device: string;
   size: number;
+  'max-size': number | undefined;
+  'max-request-mb': number | undefined;
+  'accept-damaged-jpeg': boolean;
   tta: boolean;
   triplet: string | undefined;
   'max-batch': number;
@@ -40,6 +43,9 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         host: { type: 'string', default: '127.0.0.1', describe: 'Address to listen on (0.0.0.0 for every interface)' },
         device: { type: 'string', default: 'cpu', describe: 'cpu, cuda or cuda:N' },
         size: { type: 'number', default: 512, describe: 'Inference size (square, a multiple of the encoder divisor)' },
+        'max-size': { type: 'number', describe: 'Largest ?size= a request may ask for (default: the size the model was trained at, and at least --size); larger get 400 SIZE_TOO_LARGE' },
+        'max-request-mb': { type: 'number', describe: 'Working-memory budget of one request in MiB, estimated from its size, TTA and the model (default 2048, or more when --max-size with TTA needs it); over it: 413 OVER_MEMORY_BUDGET' },
+        'accept-damaged-jpeg': { type: 'boolean', default: false, describe: 'Segment truncated or corrupt JPEG data (missing rows grey) instead of answering 400' },
         tta: { type: 'boolean', default: false, describe: 'Horizontal-flip TTA by default (?tta=0/1 per request)' },
         triplet: { type: 'string', describe: 'Default top,area,bottom triplet (default 0.75,2000,0.3)' },
         'max-batch': { type: 'number', default: 8, describe: 'Most requests in one forward pass' },
@@ -58,6 +64,8 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
         };
         int('port', 0, 65535);
         int('size', 32, 8192);
+        if (argv['max-size'] !== undefined) int('max-size', 32, 8192);
+        if (argv['max-request-mb'] !== undefined && !(argv['max-request-mb'] > 0 && argv['max-request-mb'] <= 1 << 30)) throw new CliError(`--max-request-mb must be a positive number of MiB (got ${argv['max-request-mb']})`, 2);
         int('max-batch', 1, 1024);
         int('max-queue', 1, 1_000_000);
         int('body-timeout-ms', 1, 3_600_000);
@@ -72,6 +80,9 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     const segmenter = await Segmenter.load(argv.model, {
       device: argv.device,
       size: argv.size,
+      ...(argv['max-size'] === undefined ? {} : { maxSize: argv['max-size'] }),
+      ...(argv['max-request-mb'] === undefined ? {} : { maxRequestBytes: Math.floor(argv['max-request-mb'] * 1024 * 1024) }),
+      acceptDamagedJpeg: argv['accept-damaged-jpeg'],
       tta: argv.tta,
       maxBatchSize: argv['max-batch'],
       maxWaitMs: argv['max-wait-ms'],
@@ -93,8 +104,14 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
     }
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const url = `http://${host}:${address.port}`;
-    logLine(`pneumo-native serve: ${segmenter.describe()} at ${argv.size}px on ${url} (POST /v1/segment, GET /healthz, GET /metrics)`);
-    if (argv.json) process.stdout.write(`${JSON.stringify({ url, port: address.port, model: argv.model, size: argv.size, tta: argv.tta })}\n`);
+    const limits = segmenter.options;
+    logLine(
+      `pneumo-native serve: ${segmenter.describe()} at ${argv.size}px on ${url} (POST /v1/segment, GET /healthz, GET /metrics); ` +
+        `?size= up to ${limits.maxSize}, ${(limits.maxRequestBytes / 1024 ** 2).toFixed(0)} MiB of working memory per request`,
+    );
+    if (argv.json) {
+      process.stdout.write(`${JSON.stringify({ url, port: address.port, model: argv.model, size: argv.size, maxSize: limits.maxSize, maxRequestBytes: limits.maxRequestBytes, tta: argv.tta })}\n`);
+    }
     await new Promise<void>((resolve) => {
       let stopping = false;
       const stop = (signal: NodeJS.Signals): void => {

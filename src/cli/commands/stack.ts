@@ -1,5 +1,5 @@
 /** `pneumo-native stack`: the second place's stacking model over classifier probabilities (classifier gating). */
-import { rename, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../core/atomic-write.js';
 import type { CommandModule } from 'yargs';
 import { hasPneumothorax, readTrainLabels } from '../../data/labels.js';
 import { MapReader } from '../../inference/maps.js';
@@ -99,8 +99,7 @@ function auc(scores: ArrayLike<number>, labels: readonly number[]): number | nul
 
 async function writeCsv(path: string, ids: readonly string[], probs: ArrayLike<number>): Promise<void> {
   const lines = ['ImageId,probability', ...ids.map((id, i) => `${id},${probs[i]!.toFixed(6)}`)];
-  await writeFile(`${path}.tmp`, `${lines.join('\n')}\n`);
-  await rename(`${path}.tmp`, path);
+  await writeFileAtomic(path, `${lines.join('\n')}\n`);
 }
 
 function render(r: StackReport): string {
@@ -169,7 +168,7 @@ export const stackCommand: CommandModule<object, StackArgs> = {
       if (argv.out) await writeCsv(argv.out, test.ids, stacked);
     }
     if (argv['oof-out']) await writeCsv(argv['oof-out'], train.ids, ensemble.oof);
-    if (argv['model-out']) await writeFile(argv['model-out'], `${JSON.stringify({ features: '2N+1: probabilities, mean, halved circular neighbour differences', classifiers: argv.train, models: ensemble.models.map((m) => m.toJSON()) })}\n`);
+    if (argv['model-out']) await writeFileAtomic(argv['model-out'], `${JSON.stringify({ features: '2N+1: probabilities, mean, halved circular neighbour differences', classifiers: argv.train, models: ensemble.models.map((m) => m.toJSON()) })}\n`);
     const report: StackReport = {
       classifiers: argv.train.length,
       trainImages: train.ids.length,

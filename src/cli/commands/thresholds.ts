@@ -1,5 +1,6 @@
 /** `pneumo-native thresholds`: the (top, area, bottom) triplet search on stored maps (SPEC section 4). */
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../core/atomic-write.js';
 import type { CommandModule } from 'yargs';
 import { readTrainLabels } from '../../data/labels.js';
 import { parseWeighted } from '../../inference/blend.js';
@@ -139,11 +140,7 @@ export const thresholdsCommand: CommandModule<object, ThresholdsArgs> = {
     }
     bar.finish();
     const report: ThresholdsReport = { ...result, grid: argv.grid, out: argv.out ?? null, heatmap: argv.heatmap ?? null };
-    if (argv.out) {
-      const tmp = `${argv.out}.tmp`;
-      await writeFile(tmp, `${JSON.stringify(report, null, 1)}\n`);
-      await rename(tmp, argv.out);
-    }
+    if (argv.out) await writeFileAtomic(argv.out, `${JSON.stringify(report, null, 1)}\n`);
     if (argv.heatmap) await writeHeatmap(argv.heatmap, result.scores, `Mean Dice by triplet (${result.images} images)`);
     emitResult(argv, report, (r) => render(r, argv.top));
   },

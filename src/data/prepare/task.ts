@@ -1,11 +1,11 @@
 /**
  * One unit of `prepare` work: decode a DICOM at the target size and write its PNG (and, for a
  * training image, its mask PNG). Runs in a worker thread or in-process; files are written under
- * a temporary name and renamed, so an interrupted run never leaves a half-written PNG.
+ * a temporary name and renamed (`core/atomic-write`), so an interrupted run never leaves a
+ * half-written PNG, and a full disk is a `FileWriteError` naming the file.
  */
-import { rename, rm } from 'node:fs/promises';
-import { threadId } from 'node:worker_threads';
 import sharp from 'sharp';
+import { writeFileAtomic } from '../../core/atomic-write.js';
 import { read } from '../dicom.js';
 import { decodeUnion } from '../rle.js';
 
@@ -14,22 +14,13 @@ export type PrepareTask =
   | { kind: 'train'; id: string; path: string; rles: string[]; imageOut: string; maskOut: string }
   | { kind: 'test'; id: string; path: string; imageOut: string };
 
-/** Suffix of temporary files: `<final name>.tmp-<pid>-<thread>`. */
-export const TEMP_MARKER = '.tmp-';
-
-/** Writes 8-bit grayscale pixels as a 1-channel PNG, atomically (temp file + rename). */
+/** Writes 8-bit grayscale pixels as a 1-channel PNG, atomically (`core/atomic-write`). */
 export async function writeGrayPng(pixels: Uint8Array, size: number, path: string): Promise<void> {
-  const temp = `${path}${TEMP_MARKER}${process.pid}-${threadId}`;
-  try {
-    await sharp(pixels, { raw: { width: size, height: size, channels: 1 } })
-      .toColourspace('b-w')
-      .png({ compressionLevel: 6, adaptiveFiltering: false })
-      .toFile(temp);
-    await rename(temp, path);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
+  const png = await sharp(pixels, { raw: { width: size, height: size, channels: 1 } })
+    .toColourspace('b-w')
+    .png({ compressionLevel: 6, adaptiveFiltering: false })
+    .toBuffer();
+  await writeFileAtomic(path, png);
 }
 
 /**

@@ -19,7 +19,8 @@
  * labels), and a directory generated with other parameters is refused.
  */
 import { cpus } from 'node:os';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { makeDir, writeFileAtomic } from '../../core/atomic-write.js';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { packageVersion } from '../../core/package-info.js';
@@ -210,7 +211,7 @@ async function claimOutput(out: string, parameters: SynthParameters): Promise<vo
     }
     return;
   }
-  await mkdir(out, { recursive: true });
+  await makeDir(out);
   await writeJson(path, manifestOf(parameters));
 }
 
@@ -219,9 +220,7 @@ function manifestOf(parameters: SynthParameters, counts?: SynthManifest['counts'
 }
 
 async function writeJson(path: string, value: unknown): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`;
-  await writeFile(temp, `${JSON.stringify(value, null, 2)}\n`);
-  await rename(temp, path);
+  await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** Runs the tasks on `workers` threads, or in this thread when 0. */

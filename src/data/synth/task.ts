@@ -4,7 +4,8 @@
  * already exists is not rendered again (resume): only its masks are recomputed for the labels.
  * Shared by the worker threads and the in-process path.
  */
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { makeDir, writeFileAtomic } from '../../core/atomic-write.js';
 import { dirname } from 'node:path';
 import { writeDicom } from '../dicom-write.js';
 import type { SiimTagOverrides } from '../dicom-write.js';
@@ -51,14 +52,7 @@ export async function runSynthTask(task: SynthTask): Promise<SynthTaskResult> {
   }
   const image = generateImage(task.spec);
   const bytes = await writeDicom({ pixels: image.pixels, width: size, height: size }, { encoding: 'jpeg-baseline', quality: task.quality, tags: task.tags });
-  await mkdir(dirname(task.file), { recursive: true });
-  const temp = `${task.file}.${process.pid}.tmp`;
-  try {
-    await writeFile(temp, bytes);
-    await rename(temp, task.file);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw err;
-  }
+  await makeDir(dirname(task.file));
+  await writeFileAtomic(task.file, bytes);
   return { rle: image.masks.map((mask) => encode(mask, size, size)), written: true, bytes: bytes.length };
 }
