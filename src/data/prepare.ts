@@ -12,6 +12,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
+import type { ClaheOptions } from './clahe.js';
 import { DicomError } from './dicom/errors.js';
 import { findDicoms } from './dicom.js';
 import { readTrainLabels } from './labels.js';
@@ -32,6 +33,12 @@ export interface PrepareOptions {
   out: string;
   /** Output width and height in pixels. */
   imgSize: number;
+  /**
+   * CLAHE preprocessing of every image after the resize (the UNet++ seed; OpenCV's algorithm,
+   * `clahe.ts`), so training, validation and inference read the same equalised PNGs. Masks are
+   * unchanged. Recorded in `prepare.json`: a folder is never resumed with other settings.
+   */
+  clahe?: ClaheOptions;
   /** Worker threads (default: available parallelism); 0 runs in this thread. */
   workers?: number;
   /** Called after each image with the counts so far (for a progress bar). */
@@ -95,17 +102,20 @@ function validate(options: PrepareOptions): number {
 }
 
 /** Records the size in `prepare.json`, refusing an output directory prepared at another size. */
-async function claimOutput(out: string, imgSize: number): Promise<void> {
+async function claimOutput(out: string, imgSize: number, clahe: ClaheOptions | null): Promise<void> {
   const manifest = join(out, MANIFEST);
   if (await exists(manifest)) {
-    const previous = JSON.parse(await readFile(manifest, 'utf8')) as { imgSize?: number };
+    const previous = JSON.parse(await readFile(manifest, 'utf8')) as { imgSize?: number; clahe?: ClaheOptions | null };
     if (previous.imgSize !== imgSize) {
       throw new Error(`${out} holds images prepared at ${previous.imgSize}x${previous.imgSize}, not ${imgSize}x${imgSize}: choose another --out or remove it`);
+    }
+    if (JSON.stringify(previous.clahe ?? null) !== JSON.stringify(clahe)) {
+      throw new Error(`${out} holds images prepared with CLAHE ${JSON.stringify(previous.clahe ?? null)}, not ${JSON.stringify(clahe)}: choose another --out or remove it`);
     }
     return;
   }
   await mkdir(out, { recursive: true });
-  await writeFile(`${manifest}${TEMP_MARKER}${process.pid}`, `${JSON.stringify({ imgSize }, null, 2)}\n`);
+  await writeFile(`${manifest}${TEMP_MARKER}${process.pid}`, `${JSON.stringify({ imgSize, ...(clahe ? { clahe } : {}) }, null, 2)}\n`);
   await rename(`${manifest}${TEMP_MARKER}${process.pid}`, manifest);
 }
 
@@ -192,7 +202,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareReport> {
     options.testDicom !== undefined ? findDicoms(options.testDicom) : new Map<string, string>(),
     options.labels !== undefined && options.trainDicom !== undefined ? readTrainLabels(options.labels) : new Map<string, string[]>(),
   ]);
-  await claimOutput(out, imgSize);
+  const claheOptions = options.clahe ? { clipLimit: options.clahe.clipLimit ?? 2, tileGrid: options.clahe.tileGrid ?? 8 } : null;
+  await claimOutput(out, imgSize, claheOptions);
   const dirs = { train: join(out, 'train'), mask: join(out, 'mask'), test: join(out, 'test') };
   for (const dir of options.trainDicom !== undefined ? [dirs.train, dirs.mask] : []) await mkdir(dir, { recursive: true });
   if (options.testDicom !== undefined) await mkdir(dirs.test, { recursive: true });
@@ -217,13 +228,13 @@ export async function prepare(options: PrepareOptions): Promise<PrepareReport> {
       continue;
     }
     report.train.total += 1;
-    const task: PrepareTask = { kind: 'train', id, path, rles, imageOut: join(dirs.train, `${id}.png`), maskOut: join(dirs.mask, `${id}.png`) };
+    const task: PrepareTask = { kind: 'train', id, path, rles, imageOut: join(dirs.train, `${id}.png`), maskOut: join(dirs.mask, `${id}.png`), ...(claheOptions ? { clahe: claheOptions } : {}) };
     if ((await exists(task.imageOut)) && (await exists(task.maskOut))) report.train.skipped += 1;
     else tasks.push(task);
   }
   for (const [id, path] of testFiles) {
     report.test.total += 1;
-    const task: PrepareTask = { kind: 'test', id, path, imageOut: join(dirs.test, `${id}.png`) };
+    const task: PrepareTask = { kind: 'test', id, path, imageOut: join(dirs.test, `${id}.png`), ...(claheOptions ? { clahe: claheOptions } : {}) };
     if (await exists(task.imageOut)) report.test.skipped += 1;
     else tasks.push(task);
   }

@@ -20,6 +20,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { deriveSeed } from '../core/random.js';
+import { ALWAYS_TRAIN_FOLD } from '../data/folds.js';
 import { defaultDevice, manualSeed } from '../core/runtime.js';
 import type { Tensor } from '../core/tensor.js';
 import { Model } from '../models/model.js';
@@ -140,10 +141,10 @@ export function lossTerms(config: ExperimentConfig): LossTerm[] {
     case 'soft-dice':
       return [{ kind: 'soft-dice', weight: 1 }];
     case 'bce-lovasz':
-      // The 42nd place: 1.0 * class-balanced BCE + 0.1 * symmetric Lovasz hinge (SPEC section 6).
+      // The 42nd place: 1.0 * class-balanced BCE (alpha 0.25) + 0.1 * symmetric Lovasz hinge (SPEC section 6).
       return [
-        { kind: 'balanced-bce', weight: 1 },
-        { kind: 'lovasz', weight: 0.1 },
+        { kind: 'balanced-bce', weight: l.bceLovasz.bce, options: { alpha: l.bceLovasz.alpha } },
+        { kind: 'lovasz', weight: l.bceLovasz.lovasz },
       ];
   }
 }
@@ -161,6 +162,11 @@ export function optimizerSpec(config: ExperimentConfig): OptimizerSpec {
   }
   if (o.encoderLr !== null) spec.lrRules = [['encoder.', o.encoderLr]];
   return spec;
+}
+
+/** Whether the model needs a classification logit: the classifier, or the segmenter's joint label loss (`loss.labelWeight`). */
+export function usesLabels(config: ExperimentConfig): boolean {
+  return config.task === 'classify' || config.loss.labelWeight > 0;
 }
 
 /** The sampler of `config.sampler` for the training images. */
@@ -213,7 +219,7 @@ async function initialModel(config: ExperimentConfig, fold: number, device: stri
   const model = await Model.create({
     backbone: config.model.backbone,
     ...(config.model.encoderPath !== null ? { encoder: config.model.encoderPath } : {}),
-    classificationHead: config.task === 'classify',
+    classificationHead: usesLabels(config),
     device,
     autocast: config.training.mixedPrecision && device.startsWith('cuda'),
     seed: deriveSeed(config.seed, config.part, fold, 0x6d6f64),
@@ -274,7 +280,8 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
     // Epoch checkpoints of an epoch that was interrupted before last.ckpt recorded it.
     const kept = new Set(state.topK.map((c) => basename(c.path)));
     for (const name of readdirSync(files.dir)) {
-      if (/^epoch\d+\.ckpt$/.test(name) && !kept.has(name)) await files.remove(join(files.dir, name));
+      const m = /^epoch(\d+)\.ckpt$/.exec(name);
+      if (m && !kept.has(name) && !(config.checkpoints.keepEpochs.includes(Number(m[1])) && Number(m[1]) < state.epoch)) await files.remove(join(files.dir, name));
     }
     log(`resuming ${files.dir} at epoch ${state.epoch}`);
     const changed = changedPaths(loaded.metadata.config, config);
@@ -348,7 +355,12 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       accumulation: config.training.accumulation,
       gradClip: config.training.gradClip,
       task: config.task,
+      // segment: the joint label loss; classify: its label-loss weight (0 keeps the engine's 1).
+      ...(config.loss.labelWeight > 0 ? { labelWeight: config.loss.labelWeight } : {}),
     };
+    if (usesLabels(config) && model.spec.classificationHead !== true) {
+      throw new Error(`${config.task === 'classify' ? 'task classify' : `loss.labelWeight ${config.loss.labelWeight}`} needs a classification head, but ${model.describe()} has none (model.fromPart starts from a part trained without one)`);
+    }
     engine = TrainEngine.create(model, engineOptions);
     if (optimizerState) {
       await engine.loadOptimizerState(optimizerState);
@@ -388,7 +400,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
           const factor = lr.factor(epoch, step, steps);
           engine.scaleLr(factor);
           currentLr = config.optimizer.lr * factor;
-          const out = await engine.step(batch.images, batch.masks, config.task === 'classify' ? batch.labels : undefined);
+          const out = await engine.step(batch.images, batch.masks, usesLabels(config) ? batch.labels : undefined);
           if (!out.finite || !Number.isFinite(out.loss)) {
             const last = state.epoch > 0 && existsSync(files.last) ? files.last : null;
             const keep = last ? `the last good checkpoint is ${last} (after epoch ${state.epoch - 1})` : 'no checkpoint was written (it diverged in the first epoch)';
@@ -451,10 +463,14 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
           state.topK.sort((a, b) => b.score - a.score || a.epoch - b.epoch);
           while (state.topK.length > config.checkpoints.topK) {
             const dropped = state.topK.pop()!;
-            await files.remove(dropped.path);
+            // An epoch kept for averaging (checkpoints.keepEpochs) leaves the top K but not the disk.
+            if (!config.checkpoints.keepEpochs.includes(dropped.epoch)) await files.remove(dropped.path);
           }
           if (improved) await copyAtomic(path, files.best);
         }
+      }
+      if (config.checkpoints.keepEpochs.includes(epoch) && !existsSync(files.epochCheckpoint(epoch))) {
+        await saveCheckpoint(model, engine, files.epochCheckpoint(epoch), checkpointMetadata(config, fold, epoch, record.validation));
       }
       state.history.push(record);
       state.epoch = epoch + 1;
@@ -509,6 +525,9 @@ export async function trainExperiment(config: ExperimentConfig, options: TrainOp
     throw new Error('data.dicomDir: train reads prepared PNGs; write them with `pneumo-native prepare --train-dicom ... --labels ... --out DIR` and set data.dir');
   }
   const dataset = await openPreparedDataset(config.data.dir, config.data.folds);
+  if (config.secondStage && !dataset.samples.some((s) => s.fold === ALWAYS_TRAIN_FOLD)) {
+    throw new Error(`secondStage: ${dataset.foldsFile} has no always-train fold: a second-stage part trains on the stage-1 test images too (write the folds with \`pneumo-native folds --always-train <stage-1 test labels>\`)`);
+  }
   const folds = options.folds ?? config.folds.use;
   for (const f of folds) {
     if (!Number.isInteger(f) || f < 0 || f >= dataset.k) throw new Error(`Expected folds between 0 and ${dataset.k - 1} (${dataset.foldsFile} has ${dataset.k}) but received ${f}`);
