@@ -341,15 +341,16 @@ export function samplePlan(config: TransformConfig, rng: Random, batchSize: numb
   });
 }
 
-/** OpenCV's fixed kernels for sigma <= 0 and ksize <= 7 (cv2.getGaussianKernel's small-kernel table). */
+/** OpenCV's fixed kernels for sigma <= 0 and ksize <= 9 (cv2.getGaussianKernel's small-kernel table). */
 const SMALL_GAUSSIAN: Record<number, number[]> = {
   1: [1],
   3: [0.25, 0.5, 0.25],
   5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
   7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
+  9: [0.015625, 0.05078125, 0.1171875, 0.19921875, 0.234375, 0.19921875, 0.1171875, 0.05078125, 0.015625],
 };
 
-/** cv2.getGaussianKernel(ksize, sigma): sigma <= 0 takes 0.3 ((ksize - 1) / 2 - 1) + 0.8 (or the fixed small kernels). */
+/** cv2.getGaussianKernel(ksize, sigma): sigma <= 0 takes the fixed small kernels up to 9, else 0.3 ((ksize - 1) / 2 - 1) + 0.8. */
 export function gaussianKernel1d(ksize: number, sigma: number): number[] {
   if (!(sigma > 0) && SMALL_GAUSSIAN[ksize]) return [...SMALL_GAUSSIAN[ksize]!];
   const s = sigma > 0 ? sigma : 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8;
