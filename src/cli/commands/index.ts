@@ -19,6 +19,7 @@ import { stackCommand } from './stack.js';
 import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 import { pipelineCommand } from './pipeline.js';
+import { pseudoLabelCommand } from './pseudo-label.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, pipelineCommand, serveCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, pseudoLabelCommand, pipelineCommand, serveCommand];
