@@ -297,7 +297,7 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
       const run = join(w, 'experiments', last!.config.name, `part${last!.config.part}`, `fold${fold}`);
       const ckpt = join(w, 'models', `${name}-fold${fold}.ckpt`);
       checkpoints.push(ckpt);
-      const select = 'top' in avg ? ['--top', String(avg.top)] : ['--epochs', ...avg.epochs.map(String), ...(avg.bnRecompute ? ['--data', preparedDir(size)] : [])];
+      const select = 'top' in avg ? ['--top', String(avg.top)] : ['--epochs', ...avg.epochs.map(String), ...(avg.bnRecompute ? ['--data', preparedDir(size), '--folds', foldsFile, '--fold', String(fold)] : [])];
       stages.push({ name: `average-${name}-fold${fold}`, argv: ['swa', '--run', run, ...select, '--out', ckpt, '--quiet'] });
       const maps = join(w, 'maps', `oof-${name}-fold${fold}.pnm`);
       oof.push(maps);

@@ -570,16 +570,26 @@ export function readConfigChain(path: string, seen: string[] = []): Record<strin
 
 /**
  * Loads an experiment part: the file (and what it extends), then `overrides` (e.g. from CLI
- * flags, as a nested object), validated. Relative data/output paths resolve against the
+ * flags, as a nested object), validated. The keys the file sets itself must be read under the
+ * file's resolution, the overrides under the final one (`unreadReason`). Relative data/output paths resolve against the
  * current directory, as a user typing them would expect.
  * @throws ConfigError listing every problem
  */
 export function loadConfig(path: string, overrides: Record<string, unknown> = {}): ExperimentConfig {
-  const merged = deepMerge(readConfigChain(path), overrides);
+  const chain = readConfigChain(path);
+  const config = validateConfig(deepMerge(chain, overrides), path, overrides);
+  // The file's own keys must be read under the file's own resolution (an override that switches,
+  // say, the scheduler kind does not turn the file's plateau keys into errors).
   const leaf = parseConfigText(readFileSync(resolve(path), 'utf8'), path);
   const { extends: _e, ...own } = isPlainObject(leaf) ? leaf : {};
   void _e;
-  return validateConfig(merged, path, deepMerge(own, overrides));
+  const fileConfig = deepMerge(defaultConfig(), (({ extends: _x, ...rest }) => rest)(chain));
+  const problems = setPaths(own).flatMap((p) => {
+    const reason = unreadReason(p, fileConfig);
+    return reason === null ? [] : [`${p}: set but nothing reads it: ${reason}`];
+  });
+  if (problems.length > 0) throw new ConfigError(path, problems);
+  return config;
 }
 
 /** The yargs option type of a schema path (for generating `--a.b` CLI flags). */

@@ -152,6 +152,10 @@ describe('experiment config', () => {
     writeFileSync(join(dir, 'b.yaml'), 'extends: ./a.yaml\nscheduler: { kind: cosine, tMax: 8 }\n');
     expect(loadConfig(join(dir, 'b.yaml')).scheduler).toMatchObject({ kind: 'cosine', tMax: 8, patience: 3 });
     expect(() => loadConfig(join(dir, 'b.yaml'), { scheduler: { factor: 0.5 } })).toThrow(/scheduler\.factor: set but nothing reads it/);
+    // An override that switches the kind does not turn the file's own keys into errors; the file alone must be consistent.
+    expect(loadConfig(join(dir, 'a.yaml'), { scheduler: { kind: 'cosine' } }).scheduler.kind).toBe('cosine');
+    writeFileSync(join(dir, 'c.yaml'), 'data: { dir: x }\nscheduler: { kind: cosine, patience: 3 }\n');
+    expect(() => loadConfig(join(dir, 'c.yaml'), { scheduler: { kind: 'plateau' } })).toThrow(/c\.yaml: invalid experiment config:\n {2}- scheduler\.patience: set but nothing reads it: read only by scheduler\.kind plateau, not cosine/);
     rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -14,6 +14,8 @@ interface SwaArgs extends JsonOption {
   run?: string;
   top?: number;
   epochs?: number[];
+  folds?: string;
+  fold?: number;
   weights?: string;
   data?: string;
   'max-images'?: number;
@@ -43,6 +45,8 @@ export const swaCommand: CommandModule<object, SwaArgs> = {
         epochs: { type: 'number', array: true, describe: 'With --run: these epochs (0-based; SWA of chosen epochs, kept with checkpoints.keepEpochs)' },
         weights: { type: 'string', describe: 'Comma-separated weights, one per checkpoint (default equal)' },
         data: { type: 'string', describe: 'Training images for the BatchNorm pass: a `prepare` output (its train/) or a folder of images' },
+        folds: { type: 'string', describe: "With --data and --fold: a folds file; the BatchNorm pass uses only fold K's training images (not its validation ones)" },
+        fold: { type: 'number', describe: 'With --folds: the fold whose validation images are left out of the BatchNorm pass' },
         'max-images': { type: 'number', describe: 'At most this many images (a seeded random subset)' },
         'batch-size': { type: 'number', default: 8, describe: 'Images per BatchNorm batch (at least 2)' },
         size: { type: 'number', describe: "Input side (default: the first checkpoint's training image size)" },
@@ -56,6 +60,7 @@ export const swaCommand: CommandModule<object, SwaArgs> = {
         if (sources !== 1) throw new CliError('give either --checkpoints or --run (with --top K or --epochs ...)', 2);
         if (argv.run !== undefined && (argv.top === undefined) === (argv.epochs === undefined)) throw new CliError('--run needs exactly one of --top K or --epochs E...', 2);
         if (argv.run === undefined && (argv.top !== undefined || argv.epochs !== undefined)) throw new CliError('--top and --epochs select from a --run folder', 2);
+        if ((argv.folds === undefined) !== (argv.fold === undefined) || (argv.folds !== undefined && argv.data === undefined)) throw new CliError('--folds and --fold go together, with --data', 2);
         if (!Number.isInteger(argv['batch-size']) || argv['batch-size'] < 2) throw new CliError(`--batch-size must be an integer >= 2 (got ${argv['batch-size']})`, 2);
         const m = argv['max-images'];
         if (m !== undefined && (!Number.isInteger(m) || m < 2)) throw new CliError(`--max-images must be an integer >= 2 (got ${m})`, 2);
@@ -85,6 +90,12 @@ export const swaCommand: CommandModule<object, SwaArgs> = {
       const dir = existsSync(join(argv.data, 'train')) ? join(argv.data, 'train') : argv.data;
       if (!existsSync(dir)) throw new CliError(`--data ${argv.data} does not exist`);
       images = await listImages(dir);
+      if (argv.folds !== undefined) {
+        const { readFolds } = await import('../../data/folds.js');
+        const validation = new Set((await readFolds(argv.folds)).filter((r) => r.fold === argv.fold).map((r) => r.id));
+        if (validation.size === 0) throw new CliError(`--fold ${argv.fold}: ${argv.folds} lists no image in that fold`);
+        images = images.filter((im) => !validation.has(im.id));
+      }
       if (images.length < 2) throw new CliError(`--data ${dir}: the BatchNorm pass needs at least 2 images (found ${images.length})`);
     }
     const bar = new ProgressBar('swa: BatchNorm pass', 0, { unit: 'images', silent: argv.quiet || images === undefined });
