@@ -69,6 +69,24 @@ describe('pipeline --plan', () => {
   });
 });
 
+describe('swa --run (the averaging stages)', () => {
+  it('checks its selection options, naming them', async () => {
+    const out = join(root, 'x.ckpt');
+    const cases: [string[], RegExp][] = [
+      [['swa', '--out', out], /give either --checkpoints or --run/],
+      [['swa', '--run', root, '--out', out], /--run needs exactly one of --top K or --epochs/],
+      [['swa', '--checkpoints', out, '--top', '3', '--out', out], /--top and --epochs select from a --run folder/],
+      [['swa', '--run', root, '--top', '1', '--folds', 'f.csv', '--out', out], /--folds and --fold go together, with --data/],
+      [['swa', '--run', join(root, 'nowhere'), '--top', '1', '--out', out], /--run: run folder \S+nowhere does not exist/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCli(args);
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+});
+
 describe('pipeline --smoke', () => {
   for (const name of ['first-place', 'second-place', '42nd-place', 'unetpp-efficientnet']) {
     it(`${name}: runs every stage on synthetic data and writes a submission that score accepts`, { timeout: 1_200_000 }, async () => {
