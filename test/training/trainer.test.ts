@@ -320,7 +320,7 @@ describe('trainExperiment', () => {
     expect(best.model.spec.classificationHead).toBe(true);
     best.model.dispose();
     for (const t of best.optimizer.values()) t.dispose();
-  }, 180_000);
+  }, 900_000);
 
   it('keeps the checkpoints of checkpoints.keepEpochs whatever top-K deletes, for swa --run --epochs', async () => {
     const config = tinyConfig({ name: 'keep', training: { epochs: 3, batchSize: 4, earlyStopping: 0, maxStepsPerEpoch: 1, validateEvery: 2 }, checkpoints: { topK: 1, keepEpochs: [0, 1] } });
@@ -334,7 +334,7 @@ describe('trainExperiment', () => {
     const top = await selectRunCheckpoints(dir, { top: 1 });
     expect(top).toEqual([join(dir, `epoch${String(result.folds[0]!.best!.epoch).padStart(3, '0')}.ckpt`)]);
     await expect(selectRunCheckpoints(dir, { epochs: [2, 5] })).rejects.toThrow(/holds no checkpoint of epoch\(s\) 5 \(train with checkpoints\.keepEpochs listing them\)/);
-  }, 180_000);
+  }, 900_000);
 
   it('refuses a second-stage part whose folds file has no always-train fold', async () => {
     await expect(trainExperiment(tinyConfig({ name: 'stage2', secondStage: true }))).rejects.toThrow(/secondStage: .*folds\.csv has no always-train fold/);
