@@ -58,7 +58,7 @@ const OPTIONAL_COST = {
  * Debian packages the test suite compares against: an independent DICOM toolkit, and Python
  * PyTorch (run as /usr/bin/python3) as the reference for models, losses and optimizers.
  */
-const TEST_PACKAGES = ['dcmtk', 'python3-torch', 'python3-torchvision', 'python3-numpy'];
+const TEST_PACKAGES = ['dcmtk', 'python3-torch', 'python3-torchvision', 'python3-numpy', 'python3-opencv'];
 /** Debian packages the benchmarks use as baselines (Python PyTorch and the Python data stack). */
 const BENCH_PACKAGES = ['python3-torch', 'python3-torchvision', 'python3-numpy', 'python3-pydicom', 'python3-pil', 'python3-opencv'];
 

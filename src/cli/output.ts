@@ -28,9 +28,26 @@ export const jsonOption = {
   },
 };
 
+let resultSink: ((result: unknown) => void) | null = null;
+
+/**
+ * Runs `work` with command results captured instead of printed (the pipeline runs commands
+ * in-process and keeps each one's result object); the sink is restored afterwards.
+ */
+export async function captureResults<T>(sink: (result: unknown) => void, work: () => Promise<T>): Promise<T> {
+  const previous = resultSink;
+  resultSink = sink;
+  try {
+    return await work();
+  } finally {
+    resultSink = previous;
+  }
+}
+
 /** Prints a command's result: `render(result)` as text, or the object itself with `--json`. */
 export function emitResult<T>(argv: JsonOption, result: T, render: (result: T) => string): void {
-  if (argv.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  if (resultSink) resultSink(JSON.parse(JSON.stringify(result)) as unknown);
+  else if (argv.json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else process.stdout.write(render(result).replace(/\n?$/, '\n'));
 }
 

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { FileWriteError, cleanStaleTemps, makeDir, writeFileAtomic } from '../core/atomic-write.js';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
+import type { ClaheOptions } from './clahe.js';
 import { DicomError } from './dicom/errors.js';
 import { findDicoms } from './dicom.js';
 import { readTrainLabels } from './labels.js';
@@ -33,6 +34,12 @@ export interface PrepareOptions {
   out: string;
   /** Output width and height in pixels. */
   imgSize: number;
+  /**
+   * CLAHE preprocessing of every image after the resize (the UNet++ seed; OpenCV's algorithm,
+   * `clahe.ts`), so training, validation and inference read the same equalised PNGs. Masks are
+   * unchanged. Recorded in `prepare.json`: a folder is never resumed with other settings.
+   */
+  clahe?: ClaheOptions;
   /** Worker threads (default: available parallelism); 0 runs in this thread. */
   workers?: number;
   /** Called after each image with the counts so far (for a progress bar). */
@@ -96,17 +103,20 @@ function validate(options: PrepareOptions): number {
 }
 
 /** Records the size in `prepare.json`, refusing an output directory prepared at another size. */
-async function claimOutput(out: string, imgSize: number): Promise<void> {
+async function claimOutput(out: string, imgSize: number, clahe: ClaheOptions | null): Promise<void> {
   const manifest = join(out, MANIFEST);
   if (await exists(manifest)) {
-    const previous = JSON.parse(await readFile(manifest, 'utf8')) as { imgSize?: number };
+    const previous = JSON.parse(await readFile(manifest, 'utf8')) as { imgSize?: number; clahe?: ClaheOptions | null };
     if (previous.imgSize !== imgSize) {
       throw new Error(`${out} holds images prepared at ${previous.imgSize}x${previous.imgSize}, not ${imgSize}x${imgSize}: choose another --out or remove it`);
+    }
+    if (JSON.stringify(previous.clahe ?? null) !== JSON.stringify(clahe)) {
+      throw new Error(`${out} holds images prepared with CLAHE ${JSON.stringify(previous.clahe ?? null)}, not ${JSON.stringify(clahe)}: choose another --out or remove it`);
     }
     return;
   }
   await makeDir(out);
-  await writeFileAtomic(manifest, `${JSON.stringify({ imgSize }, null, 2)}\n`);
+  await writeFileAtomic(manifest, `${JSON.stringify({ imgSize, ...(clahe ? { clahe } : {}) }, null, 2)}\n`);
 }
 
 /** Runs `tasks` on `workers` threads (or in-process when 0); failures are returned, not thrown. */
@@ -199,7 +209,8 @@ export async function prepare(options: PrepareOptions): Promise<PrepareReport> {
     options.testDicom !== undefined ? findDicoms(options.testDicom) : new Map<string, string>(),
     options.labels !== undefined && options.trainDicom !== undefined ? readTrainLabels(options.labels) : new Map<string, string[]>(),
   ]);
-  await claimOutput(out, imgSize);
+  const claheOptions = options.clahe ? { clipLimit: options.clahe.clipLimit ?? 2, tileGrid: options.clahe.tileGrid ?? 8 } : null;
+  await claimOutput(out, imgSize, claheOptions);
   const dirs = { train: join(out, 'train'), mask: join(out, 'mask'), test: join(out, 'test') };
   for (const dir of [...(options.trainDicom !== undefined ? [dirs.train, dirs.mask] : []), ...(options.testDicom !== undefined ? [dirs.test] : [])]) {
     await makeDir(dir);
@@ -225,13 +236,13 @@ export async function prepare(options: PrepareOptions): Promise<PrepareReport> {
       continue;
     }
     report.train.total += 1;
-    const task: PrepareTask = { kind: 'train', id, path, rles, imageOut: join(dirs.train, `${id}.png`), maskOut: join(dirs.mask, `${id}.png`) };
+    const task: PrepareTask = { kind: 'train', id, path, rles, imageOut: join(dirs.train, `${id}.png`), maskOut: join(dirs.mask, `${id}.png`), ...(claheOptions ? { clahe: claheOptions } : {}) };
     if ((await exists(task.imageOut)) && (await exists(task.maskOut))) report.train.skipped += 1;
     else tasks.push(task);
   }
   for (const [id, path] of testFiles) {
     report.test.total += 1;
-    const task: PrepareTask = { kind: 'test', id, path, imageOut: join(dirs.test, `${id}.png`) };
+    const task: PrepareTask = { kind: 'test', id, path, imageOut: join(dirs.test, `${id}.png`), ...(claheOptions ? { clahe: claheOptions } : {}) };
     if (await exists(task.imageOut)) report.test.skipped += 1;
     else tasks.push(task);
   }

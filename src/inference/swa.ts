@@ -39,6 +39,42 @@ export interface SwaResult {
   size: number | null;
 }
 
+/**
+ * The checkpoints of a fold's training run (`<output>/<name>/part<N>/fold<k>/`) to average: the
+ * `top` best kept epoch checkpoints by validation score (ties: the earlier epoch; the first place's
+ * top-3 averaging), or the checkpoints of the given epochs (the second place's SWA, which
+ * `checkpoints.keepEpochs` keeps on disk).
+ * @throws Error naming the run folder when it holds fewer checkpoints than asked for
+ */
+export async function selectRunCheckpoints(dir: string, select: { top: number } | { epochs: readonly number[] }): Promise<string[]> {
+  const { existsSync, readdirSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  if (!existsSync(dir)) throw new Error(`run folder ${dir} does not exist`);
+  const name = (e: number): string => `epoch${String(e).padStart(3, '0')}.ckpt`;
+  if ('epochs' in select) {
+    const missing = select.epochs.filter((e) => !existsSync(join(dir, name(e))));
+    if (missing.length > 0) throw new Error(`${dir} holds no checkpoint of epoch(s) ${missing.join(', ')} (train with checkpoints.keepEpochs listing them)`);
+    return select.epochs.map((e) => join(dir, name(e)));
+  }
+  assertInteger('top', select.top, 1);
+  const scores = new Map<number, number>();
+  const metrics = join(dir, 'metrics.jsonl');
+  if (existsSync(metrics)) {
+    for (const line of readFileSync(metrics, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      const r = JSON.parse(line) as { epoch: number; validation: { score: number } | null };
+      if (r.validation) scores.set(r.epoch, r.validation.score);
+    }
+  }
+  const kept = readdirSync(dir)
+    .map((f) => /^epoch(\d+)\.ckpt$/.exec(f))
+    .filter((m): m is RegExpExecArray => m !== null && scores.has(Number(m[1])))
+    .map((m) => Number(m[1]))
+    .sort((a, b) => scores.get(b)! - scores.get(a)! || a - b);
+  if (kept.length === 0) throw new Error(`${dir} holds no validated epoch checkpoint`);
+  return kept.slice(0, select.top).map((e) => join(dir, name(e)));
+}
+
 /** Averages `paths` into one checkpoint at `out`, recomputing BatchNorm statistics on `options.images`. */
 export async function averageCheckpoints(paths: readonly string[], out: string, options: SwaOptions = {}): Promise<SwaResult> {
   if (!Array.isArray(paths) || paths.length === 0) throw invalidParameterError('paths', 'at least one checkpoint', paths);

@@ -7,10 +7,10 @@
  * same parameters reuses what is done, and a stage interrupted half-way resumes (synth, prepare,
  * train and infer are resumable themselves).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../core/atomic-write.js';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
@@ -29,6 +29,8 @@ import { loadConfig } from '../training/config.js';
 import { trainExperiment } from '../training/trainer.js';
 import type { TrainEvent } from '../training/trainer.js';
 import { overlayPng, renderReportHtml } from './report.js';
+import { runStage } from './stages.js';
+import type { StageMarker } from './stages.js';
 import type { ReportContent, ReportFigure, ReportStage, ReportTile } from './report.js';
 
 /** The experiment file the demo trains (a small UNet at 256 px, sized for 2 CPU cores). */
@@ -86,39 +88,12 @@ export interface DemoResult {
   seconds: number;
 }
 
-interface StageMarker {
-  params: unknown;
-  result: unknown;
-  seconds: number;
-}
-
 const FOLDS = 5;
 const VALIDATION_FOLD = 0;
 
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-/** Runs `work` unless its marker says it already ran with `params`; records timings. */
-async function stage<T>(workdir: string, stages: ReportStage[], name: string, params: unknown, log: (m: string) => void, work: () => Promise<{ result: T; detail?: string }>): Promise<T> {
-  const marker = join(workdir, 'stages', `${name}.json`);
-  if (existsSync(marker)) {
-    const saved = JSON.parse(readFileSync(marker, 'utf8')) as StageMarker;
-    if (sameJson(saved.params, params)) {
-      stages.push({ name, seconds: saved.seconds, reused: true });
-      log(`demo: ${name}: reusing the earlier run`);
-      return saved.result as T;
-    }
-  }
-  log(`demo: ${name}...`);
-  const started = performance.now();
-  const { result, detail } = await work();
-  const seconds = (performance.now() - started) / 1000;
-  mkdirSync(dirname(marker), { recursive: true });
-  await writeFileAtomic(marker, JSON.stringify({ params, result, seconds } satisfies StageMarker, null, 2));
-  stages.push({ name, seconds, reused: false, ...(detail ? { detail } : {}) });
-  log(`demo: ${name}: done in ${seconds.toFixed(1)} s${detail ? ` (${detail})` : ''}`);
-  return result;
+/** Runs `work` unless its marker says it already ran with `params` (the shared `runStage`). */
+function stage<T>(workdir: string, stages: ReportStage[], name: string, params: unknown, log: (m: string) => void, work: () => Promise<{ result: T; detail?: string }>): Promise<T> {
+  return runStage(workdir, stages, name, params, log, work, 'demo');
 }
 
 function scoreOf(meanDice: number | null, positive: number | null, empty: number | null, baseline: number): DemoScore {

@@ -36,7 +36,12 @@ export interface ExperimentConfig {
   name: string;
   /** Part index (0, 1, 2, ...): each part starts from the previous part's best checkpoint of the same fold. */
   part: number;
-  /** Marks the second stage (trains on the always-train fold too). */
+  /**
+   * The second stage (SPEC 4): the folds file must hold an always-train fold (the stage-1 test
+   * images, `folds --always-train`), trained on and never validated; the trainer refuses a
+   * second-stage part whose folds file has none. Pipelines run second-stage parts only when given
+   * those images.
+   */
   secondStage: boolean;
   /**
    * "segment" (masks) or "classify" (the second place's classifier: a classification head on the
@@ -104,9 +109,21 @@ export interface ExperimentConfig {
   loss: {
     /** combo (the first place), soft-dice (the second place), bce-lovasz (the 42nd place). */
     kind: 'combo' | 'soft-dice' | 'bce-lovasz';
+    /** combo: weights of (BCE, Dice, Focal). */
     weights: { bce: number; dice: number; focal: number };
-    /** Dice per image then averaged, instead of over the whole batch. */
+    /** combo: Dice per image then averaged, instead of over the whole batch. */
     perImage: boolean;
+    /**
+     * bce-lovasz (the 42nd place, SPEC 6): `bce` x class-balanced BCE (positive pixels weighted
+     * `alpha`, negative ones 1 - alpha) + `lovasz` x the symmetric Lovasz hinge (margins 5 and 1).
+     */
+    bceLovasz: { bce: number; lovasz: number; alpha: number };
+    /**
+     * segment: > 0 adds a classification logit (global pooling -> linear, on the encoder) trained
+     * with this weight x BCE against "the mask is not empty" (the 42nd place's 0.1). classify: the
+     * weight of the label loss (BCE + focal); 0 keeps the engine's default 1.
+     */
+    labelWeight: number;
   };
   optimizer: {
     kind: 'adam' | 'adamw' | 'sgd' | 'radam';
@@ -172,6 +189,11 @@ export interface ExperimentConfig {
   checkpoints: {
     /** Keep the best K checkpoints per fold, delete the rest. */
     topK: number;
+    /**
+     * Epochs (0-based) whose checkpoints are always written and never deleted, validated or not
+     * (the second place's SWA averages epochs 34, 39 and 43, which top-K alone could delete).
+     */
+    keepEpochs: number[];
   };
   output: {
     dir: string;
@@ -184,7 +206,7 @@ type Leaf =
   | { kind: 'number'; min?: number; max?: number; integer?: boolean; nullable?: boolean; exclusiveMin?: boolean }
   | { kind: 'string'; values?: readonly string[]; nullable?: boolean }
   | { kind: 'boolean' }
-  | { kind: 'integers'; min?: number }
+  | { kind: 'integers'; min?: number; allowEmpty?: boolean }
   | { kind: 'pair'; min?: number; max?: number }
   | { kind: 'triplets' };
 
@@ -216,7 +238,13 @@ export const SCHEMA: Node = {
   folds: { use: { kind: 'integers', min: -1 } },
   sampler: { enabled: bool, mode: str(['sample-rate', 'positive-only', 'all', 'balanced']), positiveRate: num(0, 1, { exclusiveMin: true }), positiveRateEnd: num(0, 1, { nullable: true, exclusiveMin: true }) },
   augment: { preset: str(), file: str(undefined, true) },
-  loss: { kind: str(['combo', 'soft-dice', 'bce-lovasz']), weights: { bce: num(0), dice: num(0), focal: num(0) }, perImage: bool },
+  loss: {
+    kind: str(['combo', 'soft-dice', 'bce-lovasz']),
+    weights: { bce: num(0), dice: num(0), focal: num(0) },
+    perImage: bool,
+    bceLovasz: { bce: num(0), lovasz: num(0), alpha: num(0, 1) },
+    labelWeight: num(0),
+  },
   optimizer: {
     kind: str(['adam', 'adamw', 'sgd', 'radam']),
     lr: num(0, 10, { exclusiveMin: true }),
@@ -252,7 +280,7 @@ export const SCHEMA: Node = {
     maxStepsPerEpoch: int(0),
   },
   validation: { triplets: { kind: 'triplets' }, areaSize: int(1, 16384), tta: bool },
-  checkpoints: { topK: int(1, 1000) },
+  checkpoints: { topK: int(1, 1000), keepEpochs: { kind: 'integers', min: 0, allowEmpty: true } },
   output: { dir: str() },
 };
 
@@ -270,12 +298,12 @@ export function defaultConfig(): ExperimentConfig {
     folds: { use: [0, 1, 2, 3, 4] },
     sampler: { enabled: true, mode: 'sample-rate', positiveRate: 0.8, positiveRateEnd: null },
     augment: { preset: 'first-place', file: null },
-    loss: { kind: 'combo', weights: { bce: 3, dice: 1, focal: 4 }, perImage: false },
+    loss: { kind: 'combo', weights: { bce: 3, dice: 1, focal: 4 }, perImage: false, bceLovasz: { bce: 1, lovasz: 0.1, alpha: 0.25 }, labelWeight: 0 },
     optimizer: { kind: 'adam', lr: 1e-4, encoderLr: null, weightDecay: 5e-6, noDecayOnBiasNorm: true, momentum: 0.9, nesterov: false, betas: [0.9, 0.999] },
     scheduler: { kind: 'plateau', factor: 0.1, patience: 2, threshold: 1e-7, cooldown: 0, minLr: 1e-7, tMax: null, t0: 8, tMult: 1, warmup: 0 },
     training: { epochs: 50, batchSize: 4, accumulation: 1, gradClip: 0.1, freezeEncoderEpochs: 0, earlyStopping: 10, validateEvery: 1, precision: 'auto', deterministic: false, maxStepsPerEpoch: 0 },
     validation: { triplets: DEFAULT_TRIPLETS.map((t) => [...t] as Triplet), areaSize: 1024, tta: false },
-    checkpoints: { topK: 5 },
+    checkpoints: { topK: 5, keepEpochs: [] },
     output: { dir: 'experiments' },
   };
 }
@@ -401,8 +429,8 @@ function checkLeaf(leaf: Leaf, value: unknown, path: string, problems: string[])
       if (typeof value !== 'boolean') problems.push(`${path}: expected true or false but got ${describe(value)}`);
       return;
     case 'integers':
-      if (!Array.isArray(value) || value.length === 0 || !value.every((v) => Number.isInteger(v) && v >= (leaf.min ?? -Infinity))) {
-        problems.push(`${path}: expected a non-empty list of integers${leaf.min !== undefined ? ` >= ${leaf.min}` : ''} but got ${describe(value)}`);
+      if (!Array.isArray(value) || (value.length === 0 && !leaf.allowEmpty) || !value.every((v) => Number.isInteger(v) && v >= (leaf.min ?? -Infinity))) {
+        problems.push(`${path}: expected a ${leaf.allowEmpty ? '' : 'non-empty '}list of integers${leaf.min !== undefined ? ` >= ${leaf.min}` : ''} but got ${describe(value)}`);
       }
       return;
     case 'pair':
@@ -452,11 +480,64 @@ export function deepMerge<T>(base: T, over: unknown): T {
   return out as T;
 }
 
+/** The schema leaf paths set in `raw` (keys outside the schema are left to `checkNode`). */
+function setPaths(raw: unknown, node: Node = SCHEMA, prefix = ''): string[] {
+  if (!isPlainObject(raw)) return [];
+  const out: string[] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    const spec = Object.hasOwn(node, key) ? node[key] : undefined;
+    if (spec === undefined) continue;
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (isLeaf(spec)) out.push(path);
+    else out.push(...setPaths(value, spec, path));
+  }
+  return out;
+}
+
 /**
- * Validates a parsed config object (defaults filled in for what it leaves out).
+ * Why nothing reads `path` under `config`, or null when something does. A key the resolved config
+ * leaves unread (the Lovasz weight of a combo loss, a plateau patience under a cosine schedule, the
+ * backbone of a part that starts from an earlier part's checkpoint) is an error, not a silent no-op.
+ */
+export function unreadReason(path: string, config: ExperimentConfig): string | null {
+  const c = config;
+  const segment = c.task === 'segment';
+  const lossKind = `loss.kind ${c.loss.kind}${segment ? '' : ` (and task ${c.task} reads no loss.kind)`}`;
+  if (path.startsWith('loss.weights.') || path === 'loss.perImage') return segment && c.loss.kind === 'combo' ? null : `read only with loss.kind combo and task segment, not with ${lossKind}`;
+  if (path.startsWith('loss.bceLovasz.')) return segment && c.loss.kind === 'bce-lovasz' ? null : `read only with loss.kind bce-lovasz and task segment, not with ${lossKind}`;
+  if (path === 'loss.kind') return segment ? null : `task ${c.task} trains its own loss (labelWeight x (BCE + focal) on the label, BCE on the mask)`;
+  if (path === 'optimizer.momentum' || path === 'optimizer.nesterov') return c.optimizer.kind === 'sgd' ? null : `read only by optimizer.kind sgd, not ${c.optimizer.kind}`;
+  if (path === 'optimizer.betas') return c.optimizer.kind !== 'sgd' ? null : 'not read by optimizer.kind sgd';
+  if (path === 'optimizer.noDecayOnBiasNorm') return c.optimizer.weightDecay > 0 ? null : 'no effect with optimizer.weightDecay 0';
+  const plateauKeys = ['scheduler.factor', 'scheduler.patience', 'scheduler.threshold', 'scheduler.cooldown'];
+  if (plateauKeys.includes(path)) return c.scheduler.kind === 'plateau' ? null : `read only by scheduler.kind plateau, not ${c.scheduler.kind}`;
+  if (path === 'scheduler.tMax') return c.scheduler.kind === 'cosine' ? null : `read only by scheduler.kind cosine, not ${c.scheduler.kind}`;
+  if (path === 'scheduler.t0' || path === 'scheduler.tMult') return c.scheduler.kind === 'warm-restarts' ? null : `read only by scheduler.kind warm-restarts, not ${c.scheduler.kind}`;
+  if (path === 'scheduler.minLr') return c.scheduler.kind !== 'constant' ? null : 'not read by scheduler.kind constant';
+  if (path === 'sampler.mode') return c.sampler.enabled ? null : 'not read with sampler.enabled false (every image once per epoch)';
+  if (path === 'sampler.positiveRate' || path === 'sampler.positiveRateEnd') {
+    return c.sampler.enabled && c.sampler.mode === 'sample-rate' ? null : `read only by sampler.mode sample-rate with sampler.enabled true, not ${c.sampler.enabled ? `mode ${c.sampler.mode}` : 'a disabled sampler'}`;
+  }
+  if (path === 'augment.preset') return c.augment.file === null ? null : 'augment.file is set and wins over the preset';
+  if (path === 'model.backbone' || path === 'model.encoderPath' || path === 'model.weights' || path === 'model.encoderWeights') {
+    return c.model.fromPart === null ? null : `the part starts from part ${c.model.fromPart}'s best checkpoint (model.fromPart), which fixes the model and its weights`;
+  }
+  if (path === 'validation.triplets' || path === 'validation.areaSize') return segment ? null : `task ${c.task} is scored by ROC AUC, not on the triplet grid`;
+  if (path === 'checkpoints.keepEpochs') {
+    const late = c.checkpoints.keepEpochs.filter((e) => e >= c.training.epochs);
+    return late.length === 0 ? null : `epoch(s) ${late.join(', ')} never run: training.epochs is ${c.training.epochs} (epochs count from 0)`;
+  }
+  return null;
+}
+
+/**
+ * Validates a parsed config object (defaults filled in for what it leaves out). `own` holds the
+ * keys the caller set itself (a file's own keys and its command-line overrides, default: all of
+ * `raw`): each of them must be read under the resolved config (`unreadReason`); keys inherited
+ * through `extends` are not held to that.
  * @throws ConfigError listing every problem with its path
  */
-export function validateConfig(raw: unknown, source = '<config>'): ExperimentConfig {
+export function validateConfig(raw: unknown, source = '<config>', own: unknown = raw): ExperimentConfig {
   const problems: string[] = [];
   checkNode(SCHEMA, raw, '', problems);
   if (problems.length > 0) throw new ConfigError(source, problems);
@@ -476,6 +557,10 @@ export function validateConfig(raw: unknown, source = '<config>'): ExperimentCon
   if (config.model.encoderWeights !== null && config.model.encoderPath !== null) cross.push('model.encoderWeights: a TorchScript encoder (model.encoderPath) carries its own weights; set one of the two');
   if (config.task === 'classify' && config.sampler.enabled && config.sampler.mode === 'positive-only') cross.push('sampler.mode: a classifier needs negative images too: use balanced or all with task classify');
   if (config.sampler.mode === 'balanced' && config.training.batchSize % 2 !== 0) cross.push(`training.batchSize: balanced batches need an even batch size but got ${config.training.batchSize}`);
+  for (const path of setPaths(own)) {
+    const reason = unreadReason(path, config);
+    if (reason !== null) cross.push(`${path}: set but nothing reads it: ${reason}`);
+  }
   if (cross.length > 0) throw new ConfigError(source, cross);
   return config;
 }
@@ -512,13 +597,26 @@ export function readConfigChain(path: string, seen: string[] = []): Record<strin
 
 /**
  * Loads an experiment part: the file (and what it extends), then `overrides` (e.g. from CLI
- * flags, as a nested object), validated. Relative data/output paths resolve against the
+ * flags, as a nested object), validated. The keys the file sets itself must be read under the
+ * file's resolution, the overrides under the final one (`unreadReason`). Relative data/output paths resolve against the
  * current directory, as a user typing them would expect.
  * @throws ConfigError listing every problem
  */
 export function loadConfig(path: string, overrides: Record<string, unknown> = {}): ExperimentConfig {
-  const merged = deepMerge(readConfigChain(path), overrides);
-  return validateConfig(merged, path);
+  const chain = readConfigChain(path);
+  const config = validateConfig(deepMerge(chain, overrides), path, overrides);
+  // The file's own keys must be read under the file's own resolution (an override that switches,
+  // say, the scheduler kind does not turn the file's plateau keys into errors).
+  const leaf = parseConfigText(readFileSync(resolve(path), 'utf8'), path);
+  const { extends: _e, ...own } = isPlainObject(leaf) ? leaf : {};
+  void _e;
+  const fileConfig = deepMerge(defaultConfig(), (({ extends: _x, ...rest }) => rest)(chain));
+  const problems = setPaths(own).flatMap((p) => {
+    const reason = unreadReason(p, fileConfig);
+    return reason === null ? [] : [`${p}: set but nothing reads it: ${reason}`];
+  });
+  if (problems.length > 0) throw new ConfigError(path, problems);
+  return config;
 }
 
 /** The yargs option type of a schema path (for generating `--a.b` CLI flags). */

@@ -20,6 +20,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { deriveSeed } from '../core/random.js';
+import { ALWAYS_TRAIN_FOLD } from '../data/folds.js';
 import { defaultDevice, setCudnnOptions, manualSeed } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { Model, readWeightsFile } from '../models/model.js';
@@ -151,10 +152,10 @@ export function lossTerms(config: ExperimentConfig): LossTerm[] {
     case 'soft-dice':
       return [{ kind: 'soft-dice', weight: 1 }];
     case 'bce-lovasz':
-      // The 42nd place: 1.0 * class-balanced BCE + 0.1 * symmetric Lovasz hinge (SPEC section 6).
+      // The 42nd place: 1.0 * class-balanced BCE (alpha 0.25) + 0.1 * symmetric Lovasz hinge (SPEC section 6).
       return [
-        { kind: 'balanced-bce', weight: 1 },
-        { kind: 'lovasz', weight: 0.1 },
+        { kind: 'balanced-bce', weight: l.bceLovasz.bce, options: { alpha: l.bceLovasz.alpha } },
+        { kind: 'lovasz', weight: l.bceLovasz.lovasz },
       ];
   }
 }
@@ -172,6 +173,11 @@ export function optimizerSpec(config: ExperimentConfig): OptimizerSpec {
   }
   if (o.encoderLr !== null) spec.lrRules = [['encoder.', o.encoderLr]];
   return spec;
+}
+
+/** Whether the model needs a classification logit: the classifier, or the segmenter's joint label loss (`loss.labelWeight`). */
+export function usesLabels(config: ExperimentConfig): boolean {
+  return config.task === 'classify' || config.loss.labelWeight > 0;
 }
 
 /** The sampler of `config.sampler` for the training images. */
@@ -225,7 +231,7 @@ export async function initialModel(config: ExperimentConfig, fold: number, devic
     backbone: config.model.backbone,
     ...(config.model.encoderPath !== null ? { encoder: config.model.encoderPath } : {}),
     ...(config.model.encoderWeights !== null ? { encoderWeights: config.model.encoderWeights } : {}),
-    classificationHead: config.task === 'classify',
+    classificationHead: usesLabels(config),
     device,
     precision: config.training.precision,
     seed: deriveSeed(config.seed, config.part, fold, 0x6d6f64),
@@ -335,7 +341,8 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
     const kept = new Set(state.topK.map((c) => basename(c.path)));
     if (writer) {
       for (const name of readdirSync(files.dir)) {
-        if (/^epoch\d+\.ckpt$/.test(name) && !kept.has(name)) await files.remove(join(files.dir, name));
+        const m = /^epoch(\d+)\.ckpt$/.exec(name);
+        if (m && !kept.has(name) && !(config.checkpoints.keepEpochs.includes(Number(m[1])) && Number(m[1]) < state.epoch)) await files.remove(join(files.dir, name));
       }
     }
     log(`resuming ${files.dir} at epoch ${state.epoch}`);
@@ -412,7 +419,12 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       accumulation: config.training.accumulation,
       gradClip: config.training.gradClip,
       task: config.task,
+      // segment: the joint label loss; classify: its label-loss weight (0 keeps the engine's 1).
+      ...(config.loss.labelWeight > 0 ? { labelWeight: config.loss.labelWeight } : {}),
     };
+    if (usesLabels(config) && model.spec.classificationHead !== true) {
+      throw new Error(`${config.task === 'classify' ? 'task classify' : `loss.labelWeight ${config.loss.labelWeight}`} needs a classification head, but ${model.describe()} has none (model.fromPart starts from a part trained without one)`);
+    }
     engine = TrainEngine.create(model, engineOptions);
     if (optimizerState) {
       await engine.loadOptimizerState(optimizerState);
@@ -464,7 +476,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
           const factor = lr.factor(epoch, step, steps);
           engine.scaleLr(factor);
           currentLr = config.optimizer.lr * factor;
-          const out = await engine.step(batch.images, batch.masks, config.task === 'classify' ? batch.labels : undefined).catch((err: unknown) => {
+          const out = await engine.step(batch.images, batch.masks, usesLabels(config) ? batch.labels : undefined).catch((err: unknown) => {
             // A collective inside backward (c10d's Reducer) failed: say where, and why it usually happens.
             const message = err instanceof Error ? err.message : String(err);
             if (!group || /failed on rank/.test(message)) throw err;
@@ -541,10 +553,14 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
           state.topK.sort((a, b) => b.score - a.score || a.epoch - b.epoch);
           while (state.topK.length > config.checkpoints.topK) {
             const dropped = state.topK.pop()!;
-            if (writer) await files.remove(dropped.path);
+            // An epoch kept for averaging (checkpoints.keepEpochs) leaves the top K but not the disk.
+            if (writer && !config.checkpoints.keepEpochs.includes(dropped.epoch)) await files.remove(dropped.path);
           }
           if (improved && writer) await copyAtomic(path, files.best);
         }
+      }
+      if (config.checkpoints.keepEpochs.includes(epoch) && !existsSync(files.epochCheckpoint(epoch))) {
+        await saveCheckpoint(model, engine, files.epochCheckpoint(epoch), checkpointMetadata(config, fold, epoch, record.validation));
       }
       state.history.push(record);
       state.epoch = epoch + 1;
@@ -603,6 +619,9 @@ export async function trainExperiment(config: ExperimentConfig, options: TrainOp
     throw new Error('data.dicomDir: train reads prepared PNGs; write them with `pneumo-native prepare --train-dicom ... --labels ... --out DIR` and set data.dir');
   }
   const dataset = await openPreparedDataset(config.data.dir, config.data.folds);
+  if (config.secondStage && !dataset.samples.some((s) => s.fold === ALWAYS_TRAIN_FOLD)) {
+    throw new Error(`secondStage: ${dataset.foldsFile} has no always-train fold: a second-stage part trains on the stage-1 test images too (write the folds with \`pneumo-native folds --always-train <stage-1 test labels>\`)`);
+  }
   const folds = options.folds ?? config.folds.use;
   for (const f of folds) {
     if (!Number.isInteger(f) || f < 0 || f >= dataset.k) throw new Error(`Expected folds between 0 and ${dataset.k - 1} (${dataset.foldsFile} has ${dataset.k}) but received ${f}`);

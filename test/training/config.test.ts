@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -75,22 +75,97 @@ describe('experiment config', () => {
     expect(() => overridesFromArgs({ validation: { triplets: 'nope' } })).toThrow(/--validation.triplets: expected JSON/);
   });
 
-  it('ships valid recipes for the first and second places', () => {
+  it('ships the recipes as the seeds wrote them', () => {
     const root = join(repoRoot, 'models', 'experiments');
     const experiments = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory());
-    expect(experiments.map((d) => d.name).sort()).toEqual(['albunet_valid', 'resnet50', 'seunet', 'synthetic', 'unet_se50']);
+    expect(experiments.map((d) => d.name).sort()).toEqual([
+      'albunet_public', 'albunet_valid', 'classifier_se50', 'deeplab_se50', 'resnet50', 'seunet', 'synthetic',
+      'unet_ef3', 'unet_ef5', 'unet_r18_42nd', 'unet_se101', 'unet_se50', 'unetpp_ef4',
+    ]);
     for (const exp of experiments) {
       for (const file of readdirSync(join(root, exp.name))) loadConfig(join(root, exp.name, file));
     }
-    const albunet2 = loadConfig(join(root, 'albunet_valid', '2nd_stage.yaml'));
+    const load = (exp: string, file = 'part0.yaml') => loadConfig(join(root, exp, file));
+    const albunet2 = load('albunet_valid', '2nd_stage.yaml');
     expect(albunet2).toMatchObject({ part: 3, secondStage: true, model: { backbone: 'albunet34', fromPart: 2 }, sampler: { positiveRate: 0.5, positiveRateEnd: 0.4 } });
     expect(albunet2.optimizer.lr).toBe(1e-5);
-    expect(loadConfig(join(root, 'resnet50', 'part0.yaml')).loss.weights).toEqual({ bce: 2, dice: 1, focal: 2 });
-    expect(loadConfig(join(root, 'unet_se50', 'part0.yaml'))).toMatchObject({ sampler: { mode: 'positive-only' }, loss: { kind: 'soft-dice', perImage: true }, scheduler: { kind: 'warm-restarts' } });
-    expect(loadConfig(join(root, 'synthetic', 'small.yaml'))).toMatchObject({ model: { backbone: 'tiny_unet_r18' }, data: { imgSize: 256 }, folds: { use: [0] } });
+    // The first place decayed every weight (Adam 5e-6 on biases and norms too).
+    for (const exp of ['albunet_valid', 'albunet_public', 'seunet', 'resnet50']) {
+      for (const file of ['part0.yaml', 'part1.yaml', 'part2.yaml', '2nd_stage.yaml']) expect(load(exp, file).optimizer).toMatchObject({ weightDecay: 5e-6, noDecayOnBiasNorm: false });
+    }
+    // resnet50: (2,1,2), trained at 1024 from the start (not up-trained from 512), no frozen encoder.
+    for (const file of ['part0.yaml', 'part1.yaml', 'part2.yaml', '2nd_stage.yaml']) {
+      const c = load('resnet50', file);
+      expect(c.loss.weights).toEqual({ bce: 2, dice: 1, focal: 2 });
+      expect(c.data.imgSize).toBe(1024);
+      expect(c.training.freezeEncoderEpochs).toBe(0);
+    }
+    expect(load('albunet_valid').data.imgSize).toBe(512);
+    expect(load('albunet_valid', 'part1.yaml')).toMatchObject({ data: { imgSize: 1024 }, training: { freezeEncoderEpochs: 2 } });
+    // albunet_public: (1,1,1) in every part.
+    for (const file of ['part0.yaml', 'part1.yaml', 'part2.yaml', '2nd_stage.yaml']) {
+      expect(load('albunet_public', file)).toMatchObject({ name: 'albunet_public', loss: { weights: { bce: 1, dice: 1, focal: 1 } } });
+    }
+    // Second place: its own augmentation and batch 4, SWA epochs kept whatever top-K deletes.
+    expect(load('unet_se50')).toMatchObject({
+      sampler: { mode: 'positive-only' },
+      loss: { kind: 'soft-dice' },
+      augment: { preset: 'second-place' },
+      training: { batchSize: 4 },
+      scheduler: { kind: 'warm-restarts' },
+      checkpoints: { keepEpochs: [34, 39, 43] },
+    });
+    expect(load('unet_ef3').training.batchSize).toBe(6);
+    expect(load('unet_ef5').data.imgSize).toBe(768);
+    expect(load('classifier_se50')).toMatchObject({ task: 'classify', training: { batchSize: 8 } });
+    // 42nd place.
+    expect(load('unet_r18_42nd')).toMatchObject({
+      data: { imgSize: 768 },
+      folds: { use: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] },
+      loss: { kind: 'bce-lovasz', bceLovasz: { bce: 1, lovasz: 0.1, alpha: 0.25 }, labelWeight: 0.1 },
+      optimizer: { kind: 'radam', lr: 5e-4, weightDecay: 1e-4, noDecayOnBiasNorm: true },
+      scheduler: { kind: 'cosine', warmup: 0.05 },
+      training: { batchSize: 6, accumulation: 4 },
+    });
+    expect(load('unetpp_ef4')).toMatchObject({ model: { backbone: 'unetpp_ef4' }, augment: { preset: 'unetpp' } });
+    expect(load('synthetic', 'small.yaml')).toMatchObject({ model: { backbone: 'tiny_unet_r18' }, data: { imgSize: 256 }, folds: { use: [0] } });
+  });
+
+  it('rejects a key that nothing reads under the resolved config', () => {
+    const base = { data: { dir: 'x' } };
+    const bad = (over: Record<string, unknown>) => () => validateConfig({ ...base, ...over }, 'f.yaml');
+    expect(bad({ loss: { kind: 'soft-dice', weights: { bce: 1 } } })).toThrow(/loss\.weights\.bce: set but nothing reads it: read only with loss\.kind combo/);
+    expect(bad({ loss: { kind: 'soft-dice', perImage: true } })).toThrow(/loss\.perImage: set but nothing reads it/);
+    expect(bad({ loss: { kind: 'combo', bceLovasz: { lovasz: 0.2 } } })).toThrow(/loss\.bceLovasz\.lovasz: set but nothing reads it: read only with loss\.kind bce-lovasz/);
+    expect(bad({ scheduler: { kind: 'cosine', patience: 3 } })).toThrow(/scheduler\.patience: set but nothing reads it: read only by scheduler\.kind plateau, not cosine/);
+    expect(bad({ scheduler: { kind: 'plateau', t0: 3 } })).toThrow(/scheduler\.t0: set but nothing reads it/);
+    expect(bad({ optimizer: { kind: 'adam', momentum: 0.5 } })).toThrow(/optimizer\.momentum: set but nothing reads it: read only by optimizer\.kind sgd, not adam/);
+    expect(bad({ optimizer: { weightDecay: 0, noDecayOnBiasNorm: false } })).toThrow(/optimizer\.noDecayOnBiasNorm: set but nothing reads it: no effect with optimizer\.weightDecay 0/);
+    expect(bad({ sampler: { mode: 'positive-only', positiveRate: 0.5 } })).toThrow(/sampler\.positiveRate: set but nothing reads it/);
+    expect(bad({ part: 1, model: { fromPart: 0, backbone: 'unet_r18' } })).toThrow(/model\.backbone: set but nothing reads it: the part starts from part 0's best checkpoint/);
+    expect(bad({ training: { epochs: 40 }, checkpoints: { keepEpochs: [34, 39, 43] } })).toThrow(/checkpoints\.keepEpochs: set but nothing reads it: epoch\(s\) 43 never run: training\.epochs is 40/);
+    expect(bad({ task: 'classify', sampler: { mode: 'all' }, validation: { triplets: [[0.5, 0, 0.5]] } })).toThrow(/validation\.triplets: set but nothing reads it: task classify is scored by ROC AUC/);
+    // Read keys pass; inherited keys (extends) are not held to the rule, a file's own keys and overrides are.
+    expect(validateConfig({ ...base, loss: { kind: 'bce-lovasz', bceLovasz: { bce: 1, lovasz: 0.2, alpha: 0.3 }, labelWeight: 0.1 } }).loss.bceLovasz).toEqual({ bce: 1, lovasz: 0.2, alpha: 0.3 });
+    const dir = mkdtempSync(join(tmpdir(), 'pn-unread-'));
+    writeFileSync(join(dir, 'a.yaml'), 'data: { dir: x }\nscheduler: { kind: plateau, patience: 3 }\n');
+    writeFileSync(join(dir, 'b.yaml'), 'extends: ./a.yaml\nscheduler: { kind: cosine, tMax: 8 }\n');
+    expect(loadConfig(join(dir, 'b.yaml')).scheduler).toMatchObject({ kind: 'cosine', tMax: 8, patience: 3 });
+    expect(() => loadConfig(join(dir, 'b.yaml'), { scheduler: { factor: 0.5 } })).toThrow(/scheduler\.factor: set but nothing reads it/);
+    // An override that switches the kind does not turn the file's own keys into errors; the file alone must be consistent.
+    expect(loadConfig(join(dir, 'a.yaml'), { scheduler: { kind: 'cosine' } }).scheduler.kind).toBe('cosine');
+    writeFileSync(join(dir, 'c.yaml'), 'data: { dir: x }\nscheduler: { kind: cosine, patience: 3 }\n');
+    expect(() => loadConfig(join(dir, 'c.yaml'), { scheduler: { kind: 'plateau' } })).toThrow(/c\.yaml: invalid experiment config:\n {2}- scheduler\.patience: set but nothing reads it: read only by scheduler\.kind plateau, not cosine/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  it('every seed recipe starts from ImageNet weights; the synthetic one from random initialisation', () => {
+    const root = join(repoRoot, 'models', 'experiments');
     // The seeds start from ImageNet weights; the synthetic demo keeps random initialisation (no network).
-    for (const seed of ['albunet_valid', 'resnet50', 'seunet', 'unet_se50']) {
-      for (const file of readdirSync(join(root, seed))) expect(loadConfig(join(root, seed, file)).model.encoderWeights, `${seed}/${file}`).toBe('imagenet');
+    for (const seed of readdirSync(root).filter((d) => d !== 'synthetic' && !d.includes('.'))) {
+      for (const file of readdirSync(join(root, seed))) {
+        const c = loadConfig(join(root, seed, file));
+        if (c.model.fromPart === null) expect(c.model.encoderWeights, `${seed}/${file}`).toBe('imagenet');
+      }
     }
     expect(loadConfig(join(root, 'synthetic', 'small.yaml')).model.encoderWeights).toBeNull();
   });

@@ -18,7 +18,10 @@ import { BatchLoader, openPreparedDataset, splitFold } from '../../src/training/
 import { LrControl } from '../../src/training/lr-control.js';
 import { SUMMARY_HEADER, formatSummary } from '../../src/training/run-files.js';
 import type { EpochRecord } from '../../src/training/run-files.js';
-import { foldDir, lossTerms, optimizerSpec, samplerConfig, trainExperiment } from '../../src/training/trainer.js';
+import { foldDir, lossTerms, optimizerSpec, samplerConfig, trainExperiment, usesLabels } from '../../src/training/trainer.js';
+import { TrainEngine } from '../../src/training/engine.js';
+import { lossForwardBackward } from '../../src/training/losses.js';
+import { selectRunCheckpoints } from '../../src/inference/swa.js';
 import type { TrainEvent } from '../../src/training/trainer.js';
 import { rocAuc } from '../../src/training/validation.js';
 import { makeTrainFixture } from './train-fixture.js';
@@ -127,8 +130,12 @@ describe('config -> engine pieces', () => {
   it('maps the config to loss terms, optimizer groups and the sampler', () => {
     const c = tinyConfig({ loss: { kind: 'bce-lovasz' }, optimizer: { kind: 'radam', lr: 5e-4, encoderLr: 5e-5, weightDecay: 1e-4 }, sampler: { positiveRate: 0.8, positiveRateEnd: 0.4 } });
     expect(lossTerms(c)).toEqual([
-      { kind: 'balanced-bce', weight: 1 },
+      { kind: 'balanced-bce', weight: 1, options: { alpha: 0.25 } },
       { kind: 'lovasz', weight: 0.1 },
+    ]);
+    expect(lossTerms(tinyConfig({ loss: { kind: 'bce-lovasz', bceLovasz: { bce: 2, lovasz: 0.5, alpha: 0.4 } } }))).toEqual([
+      { kind: 'balanced-bce', weight: 2, options: { alpha: 0.4 } },
+      { kind: 'lovasz', weight: 0.5 },
     ]);
     expect(optimizerSpec(c)).toMatchObject({ algorithm: 'radam', lr: 5e-4, weightDecay: 1e-4, decayBiasesAndNorms: false, lrRules: [['encoder.', 5e-5]] });
     expect(samplerConfig(c)).toEqual({ mode: 'sample-rate', sampleRate: { start: 0.8, end: 0.4 } });
@@ -229,7 +236,7 @@ describe('trainExperiment', () => {
   it("starts part 1 from part 0's best checkpoint of the same fold, encoder frozen first", async () => {
     const part0 = await Model.loadCheckpoint(join(foldDir(tinyConfig(), 0), 'best.ckpt'));
     const weights = await part0.model.stateDict();
-    const config = tinyConfig({ part: 1, model: { backbone: 'tiny_unet_r18', fromPart: 0 }, training: { epochs: 1, batchSize: 4, freezeEncoderEpochs: 1, earlyStopping: 0 } });
+    const config = tinyConfig({ part: 1, model: { fromPart: 0 }, training: { epochs: 1, batchSize: 4, freezeEncoderEpochs: 1, earlyStopping: 0 } });
     const result = await trainExperiment(config);
     const dir = foldDir(config, 0);
     expect(dir).toMatch(/tiny\/part1\/fold0$/);
@@ -278,8 +285,63 @@ describe('trainExperiment', () => {
     }
   }, 120_000);
 
+  it('the configured balanced-BCE/Lovasz weights and the joint label logit give the loss of their references', async () => {
+    // The 42nd place's loss with non-default weights: the engine's first step loss against the
+    // same terms evaluated one by one (lossForwardBackward) plus labelWeight x BCE on the label logit.
+    const config = tinyConfig({ name: 'joint', loss: { kind: 'bce-lovasz', bceLovasz: { bce: 0.7, lovasz: 0.3, alpha: 0.4 }, labelWeight: 0.25 } });
+    expect(usesLabels(config)).toBe(true);
+    const model = await Model.create({ backbone: 'tiny_unet_r18', classificationHead: true, seed: 5 });
+    const dataset = await openPreparedDataset(fixture.data, 'folds.csv');
+    const { train } = splitFold(dataset, 0);
+    const loader = new BatchLoader(train.slice(0, 4), { size: 64, batchSize: 4, pipeline: AugmentPipeline.preset('none'), channels: 3, depth: 1 });
+    const order = Int32Array.from({ length: 4 }, (_, i) => i);
+    for await (const batch of loader.epoch(order, 1)) {
+      model.train();
+      const out = await model.forward(batch.images);
+      const bce = await lossForwardBackward('balanced-bce', out.mask, batch.masks, { alpha: 0.4 });
+      const lovasz = await lossForwardBackward('lovasz', out.mask, batch.masks);
+      const logits = await out.label!.data('float32');
+      const labels = await batch.labels.data('float32');
+      let labelBce = 0;
+      logits.forEach((z, i) => (labelBce += Math.max(z, 0) - z * labels[i]! + Math.log1p(Math.exp(-Math.abs(z)))));
+      labelBce /= logits.length;
+      const expected = 0.7 * bce.loss + 0.3 * lovasz.loss + 0.25 * labelBce;
+      for (const t of [bce.grad, lovasz.grad, out.mask, out.label!]) t.dispose();
+      const engine = TrainEngine.create(model, { optimizer: optimizerSpec(config), loss: lossTerms(config), labelWeight: config.loss.labelWeight });
+      const step = await engine.step(batch.images, batch.masks, batch.labels);
+      expect(step.loss).toBeCloseTo(expected, 4);
+      engine.dispose();
+      batch.dispose();
+    }
+    model.dispose();
+    // And the trainer builds the head and feeds the labels.
+    const result = await trainExperiment(tinyConfig({ name: 'joint', loss: { kind: 'bce-lovasz', labelWeight: 0.1 }, training: { epochs: 1, batchSize: 4, earlyStopping: 0, maxStepsPerEpoch: 2 } }));
+    const best = await Model.loadCheckpoint(join(result.folds[0]!.dir, 'best.ckpt'));
+    expect(best.model.spec.classificationHead).toBe(true);
+    best.model.dispose();
+    for (const t of best.optimizer.values()) t.dispose();
+  }, 900_000);
+
+  it('keeps the checkpoints of checkpoints.keepEpochs whatever top-K deletes, for swa --run --epochs', async () => {
+    const config = tinyConfig({ name: 'keep', training: { epochs: 3, batchSize: 4, earlyStopping: 0, maxStepsPerEpoch: 1, validateEvery: 2 }, checkpoints: { topK: 1, keepEpochs: [0, 1] } });
+    const result = await trainExperiment(config);
+    const dir = result.folds[0]!.dir;
+    const files = readdirSync(dir).filter((f) => /^epoch\d+\.ckpt$/.test(f)).sort();
+    // Epoch 0 is not validated (validateEvery 2) and epoch 1 may rank below the best: both stay.
+    expect(files).toEqual(expect.arrayContaining(['epoch000.ckpt', 'epoch001.ckpt']));
+    expect(files.length).toBeLessThanOrEqual(3);
+    expect(await selectRunCheckpoints(dir, { epochs: [0, 1] })).toEqual([join(dir, 'epoch000.ckpt'), join(dir, 'epoch001.ckpt')]);
+    const top = await selectRunCheckpoints(dir, { top: 1 });
+    expect(top).toEqual([join(dir, `epoch${String(result.folds[0]!.best!.epoch).padStart(3, '0')}.ckpt`)]);
+    await expect(selectRunCheckpoints(dir, { epochs: [2, 5] })).rejects.toThrow(/holds no checkpoint of epoch\(s\) 5 \(train with checkpoints\.keepEpochs listing them\)/);
+  }, 900_000);
+
+  it('refuses a second-stage part whose folds file has no always-train fold', async () => {
+    await expect(trainExperiment(tinyConfig({ name: 'stage2', secondStage: true }))).rejects.toThrow(/secondStage: .*folds\.csv has no always-train fold/);
+  });
+
   it('names a missing earlier part when a part starts from it', async () => {
-    const config = tinyConfig({ name: 'parts', part: 1, model: { backbone: 'tiny_unet_r18', fromPart: 0 } });
+    const config = tinyConfig({ name: 'parts', part: 1, model: { fromPart: 0 } });
     await expect(trainExperiment(config)).rejects.toThrow(/part 1 starts from part 0's best checkpoint of fold 0, but .*part0\/fold0\/best\.ckpt does not exist/);
   });
 });

@@ -20,6 +20,8 @@ import { stackCommand } from './stack.js';
 import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 import { buildCommand } from './build.js';
+import { pipelineCommand } from './pipeline.js';
+import { pseudoLabelCommand } from './pseudo-label.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, weightsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, serveCommand, buildCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, weightsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, pseudoLabelCommand, pipelineCommand, serveCommand, buildCommand];

@@ -8,6 +8,7 @@ import type { JsonOption } from '../output.js';
 import { ProgressBar } from '../progress.js';
 
 interface PrepareArgs extends JsonOption {
+  clahe?: string;
   'train-dicom'?: string;
   'test-dicom'?: string;
   labels?: string;
@@ -42,6 +43,15 @@ function render(r: PrepareReport): string {
   return lines.join('\n');
 }
 
+/** `--clahe 2,8`: clip limit and tiles per side. */
+function parseClahe(text: string): { clipLimit: number; tileGrid: number } {
+  const parts = text.split(',').map((x) => Number(x.trim()));
+  if (parts.length !== 2 || !(parts[0]! >= 0) || !Number.isInteger(parts[1]) || parts[1]! < 1 || parts[1]! > 256) {
+    throw new CliError(`--clahe: expected 'clipLimit,tiles' such as 2,8 (clip limit >= 0, 1-256 tiles per side) but got ${JSON.stringify(text)}`, 2);
+  }
+  return { clipLimit: parts[0]!, tileGrid: parts[1]! };
+}
+
 export const prepareCommand: CommandModule<object, PrepareArgs> = {
   command: 'prepare',
   describe: 'Decode SIIM DICOMs to train/, mask/ and test/ PNGs at one size (parallel, resumable)',
@@ -54,6 +64,7 @@ export const prepareCommand: CommandModule<object, PrepareArgs> = {
         out: { type: 'string', demandOption: true, describe: 'Output directory: train/<id>.png, mask/<id>.png, test/<id>.png' },
         'img-size': { type: 'number', demandOption: true, describe: 'Output width and height (bilinear; masks thresholded at 127 after a bilinear resize)' },
         workers: { type: 'number', default: availableParallelism(), describe: 'Worker threads (0: run in the main thread)' },
+        clahe: { type: 'string', describe: "CLAHE preprocessing of every image, 'clipLimit,tiles' (OpenCV's createCLAHE; e.g. 2,8), as the UNet++ seed" },
         ...jsonOption,
       })
       .check((argv) => {
@@ -62,6 +73,7 @@ export const prepareCommand: CommandModule<object, PrepareArgs> = {
         const size = argv['img-size'];
         if (!Number.isInteger(size) || size < 1 || size > 65535) throw new CliError(`--img-size must be an integer between 1 and 65535 (got ${size})`, 2);
         if (!Number.isInteger(argv.workers) || argv.workers < 0) throw new CliError(`--workers must be a non-negative integer (got ${argv.workers})`, 2);
+        if (argv.clahe !== undefined) parseClahe(argv.clahe);
         return true;
       }),
   handler: async (argv) => {
@@ -75,6 +87,7 @@ export const prepareCommand: CommandModule<object, PrepareArgs> = {
         out: argv.out,
         imgSize: argv['img-size'],
         workers: argv.workers,
+        ...(argv.clahe !== undefined ? { clahe: parseClahe(argv.clahe) } : {}),
         onProgress: (finished, total) => {
           bar ??= new ProgressBar('prepare', total, { unit: 'images' });
           bar.update(finished, total);

@@ -37,8 +37,22 @@ export interface StackReport {
   out: string | null;
 }
 
-/** id -> probability from a map file's stored classifier probabilities, or an `ImageId,probability` CSV. */
+/**
+ * id -> probability from a map file's stored classifier probabilities, or an `ImageId,probability`
+ * CSV; comma-separated files over distinct images (one classifier's out-of-fold maps, one per fold)
+ * are joined.
+ */
 async function readClassifier(path: string): Promise<Map<string, number>> {
+  if (path.includes(',')) {
+    const joined = new Map<string, number>();
+    for (const part of path.split(',')) {
+      for (const [id, p] of await readClassifier(part)) {
+        if (joined.has(id)) throw new CliError(`${part}: image ${id} is also in another file of ${path}: comma-separated files must cover distinct images`);
+        joined.set(id, p);
+      }
+    }
+    return joined;
+  }
   if (path.endsWith('.pnm')) {
     const r = await MapReader.open(path);
     try {
@@ -124,7 +138,7 @@ export const stackCommand: CommandModule<object, StackArgs> = {
   builder: (y) =>
     y
       .options({
-        train: { type: 'string', array: true, demandOption: true, describe: 'Out-of-fold classifier probabilities, one file per classifier: .pnm (stored probabilities) or ImageId,probability CSV' },
+        train: { type: 'string', array: true, demandOption: true, describe: 'Out-of-fold classifier probabilities, one file per classifier: .pnm (stored probabilities) or ImageId,probability CSV; comma-separated files over distinct images (one per fold) are joined' },
         labels: { type: 'string', demandOption: true, describe: 'Train labels CSV (an image is positive when it has a region)' },
         test: { type: 'string', array: true, describe: 'Test probabilities of the same classifiers, in the same order' },
         out: { type: 'string', describe: 'Write the stacked test probabilities (ImageId,probability) here' },

@@ -133,7 +133,8 @@ export function configFromArgs(argv: Record<string, unknown>): ExperimentConfig 
   }
   for (const [flag, { path }] of Object.entries(SHORT_FLAGS)) {
     const value = argv[flag];
-    if (value === undefined || flag === path) continue; // --name, --seed, --device, --task are config keys themselves
+    // --name, --seed, --device, --task are config keys themselves; an object is yargs' parent of a dotted flag (--output.dir).
+    if (value === undefined || flag === path || (typeof value === 'object' && value !== null && !Array.isArray(value))) continue;
     if (getPath(argv, path) !== undefined) throw new CliError(`give --${flag} or --${path}, not both`, 2);
     put(flag, path, value);
   }

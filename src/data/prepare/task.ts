@@ -7,12 +7,14 @@
 import sharp from 'sharp';
 import { writeFileAtomic } from '../../core/atomic-write.js';
 import { read } from '../dicom.js';
+import { clahe } from '../clahe.js';
+import type { ClaheOptions } from '../clahe.js';
 import { decodeUnion } from '../rle.js';
 
 /** A training image (with its RLE rows, `[]` when it has no pneumothorax) or a test image. */
 export type PrepareTask =
-  | { kind: 'train'; id: string; path: string; rles: string[]; imageOut: string; maskOut: string }
-  | { kind: 'test'; id: string; path: string; imageOut: string };
+  | { kind: 'train'; id: string; path: string; rles: string[]; imageOut: string; maskOut: string; clahe?: ClaheOptions }
+  | { kind: 'test'; id: string; path: string; imageOut: string; clahe?: ClaheOptions };
 
 /** Writes 8-bit grayscale pixels as a 1-channel PNG, atomically (`core/atomic-write`). */
 export async function writeGrayPng(pixels: Uint8Array, size: number, path: string): Promise<void> {
@@ -54,5 +56,5 @@ export async function maskAt(rles: readonly string[], columns: number, rows: num
 export async function runTask(task: PrepareTask, size: number): Promise<void> {
   const image = await read(task.path, { size });
   if (task.kind === 'train') await writeGrayPng(await maskAt(task.rles, image.columns, image.rows, size, task.id), size, task.maskOut);
-  await writeGrayPng(image.pixels, size, task.imageOut);
+  await writeGrayPng(task.clahe ? clahe(image.pixels, size, size, task.clahe) : image.pixels, size, task.imageOut);
 }

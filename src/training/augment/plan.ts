@@ -24,6 +24,7 @@ export type PhotometricStep =
   | { kind: 'pointwise'; transform: string; alpha: number; beta: number; brightnessByMax: boolean; gamma: number }
   | { kind: 'clahe'; transform: string; clipLimit: number; tileGridSize: [number, number] }
   | { kind: 'convolve'; transform: 'Blur' | 'MotionBlur'; ksize: number; line?: [number, number, number, number] }
+  | { kind: 'convolve'; transform: 'GaussianBlur'; ksize: number; sigma: number }
   | { kind: 'median'; transform: 'MedianBlur'; ksize: number }
   | { kind: 'noise'; transform: 'GaussNoise'; mean: number; std: number; seed: number };
 
@@ -256,6 +257,16 @@ function drawTransform(config: Exclude<TransformConfig, { type: 'Compose' | 'One
     case 'MotionBlur':
     case 'MedianBlur':
       return drawBlur(config, rng, out);
+    case 'GaussianBlur': {
+      const ksize = rng.pick(oddSizes(config.blur_limit));
+      const sigma = uniform(rng, config.sigma_limit);
+      out.photometric.push({ kind: 'convolve', transform: 'GaussianBlur', ksize, sigma });
+      return;
+    }
+    case 'InvertImg':
+      // 255 - x: the pointwise map alpha x + beta * 255 with alpha -1, beta 1.
+      out.photometric.push({ kind: 'pointwise', transform: config.type, alpha: -1, beta: 1, brightnessByMax: true, gamma: 1 });
+      return;
     case 'GaussNoise': {
       const variance = uniform(rng, config.var_limit);
       out.photometric.push({ kind: 'noise', transform: config.type, mean: config.mean, std: Math.sqrt(variance), seed: rng.nextUint32() });
@@ -330,6 +341,31 @@ export function samplePlan(config: TransformConfig, rng: Random, batchSize: numb
   });
 }
 
+/** OpenCV's fixed kernels for sigma <= 0 and ksize <= 9 (cv2.getGaussianKernel's small-kernel table). */
+const SMALL_GAUSSIAN: Record<number, number[]> = {
+  1: [1],
+  3: [0.25, 0.5, 0.25],
+  5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
+  7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125],
+  9: [0.015625, 0.05078125, 0.1171875, 0.19921875, 0.234375, 0.19921875, 0.1171875, 0.05078125, 0.015625],
+};
+
+/** cv2.getGaussianKernel(ksize, sigma): sigma <= 0 takes the fixed small kernels up to 9, else 0.3 ((ksize - 1) / 2 - 1) + 0.8. */
+export function gaussianKernel1d(ksize: number, sigma: number): number[] {
+  if (!(sigma > 0) && SMALL_GAUSSIAN[ksize]) return [...SMALL_GAUSSIAN[ksize]!];
+  const s = sigma > 0 ? sigma : 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8;
+  const c = (ksize - 1) / 2;
+  const g = Array.from({ length: ksize }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * s * s)));
+  const sum = g.reduce((a, b) => a + b, 0);
+  return g.map((v) => v / sum);
+}
+
+/** The separable Gaussian as a ksize x ksize correlation kernel, row-major. */
+export function gaussianKernel2d(ksize: number, sigma: number): number[] {
+  const g = gaussianKernel1d(ksize, sigma);
+  return g.flatMap((a) => g.map((b) => a * b));
+}
+
 const GEOMETRIC_KIND = { affine: 0, elastic: 1, grid: 2, optical: 3 } as const;
 const PHOTOMETRIC_KIND = { pointwise: 0, clahe: 1, convolve: 2, median: 3, noise: 4 } as const;
 /** Layout version shared with native/augment/batch.cpp (decodePlan). */
@@ -359,7 +395,9 @@ export function encodePlan(plan: readonly ImageAugmentation[]): Float64Array {
       switch (s.kind) {
         case 'pointwise': params = [s.alpha, s.beta, s.brightnessByMax ? 1 : 0, s.gamma]; break;
         case 'clahe': params = [s.clipLimit, s.tileGridSize[0], s.tileGridSize[1]]; break;
-        case 'convolve': params = [s.ksize, ...(s.line ? lineKernel(s.ksize, s.line) : new Array<number>(s.ksize * s.ksize).fill(1 / (s.ksize * s.ksize)))]; break;
+        case 'convolve':
+          params = [s.ksize, ...(s.transform === 'GaussianBlur' ? gaussianKernel2d(s.ksize, s.sigma) : s.line ? lineKernel(s.ksize, s.line) : new Array<number>(s.ksize * s.ksize).fill(1 / (s.ksize * s.ksize)))];
+          break;
         case 'median': params = [s.ksize]; break;
         case 'noise': params = [s.mean, s.std, s.seed]; break;
       }

@@ -6,7 +6,7 @@ import { IMAGENET_MEAN, IMAGENET_STD } from './transforms.js';
 import type { TransformInput } from './transforms.js';
 
 /** Preset names for `AugmentPipeline.preset` and `--preset`. */
-export const AUGMENT_PRESETS = ['first-place', 'second-place', 'none'] as const;
+export const AUGMENT_PRESETS = ['first-place', 'second-place', '42nd-place', 'unetpp', 'none'] as const;
 export type AugmentPreset = (typeof AUGMENT_PRESETS)[number];
 
 /**
@@ -71,6 +71,38 @@ export const SECOND_PLACE: TransformInput = {
   ],
 };
 
+/**
+ * 42nd place: horizontal flip, random crop and resize (the seed's README; its crop range is not
+ * stated: RandomResizedCrop over 50-100% of the area, aspect 3/4-4/3, albumentations' defaults
+ * otherwise), ImageNet normalisation.
+ */
+export const FORTY_SECOND_PLACE: TransformInput = {
+  type: 'Compose',
+  transforms: [
+    { type: 'HorizontalFlip', p: 0.5 },
+    { type: 'RandomResizedCrop', scale: [0.5, 1.0], p: 0.5 },
+    { type: 'Normalize', mean: IMAGENET_MEAN, std: IMAGENET_STD, max_pixel_value: 255 },
+  ],
+};
+
+/**
+ * UNet++ / Keras solution (its data_aug.py): horizontal flip, colour inversion, Gaussian smoothing,
+ * rotations, zooms and random gamma, ImageNet normalisation. The seed states the operations, not
+ * their probabilities or ranges: these (p 0.5 flip, 0.2 inversion, 0.2 smoothing, +-15 degrees,
+ * +-10% zoom, gamma 80-120) are chosen here.
+ */
+export const UNETPP: TransformInput = {
+  type: 'Compose',
+  transforms: [
+    { type: 'HorizontalFlip', p: 0.5 },
+    { type: 'InvertImg', p: 0.2 },
+    { type: 'GaussianBlur', blur_limit: [3, 5], p: 0.2 },
+    { type: 'ShiftScaleRotate', shift_limit: 0, scale_limit: 0.1, rotate_limit: 15, p: 0.5 },
+    { type: 'RandomGamma', gamma_limit: [80, 120], p: 0.5 },
+    { type: 'Normalize', mean: IMAGENET_MEAN, std: IMAGENET_STD, max_pixel_value: 255 },
+  ],
+};
+
 /** No augmentation, ImageNet normalisation only (validation and inference). */
 export const NO_AUGMENTATION: TransformInput = {
   type: 'Compose',
@@ -80,5 +112,7 @@ export const NO_AUGMENTATION: TransformInput = {
 export const PRESETS: Record<AugmentPreset, TransformInput> = {
   'first-place': FIRST_PLACE,
   'second-place': SECOND_PLACE,
+  '42nd-place': FORTY_SECOND_PLACE,
+  unetpp: UNETPP,
   none: NO_AUGMENTATION,
 };

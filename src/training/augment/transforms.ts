@@ -122,6 +122,20 @@ export interface BlurConfig {
   /** Odd kernel sizes in this range; a number x means (3, x). */
   blur_limit: Range;
 }
+/** Gaussian smoothing (cv2.GaussianBlur, reflect-101 borders), as albumentations' GaussianBlur. */
+export interface GaussianBlurConfig {
+  type: 'GaussianBlur';
+  p: number;
+  /** Odd kernel sizes in this range; a number x means (3, x). */
+  blur_limit: Range;
+  /** Sigma range; 0 derives sigma from the kernel size as OpenCV does (0.3 ((k - 1) / 2 - 1) + 0.8). */
+  sigma_limit: Range;
+}
+/** Colour inversion: 255 - x (albumentations' InvertImg on 8-bit images). */
+export interface InvertImgConfig {
+  type: 'InvertImg';
+  p: number;
+}
 export interface GaussNoiseConfig {
   type: 'GaussNoise';
   p: number;
@@ -166,6 +180,8 @@ export type TransformConfig =
   | RandomGammaConfig
   | ClaheConfig
   | BlurConfig
+  | GaussianBlurConfig
+  | InvertImgConfig
   | GaussNoiseConfig
   | NormalizeConfig
   | ComposeConfig
@@ -203,6 +219,8 @@ const PARAMETERS: Record<TransformName, readonly string[]> = {
   Blur: ['blur_limit'],
   MotionBlur: ['blur_limit'],
   MedianBlur: ['blur_limit'],
+  GaussianBlur: ['blur_limit', 'sigma_limit'],
+  InvertImg: [],
   GaussNoise: ['var_limit', 'mean'],
   Normalize: ['mean', 'std', 'max_pixel_value'],
   Compose: ['transforms', 'bbox_params', 'keypoint_params', 'additional_targets'],
@@ -439,6 +457,15 @@ const READERS: Record<TransformName, Reader> = {
   Blur: (r, w) => blurReader('Blur', r, w),
   MotionBlur: (r, w) => blurReader('MotionBlur', r, w),
   MedianBlur: (r, w) => blurReader('MedianBlur', r, w),
+  GaussianBlur: (r, w) => {
+    const limit = range(r, 'blur_limit', w, [3, 7], { low: 3 });
+    if (limit[1] < 3 || limit[0] < 1) fail(`${w}.blur_limit`, 'kernel sizes >= 3 (a number x means 3..x)', r.blur_limit);
+    if (oddSizes(limit).length === 0) fail(`${w}.blur_limit`, 'a range containing an odd kernel size', r.blur_limit);
+    const sigma = range(r, 'sigma_limit', w, 0, { low: 0 });
+    if (sigma[0] < 0) fail(`${w}.sigma_limit`, 'non-negative sigmas', r.sigma_limit);
+    return { type: 'GaussianBlur', p: num(r, 'p', w, 0.5, 0, 1), blur_limit: limit, sigma_limit: sigma };
+  },
+  InvertImg: (r, w) => ({ type: 'InvertImg', p: num(r, 'p', w, 0.5, 0, 1) }),
   GaussNoise: (r, w) => {
     const limit = range(r, 'var_limit', w, [10, 50], { low: 0 });
     if (limit[0] < 0) fail(`${w}.var_limit`, 'non-negative variances', r.var_limit);
