@@ -211,6 +211,10 @@ export async function compileCheck({ only } = {}) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const onlyIndex = args.indexOf('--only');
+  if (onlyIndex >= 0 && !args[onlyIndex + 1]) {
+    process.stderr.write('compile-check: --only needs a comma-separated list of check names (libtorch-2.6-cpu, libtorch-2.6-cuda, libtorch-1.13-cuda, napi-layer, nvcc, ...)\n');
+    process.exit(2);
+  }
   const only = onlyIndex >= 0 ? args[onlyIndex + 1].split(',') : undefined;
   const results = await compileCheck({ only });
   if (args.includes('--json')) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

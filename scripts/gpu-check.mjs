@@ -24,6 +24,17 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const require = createRequire(import.meta.url);
 const args = process.argv.slice(2);
 const flag = (name) => args.includes(name);
+const KNOWN = new Set(['--no-bench', '--no-tests', '--out', '--build-dir']);
+for (const [i, a] of args.entries()) {
+  if (a.startsWith('--') && !KNOWN.has(a)) {
+    process.stderr.write(`gpu-check: unknown option ${a} (known: ${[...KNOWN].join(', ')})\n`);
+    process.exit(2);
+  }
+  if ((a === '--out' || a === '--build-dir') && (args[i + 1] === undefined || args[i + 1].startsWith('--'))) {
+    process.stderr.write(`gpu-check: ${a} needs a path\n`);
+    process.exit(2);
+  }
+}
 const option = (name, fallback) => (args.includes(name) ? args[args.indexOf(name) + 1] : fallback);
 const buildDir = resolve(root, option('--build-dir', 'build-gpu'));
 const binary = join(buildDir, 'Release', 'pneumo_native.node');
