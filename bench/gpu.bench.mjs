@@ -67,12 +67,13 @@ export async function run({ tmpDir, quick, log }) {
         `${name} ${precision}: train ${ours.trainImagesPerSecond.toFixed(1)} vs ${py.trainImagesPerSecond.toFixed(1)} img/s ` +
           `(${(ours.trainImagesPerSecond / py.trainImagesPerSecond).toFixed(2)}x; ${trainOurs.toFixed(0)}${share(trainOurs)} vs ${trainPy.toFixed(0)}${share(trainPy)} TFLOP/s), ` +
           `eval ${ours.evalImagesPerSecond.toFixed(1)} vs ${py.evalImagesPerSecond.toFixed(1)}, TTA ${ours.ttaImagesPerSecond.toFixed(1)} vs ${py.ttaImagesPerSecond.toFixed(1)}, ` +
-          `peak ${ours.trainPeakMb.toFixed(0)} vs ${py.trainPeakMb.toFixed(0)} MB train, ${ours.evalPeakMb.toFixed(0)} vs ${py.evalPeakMb.toFixed(0)} MB eval`,
+          `peak ${ours.trainPeakMb.toFixed(0)} vs ${py.trainPeakMb.toFixed(0)} MB train, ${ours.evalPeakMb.toFixed(0)} vs ${py.evalPeakMb.toFixed(0)} MB eval; ` +
+          `CUDA graph ${ours.graphedSteps}/${reps} steps${ours.graphReason ? ` (${ours.graphReason})` : ''}, predict ${ours.predictGraphs.replays} replays${ours.predictGraphs.reason ? ` (${ours.predictGraphs.reason})` : ''}`,
       );
       const baseline = (value) => ({ name: `PyTorch ${py.torch} eager ${precision === 'fp16' ? 'fp16 + GradScaler' : precision}`, value });
       const common = `${architecture} on ${encoder}, ${size}px batch ${batch}, ${precision}, ${reps} reps, ${device.name}`;
       entries.push(
-        { group: 'gpu training', name: `${name} ${precision} train step`, unit: 'images/s', value: ours.trainImagesPerSecond, baseline: baseline(py.trainImagesPerSecond), higherIsBetter: true, goal: 1.2, notes: `${common}; ${trainOurs.toFixed(0)} vs ${trainPy.toFixed(0)} TFLOP/s${share(trainOurs)}; loss ${ours.loss.toFixed(4)} vs ${py.loss.toFixed(4)}` },
+        { group: 'gpu training', name: `${name} ${precision} train step`, unit: 'images/s', value: ours.trainImagesPerSecond, baseline: baseline(py.trainImagesPerSecond), higherIsBetter: true, goal: 1.2, notes: `${common}; ${trainOurs.toFixed(0)} vs ${trainPy.toFixed(0)} TFLOP/s${share(trainOurs)}; loss ${ours.loss.toFixed(4)} vs ${py.loss.toFixed(4)}; CUDA graph ${ours.graphedSteps}/${reps} steps` },
         { group: 'gpu inference', name: `${name} ${precision} eval forward`, unit: 'images/s', value: ours.evalImagesPerSecond, baseline: baseline(py.evalImagesPerSecond), higherIsBetter: true, goal: 1.3, notes: common },
         { group: 'gpu inference', name: `${name} ${precision} flip-TTA predict`, unit: 'images/s', value: ours.ttaImagesPerSecond, baseline: baseline(py.ttaImagesPerSecond), higherIsBetter: true, goal: 1.3, notes: common },
         { group: 'gpu memory', name: `${name} ${precision} training peak`, unit: 'MB', value: ours.trainPeakMb, baseline: baseline(py.trainPeakMb), higherIsBetter: false, goal: 1.0, notes: common },

@@ -3,7 +3,9 @@
 // On cuda:0 with cuDNN autotuning (fixed size) and channels-last: a training step through
 // TrainEngine (forward, fused combo loss (3,1,4), backward, clip 0.1, Adam lr 1e-4 wd 5e-6; fp16
 // with the dynamic gradient scaler), then eval forwards (Model.predict) without and with flip TTA.
-// Peak GPU memory per phase from the CUDA caching allocator. Prints one JSON line.
+// Peak GPU memory per phase from the CUDA caching allocator. Whole-step CUDA graphs as the
+// trainer uses them (cudaGraphs 'auto': captured after 3 eager steps; PNEUMO_BENCH_GRAPHS=off for
+// eager steps); predict captures on its second call at a shape. Prints one JSON line.
 import { Tensor, TrainEngine, cudaMemoryStats, models, setCudnnOptions } from '../dist/index.js';
 
 const [backbone, weights, sizeArg, batchArg, precision, repsArg] = process.argv.slice(2);
@@ -28,26 +30,31 @@ const engine = TrainEngine.create(model, {
   optimizer: { algorithm: 'adam', lr: 1e-4, weightDecay: 5e-6 },
   loss: [{ kind: 'combo', options: { bceWeight: 3, diceWeight: 1, focalWeight: 4 } }],
   gradClip: 0.1,
+  cudaGraphs: process.env.PNEUMO_BENCH_GRAPHS ?? 'auto',
 });
-for (let i = 0; i < 3; i++) await engine.step(x, t); // warm-up: autotuning, allocator
+for (let i = 0; i < 5; i++) await engine.step(x, t); // warm-up: autotuning, allocator, graph capture
 sync(true);
 let start = now();
 let loss = 0;
 let skipped = 0;
+let graphed = 0;
 for (let i = 0; i < reps; i++) {
   const r = await engine.step(x, t);
   loss = r.loss;
   if (!r.stepped) skipped += 1;
+  if (r.graphed) graphed += 1;
 }
+const graph = engine.graphStatus();
 const trainMemory = sync(false);
 const trainMs = (now() - start) / reps;
 engine.dispose();
 
 async function evalPhase(tta) {
-  for (let i = 0; i < 2; i++) (await model.predict(x, { tta })).mask.dispose();
+  const cudaGraph = process.env.PNEUMO_BENCH_GRAPHS !== 'off';
+  for (let i = 0; i < 3; i++) (await model.predict(x, { tta, cudaGraph })).mask.dispose();
   sync(true);
   const begin = now();
-  for (let i = 0; i < reps; i++) (await model.predict(x, { tta })).mask.dispose();
+  for (let i = 0; i < reps; i++) (await model.predict(x, { tta, cudaGraph })).mask.dispose();
   const memory = sync(false);
   return { ms: (now() - begin) / reps, peakMb: memory.peakAllocated / 2 ** 20 };
 }
@@ -62,6 +69,9 @@ process.stdout.write(
     evalPeakMb: evalPlain.peakMb,
     loss,
     skippedSteps: skipped,
+    graphedSteps: graphed,
+    graphReason: graph.reason,
+    predictGraphs: model.graphStatus(),
   })}\n`,
 );
 model.dispose();

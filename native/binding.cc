@@ -1710,12 +1710,27 @@ Napi::Value modelOutputToJs(Napi::Env env, pn::ModelOutput& r) {
   return o;
 }
 
-/** modelPredict(model, input, tta) -> Promise<{ mask, label? }> (sigmoid probabilities). */
+/** modelPredict(model, input, tta, cudaGraph = true) -> Promise<{ mask, label? }> (sigmoid probabilities). */
 Napi::Value ModelPredict(const Napi::CallbackInfo& info) {
   pn::Model m = modelArg(info, 0);
   pn::Tensor x = NativeTensor::unwrapArg(info, 1, "input");
   const bool tta = info.Length() > 2 && info[2].ToBoolean().Value();
-  return Task<pn::ModelOutput>::Run(info.Env(), "pneumo.modelPredict", [m, x, tta] { return pn::modelPredict(m, x, tta); }, modelOutputToJs);
+  const bool cudaGraph = info.Length() <= 3 || info[3].IsUndefined() || info[3].ToBoolean().Value();
+  return Task<pn::ModelOutput>::Run(info.Env(), "pneumo.modelPredict", [m, x, tta, cudaGraph] { return pn::modelPredict(m, x, tta, cudaGraph); },
+                                    modelOutputToJs);
+}
+
+/** modelGraphStatus(model) -> { graphs, captures, replays, eagerCalls, reason } (waits for a running call). */
+Napi::Value ModelGraphStatus(const Napi::CallbackInfo& info) {
+  pn::Model m = modelArg(info, 0);
+  const pn::ModelGraphStatus s = syncCall(info.Env(), [&] { return pn::modelGraphStatus(m); });
+  auto o = Napi::Object::New(info.Env());
+  o.Set("graphs", static_cast<double>(s.graphs));
+  o.Set("captures", static_cast<double>(s.captures));
+  o.Set("replays", static_cast<double>(s.replays));
+  o.Set("eagerCalls", static_cast<double>(s.eagerCalls));
+  o.Set("reason", s.reason);
+  return o;
 }
 
 const napi_type_tag kTrainEngineTag = {0x706e747261696e65ULL, 0x6e67696e652d6831ULL};
@@ -1793,6 +1808,7 @@ Napi::Value CreateTrainEngine(const Napi::CallbackInfo& info) {
   } else if (!scaler.IsUndefined()) {
     throwType(info.Env(), "Expected an object for options.scaler");
   }
+  spec.cudaGraphs = optString(o, "cudaGraphs", "auto");
   pn::TrainEngine engine = syncCall(info.Env(), [&] { return pn::createTrainEngine(model, spec); });
   auto handle = Napi::External<pn::TrainEngine>::New(info.Env(), new pn::TrainEngine(std::move(engine)),
                                                      [](Napi::Env, pn::TrainEngine* e) { delete e; });
@@ -1822,6 +1838,7 @@ Napi::Value TrainEngineStep(const Napi::CallbackInfo& info) {
                                           o.Set("stepped", r.stepped);
                                           o.Set("lossScale", r.lossScale);
                                           o.Set("overflow", r.overflow);
+                                          o.Set("graphed", r.graphed);
                                           return o;
                                         });
 }
@@ -1880,6 +1897,20 @@ Napi::Value TrainEngineLoadOptimizerState(const Napi::CallbackInfo& info) {
         return 0;
       },
       [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); }, RunOn::Pool);
+}
+
+/** trainEngineGraphStatus(engine) -> { mode, active, captures, replays, eagerSteps, reason }. */
+Napi::Value TrainEngineGraphStatus(const Napi::CallbackInfo& info) {
+  pn::TrainEngine e = engineArg(info, 0);
+  const pn::TrainEngineGraphStatus s = syncCall(info.Env(), [&] { return pn::trainEngineGraphStatus(e); });
+  auto o = Napi::Object::New(info.Env());
+  o.Set("mode", s.mode);
+  o.Set("active", s.active);
+  o.Set("captures", static_cast<double>(s.captures));
+  o.Set("replays", static_cast<double>(s.replays));
+  o.Set("eagerSteps", static_cast<double>(s.eagerSteps));
+  o.Set("reason", s.reason);
+  return o;
 }
 
 Napi::Value TrainEnginePending(const Napi::CallbackInfo& info) {
@@ -1967,6 +1998,7 @@ Napi::Value BatchNormRecomputeAbort(const Napi::CallbackInfo& info) {
 
 void RegisterTraining(Napi::Env env, Napi::Object exports) {
   exports.Set("modelPredict", Napi::Function::New(env, ModelPredict, "modelPredict"));
+  exports.Set("modelGraphStatus", Napi::Function::New(env, ModelGraphStatus, "modelGraphStatus"));
   exports.Set("createTrainEngine", Napi::Function::New(env, CreateTrainEngine, "createTrainEngine"));
   exports.Set("trainEngineDispose", Napi::Function::New(env, TrainEngineDispose, "trainEngineDispose"));
   exports.Set("trainEngineStep", Napi::Function::New(env, TrainEngineStep, "trainEngineStep"));
@@ -1976,6 +2008,7 @@ void RegisterTraining(Napi::Env env, Napi::Object exports) {
   exports.Set("trainEngineOptimizerState", Napi::Function::New(env, TrainEngineOptimizerState, "trainEngineOptimizerState"));
   exports.Set("trainEngineLoadOptimizerState", Napi::Function::New(env, TrainEngineLoadOptimizerState, "trainEngineLoadOptimizerState"));
   exports.Set("trainEnginePending", Napi::Function::New(env, TrainEnginePending, "trainEnginePending"));
+  exports.Set("trainEngineGraphStatus", Napi::Function::New(env, TrainEngineGraphStatus, "trainEngineGraphStatus"));
   exports.Set("averageStateDicts", Napi::Function::New(env, AverageStateDicts, "averageStateDicts"));
   exports.Set("batchNormRecomputeBegin", Napi::Function::New(env, BatchNormRecomputeBegin, "batchNormRecomputeBegin"));
   exports.Set("batchNormRecomputeAdd", Napi::Function::New(env, BatchNormRecomputeAdd, "batchNormRecomputeAdd"));

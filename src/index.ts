@@ -65,7 +65,7 @@ export * as config from './training/config.js';
 /** The native training step (forward + losses + backward + clip + optimizer step in one native call): `TrainEngine.create(model, options)`. */
 export * as engine from './training/engine.js';
 export { TrainEngine } from './training/engine.js';
-export type { LossTerm, LossTermKind, StepResult, TrainEngineOptions, TrainTask } from './training/engine.js';
+export type { GraphStatus, LossTerm, LossTermKind, StepResult, TrainEngineOptions, TrainTask } from './training/engine.js';
 /** Weight averaging (top-K averaging, SWA): `averageStateDicts(dicts, weights)`, then `model.recomputeBatchNorm(batches)`. */
 export * as swa from './training/swa.js';
 export { averageStateDicts } from './training/swa.js';

@@ -5,6 +5,7 @@
 //   1.13 -> 2.3: c10::Allocator::allocate lost its const; copy_data became pure virtual.
 //   1.13 -> 2.x: torch::optim::Optimizer keys its state by the TensorImpl pointer (void*), not by a
 //                string; c10::guts::to_string is gone.
+//   2.4:         CUDA graphs of the whole step become possible (PN_CUDA_GRAPHS).
 //   2.4:         at::autocast's device-less calls (is_enabled, set_enabled, *_gpu_dtype, *_cpu_*) are
 //                deprecated in favour of the device-typed ones (and warn on every call).
 #pragma once
@@ -27,6 +28,18 @@
 #else
 #define PN_ALLOCATE_CONST const
 #define PN_ALLOCATOR_HAS_COPY_DATA 0
+#endif
+
+/**
+ * Whole-step CUDA graphs (native/train/graphs.cpp): at::cuda::CUDAGraph with a capture mode, the
+ * fused Adam/AdamW/SGD kernels reading the learning rate from a device tensor and
+ * _foreach_mul_(TensorList, Tensor) are all there from LibTorch 2.4; CPU builds and older
+ * LibTorch run every step eagerly.
+ */
+#if defined(PN_WITH_CUDA) && PN_TORCH_AT_LEAST(2, 4)
+#define PN_CUDA_GRAPHS 1
+#else
+#define PN_CUDA_GRAPHS 0
 #endif
 
 namespace pn::compat {

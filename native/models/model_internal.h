@@ -20,6 +20,10 @@
 
 namespace pn {
 
+namespace graphs {
+struct PredictGraphs;
+}
+
 struct Model::Impl {
   torch::jit::Module module;
   ModelSpec spec;
@@ -31,6 +35,8 @@ struct Model::Impl {
   std::optional<torch::jit::Module> inference;
   /** Serialises work on this model (JS may queue several tasks on one model). */
   std::mutex mutex;
+  /** modelPredict's CUDA graphs (native/train/graphs.cpp); null until the first CUDA predict. */
+  std::shared_ptr<graphs::PredictGraphs> predictGraphs;
 };
 
 /** The model's TorchScript module (for the trainer). Lock impl->mutex while using it. */

@@ -402,6 +402,14 @@ auto withOptimizer(const Optimizer& handle, Fn&& fn) {
   });
 }
 
+}  // namespace
+
+optim::Optimizer& torchSide(const Optimizer& handle) {
+  if (!handle.defined() || !handle.impl()->optimizer) throw Error("optimizer is undefined (disposed or never created)");
+  return *handle.impl()->optimizer;
+}
+
+namespace {
 optim::Algorithm parseAlgorithm(const std::string& name) {
   if (name == "adam") return optim::Algorithm::Adam;
   if (name == "adamw") return optim::Algorithm::AdamW;

@@ -138,6 +138,8 @@ class Optimizer {
   void loadStateDict(const std::vector<std::pair<std::string, at::Tensor>>& state);
 
   const OptimizerOptions& options() const { return options_; }
+  /** LibTorch's optimizer underneath (its param groups and per-parameter state), for the CUDA graph step. */
+  torch::optim::Optimizer& torchOptimizer() { return *impl_; }
   const std::vector<std::pair<std::string, at::Tensor>>& parameters() const { return parameters_; }
 
  private:
@@ -148,3 +150,9 @@ class Optimizer {
 };
 
 }  // namespace pn::optim
+
+namespace pn {
+class Optimizer;
+/** The optimizer behind a handle (optim_api.h); the caller serialises use (the engine's mutex). */
+optim::Optimizer& torchSide(const Optimizer& handle);
+}  // namespace pn

@@ -4,32 +4,10 @@
 #include <limits>
 
 #include "../losses/losses.h"
-#include "../models/model_internal.h"
-#include "../optim/optim.h"
-#include "engine_hooks.h"
-#include "train_api.h"
+#include "engine_internal.h"
 
 namespace pn {
 
-struct TrainEngine::Impl {
-  Model model;
-  TrainEngineSpec spec;
-  Optimizer optimizer;
-  /** Calls since the last optimizer step. */
-  int64_t pending = 0;
-  /** Serialises steps and state calls on this engine (taken before the model's mutex). */
-  std::mutex mutex;
-  /** Learning rates as JS sees them, applied to the optimizer before the next step. */
-  std::mutex lrMutex;
-  std::vector<OptimizerGroupInfo> groups;
-  bool lrDirty = false;
-  /** Gradient scaler (fp16): on or off, the current scale and the finite steps since it last changed. */
-  bool scalerOn = false;
-  double scale = 1.0;
-  int64_t growthTracker = 0;
-  /** Data-parallel hook (engine_hooks.h); null for a single process. Guarded by `mutex`. */
-  std::shared_ptr<TrainStepHook> hook;
-};
 
 TrainEngine::TrainEngine() = default;
 TrainEngine::TrainEngine(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -62,6 +40,10 @@ void readLearningRates(TrainEngine::Impl& e) {
   e.lrDirty = false;
 }
 
+}  // namespace
+
+namespace engine {
+
 at::Tensor segmentationLoss(const TrainEngineSpec& spec, const at::Tensor& logits, const at::Tensor& target) {
   at::Tensor total;
   for (const LossTermSpec& term : spec.loss) {
@@ -90,6 +72,13 @@ at::Tensor segmentationLoss(const TrainEngineSpec& spec, const at::Tensor& logit
 at::Tensor labelBceFocal(const at::Tensor& logits, const at::Tensor& labels) {
   return losses::comboLoss(logits, labels, {1.0, 0.0, 1.0, false});
 }
+
+}  // namespace engine
+
+namespace {
+
+using engine::labelBceFocal;
+using engine::segmentationLoss;
 
 std::string shapeOf(const at::Tensor& t) { return c10::str(t.sizes()); }
 
@@ -120,6 +109,9 @@ TrainEngine createTrainEngine(const Model& model, const TrainEngineSpec& spec) {
                 std::to_string(sc.initScale) + ", " + std::to_string(sc.growthFactor) + ", " + std::to_string(sc.backoffFactor) + ", " +
                 std::to_string(sc.growthInterval));
   }
+  if (spec.cudaGraphs != "auto" && spec.cudaGraphs != "on" && spec.cudaGraphs != "off") {
+    throw Error("Expected cudaGraphs auto, on or off but received '" + spec.cudaGraphs + "'");
+  }
   impl->scalerOn = sc.mode == "on" || (sc.mode == "auto" && fp16);
   impl->scale = impl->scalerOn ? sc.initScale : 1.0;
   if ((spec.classify || spec.labelWeight > 0) && !m.spec.classificationHead) {
@@ -137,6 +129,14 @@ TrainEngine createTrainEngine(const Model& model, const TrainEngineSpec& spec) {
   }
   impl->optimizer = createOptimizer(parameters, spec.optimizer);
   impl->groups = optimizerGroups(impl->optimizer);
+  if (spec.cudaGraphs == "on") {
+    const std::vector<std::string> reasons = graphs::blockers(*impl, m);
+    if (!reasons.empty()) {
+      std::string joined;
+      for (const std::string& r : reasons) joined += (joined.empty() ? "" : "; ") + r;
+      throw Error("cudaGraphs is 'on' but this engine's step cannot be captured: " + joined + " (use cudaGraphs 'auto' to run eagerly)");
+    }
+  }
   return TrainEngine(std::move(impl));
 }
 
@@ -165,16 +165,20 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
                   std::to_string(x.size(2)) + ", " + std::to_string(x.size(3)) + "] (the images' batch and size) but received " +
                   shapeOf(y));
     }
-    at::Tensor target = y.to(m.device, at::kFloat);
-    at::Tensor labelTarget;
     if (wantLabels) {
       const at::Tensor& l = unwrap(labels);
       if (l.numel() != batch || l.dim() > 2) {
         throw Error("Expected labels of shape [" + std::to_string(batch) + "] or [" + std::to_string(batch) + ", 1] but received " +
                     shapeOf(l));
       }
-      labelTarget = l.to(m.device, at::kFloat).reshape({batch, 1});
     }
+    // The captured step replays here when it can; otherwise the eager step below runs (on the
+    // graph's side stream while the graph warms up, so that capture sees the stream it warmed).
+    graphs::StreamScope streamScope;
+    if (auto graphed = graphs::step(e, m, x, y, wantLabels ? unwrap(labels) : at::Tensor(), streamScope)) return *graphed;
+    at::Tensor target = y.to(m.device, at::kFloat);
+    at::Tensor labelTarget;
+    if (wantLabels) labelTarget = unwrap(labels).to(m.device, at::kFloat).reshape({batch, 1});
 
     // BatchNorm statistics as they were, put back if this batch turns out non-finite (a NaN batch
     // would otherwise poison every running mean it passed through).
@@ -330,6 +334,7 @@ void trainEngineLoadOptimizerState(const TrainEngine& engine, const std::vector<
     }
     return 0;
   });
+  graphs::invalidate(e, "the optimizer state was loaded");
   optimizerLoadStateDict(e.optimizer, optimizerState);
   if (e.scalerOn) {
     e.scale = scale;
@@ -343,7 +348,14 @@ void trainEngineLoadOptimizerState(const TrainEngine& engine, const std::vector<
 void setTrainStepHook(const TrainEngine& engine, std::shared_ptr<TrainStepHook> hook) {
   TrainEngine::Impl& e = get(engine);
   std::lock_guard<std::mutex> lock(e.mutex);
+  graphs::invalidate(e, "a data-parallel hook was attached");
   e.hook = std::move(hook);
+}
+
+TrainEngineGraphStatus trainEngineGraphStatus(const TrainEngine& engine) {
+  TrainEngine::Impl& e = get(engine);
+  std::lock_guard<std::mutex> lock(e.mutex);
+  return graphs::status(e, modelOf(e));
 }
 
 Model trainEngineModel(const TrainEngine& engine) { return get(engine).model; }

@@ -64,7 +64,7 @@ std::vector<std::pair<std::string, Tensor>> averageStateDicts(const std::vector<
 
 // ---- BatchNorm recompute ------------------------------------------------------------------------
 
-namespace {
+namespace swa_detail {
 
 /** One BatchNorm layer: its buffers and what the recompute has accumulated. */
 struct BatchNormLayer {
@@ -91,7 +91,11 @@ void resetForBatch(BatchNormLayer& layer) {
   if (layer.batchesTracked.defined()) layer.batchesTracked.zero_();
 }
 
-}  // namespace
+}  // namespace swa_detail
+
+using swa_detail::BatchNormLayer;
+using swa_detail::isBatchNorm;
+using swa_detail::resetForBatch;
 
 struct BatchNormRecompute::Impl {
   Model model;

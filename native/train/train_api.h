@@ -28,7 +28,19 @@ namespace pn {
  * With `tta`, horizontal-flip TTA as one forward over cat([x, flip(x)]): (a + flip(b)) / 2 for the
  * mask, the mean of the two label probabilities.
  */
-ModelOutput modelPredict(const Model& model, const Tensor& input, bool tta);
+ModelOutput modelPredict(const Model& model, const Tensor& input, bool tta, bool cudaGraph = true);
+
+/** A model's predict CUDA graphs (modelPredict with cudaGraph). */
+struct ModelGraphStatus {
+  /** Graphs held now (one per input shape and TTA flag, at most 2). */
+  int64_t graphs = 0;
+  int64_t captures = 0;
+  int64_t replays = 0;
+  int64_t eagerCalls = 0;
+  /** Why the last call ran eagerly ("" when it replayed a graph). */
+  std::string reason;
+};
+ModelGraphStatus modelGraphStatus(const Model& model);
 
 // ---- training engine --------------------------------------------------------------------------
 
@@ -71,6 +83,24 @@ struct TrainEngineSpec {
   double labelWeight = 0;
   double maskWeight = 1;
   GradScalerSpec scaler;
+  /**
+   * Whole-step CUDA graphs: "auto" (default: capture when the model is on CUDA and the step can be
+   * captured, else run eagerly and say why in trainEngineGraphStatus), "on" (the same, but a step
+   * that cannot be captured is an error naming the reason) or "off".
+   */
+  std::string cudaGraphs = "auto";
+};
+
+/** Where an engine's CUDA graph stands. */
+struct TrainEngineGraphStatus {
+  std::string mode;
+  /** A captured graph is live (the next step at its shapes replays it). */
+  bool active = false;
+  int64_t captures = 0;
+  int64_t replays = 0;
+  int64_t eagerSteps = 0;
+  /** Why the last step ran eagerly ("" when it replayed the graph). */
+  std::string reason;
 };
 
 struct TrainStepResult {
@@ -84,6 +114,8 @@ struct TrainStepResult {
   double lossScale = 0;
   /** The scaler found non-finite gradients: the step was skipped and the scale backed off. */
   bool overflow = false;
+  /** This call replayed the engine's CUDA graph (captured or replayed) instead of running eagerly. */
+  bool graphed = false;
 };
 
 /** A model + an optimizer over its parameters + the loss; copies share it. */
@@ -121,6 +153,8 @@ std::vector<std::pair<std::string, Tensor>> trainEngineOptimizerState(const Trai
 void trainEngineLoadOptimizerState(const TrainEngine& engine, const std::vector<std::pair<std::string, Tensor>>& state);
 /** Calls since the last optimizer step (0 .. accumulation - 1). */
 int64_t trainEnginePending(const TrainEngine& engine);
+/** The engine's CUDA graph: mode, whether one is live, counters, and why the last step ran eagerly. */
+TrainEngineGraphStatus trainEngineGraphStatus(const TrainEngine& engine);
 
 // ---- SWA --------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 export { Model, resolveSpec, resolveDevicePrecision, readWeightsFile } from './model.js';
 export { PRECISION_SETTINGS, cpuBf16Support, resolvePrecision, checkPrecisionSetting } from './precision.js';
 export type { Precision, PrecisionSetting, PrecisionHardware, CpuBf16Support } from './precision.js';
-export type { ModelOptions, ModelSpec, ModelOutput, Prediction, PredictOptions, ParameterCounts, EncoderInfo, StateDictReport, GradientReport, SaveOptions, LoadOptions, LoadedCheckpoint, LoadStateDictOptions, EncoderWeightsReport } from './model.js';
+export type { ModelOptions, ModelSpec, ModelOutput, ModelGraphStatus, Prediction, PredictOptions, ParameterCounts, EncoderInfo, StateDictReport, GradientReport, SaveOptions, LoadOptions, LoadedCheckpoint, LoadStateDictOptions, EncoderWeightsReport } from './model.js';
 export { ARCHITECTURES, registry, backbone, backboneNames, encoder, architecture, parseRegistry } from './registry.js';
 export type { Architecture, EncoderEntry, ArchitectureEntry, BackboneEntry, Registry, PretrainedEntry } from './registry.js';
 export { readSafetensorsHeader, writeSafetensors } from './safetensors.js';

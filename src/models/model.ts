@@ -132,6 +132,23 @@ export interface PredictOptions {
    * (p(x) + flip(p(flip(x)))) / 2, the label the mean of the two probabilities (default false).
    */
   tta?: boolean;
+  /**
+   * On a CUDA model (LibTorch 2.4+ CUDA build), run through a CUDA graph of the whole forward for
+   * this input shape: captured on the second call at a shape, replayed after (at most 2 graphs
+   * per model, least recently used dropped). Default true; false always runs eagerly.
+   */
+  cudaGraph?: boolean;
+}
+
+/** A model's predict CUDA graphs (`Model.graphStatus()`). */
+export interface ModelGraphStatus {
+  /** Graphs held now. */
+  graphs: number;
+  captures: number;
+  replays: number;
+  eagerCalls: number;
+  /** Why the last call ran eagerly ('' when it replayed a graph). */
+  reason: string;
 }
 
 export type ParameterCounts = NativeParameterCounts;
@@ -386,8 +403,15 @@ export class Model {
     if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object', options);
     const tta = options.tta ?? false;
     if (!is.bool(tta)) throw invalidParameterError('options.tta', 'a boolean', tta);
-    const out = await ensureRuntime().modelPredict(this.native, input.native, tta);
+    const cudaGraph = options.cudaGraph ?? true;
+    if (!is.bool(cudaGraph)) throw invalidParameterError('options.cudaGraph', 'a boolean', cudaGraph);
+    const out = await ensureRuntime().modelPredict(this.native, input.native, tta, cudaGraph);
     return out.label ? { mask: new Tensor(out.mask), label: new Tensor(out.label) } : { mask: new Tensor(out.mask) };
+  }
+
+  /** Where this model's predict CUDA graphs stand (waits for a running call on the model). */
+  graphStatus(): ModelGraphStatus {
+    return ensureRuntime().modelGraphStatus(this.native);
   }
 
   /**

@@ -361,6 +361,27 @@ export interface NativeTrainEngineSpec {
   labelWeight?: number;
   maskWeight?: number;
   scaler?: NativeGradScalerSpec;
+  /** Whole-step CUDA graphs (native/train/graphs.cpp); default 'auto'. */
+  cudaGraphs?: 'auto' | 'on' | 'off';
+}
+
+/** See native/train/train_api.h, ModelGraphStatus. */
+export interface NativeModelGraphStatus {
+  graphs: number;
+  captures: number;
+  replays: number;
+  eagerCalls: number;
+  reason: string;
+}
+
+/** See native/train/train_api.h, TrainEngineGraphStatus. */
+export interface NativeGraphStatus {
+  mode: 'auto' | 'on' | 'off';
+  active: boolean;
+  captures: number;
+  replays: number;
+  eagerSteps: number;
+  reason: string;
 }
 
 /** See native/train/train_api.h, GradScalerSpec. */
@@ -379,6 +400,7 @@ export interface NativeTrainStepResult {
   stepped: boolean;
   lossScale: number;
   overflow: boolean;
+  graphed: boolean;
 }
 
 /** An opaque, type-tagged handle to a native training engine. */
@@ -394,10 +416,13 @@ export interface NativeBatchNormHandle {
 /** The training exports (merged into NativeBinding). */
 export interface NativeBinding {
   /** Eval-mode sigmoid probabilities, optionally with flip TTA as one batched forward. */
-  modelPredict(model: NativeModel, input: NativeTensor, tta: boolean): Promise<{ mask: NativeTensor; label?: NativeTensor }>;
+  modelPredict(model: NativeModel, input: NativeTensor, tta: boolean, cudaGraph?: boolean): Promise<{ mask: NativeTensor; label?: NativeTensor }>;
+  /** The model's predict CUDA graphs (native/train/train_api.h, ModelGraphStatus). */
+  modelGraphStatus(model: NativeModel): NativeModelGraphStatus;
   createTrainEngine(model: NativeModel, spec: NativeTrainEngineSpec): NativeTrainEngineHandle;
   trainEngineDispose(engine: NativeTrainEngineHandle): void;
   trainEngineStep(engine: NativeTrainEngineHandle, images: NativeTensor, masks: NativeTensor, labels?: NativeTensor): Promise<NativeTrainStepResult>;
+  trainEngineGraphStatus(engine: NativeTrainEngineHandle): NativeGraphStatus;
   trainEngineGroups(engine: NativeTrainEngineHandle): NativeOptimizerGroup[];
   trainEngineSetLr(engine: NativeTrainEngineHandle, group: number, lr: number): void;
   trainEngineScaleLr(engine: NativeTrainEngineHandle, factor: number): void;

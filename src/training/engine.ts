@@ -70,6 +70,27 @@ export interface TrainEngineOptions {
    * `optimizerState()` ("scaler/scale", "scaler/growth_tracker").
    */
   scaler?: GradScalerOptions;
+  /**
+   * Whole-step CUDA graphs. 'auto' (default): on a CUDA model the step (forward, loss, backward,
+   * clip, fused optimizer update) is captured after 3 eager steps at the same batch shape and then
+   * replayed; a different shape runs eagerly (3 in a row recapture), and steps that cannot be
+   * captured (CPU, gradient accumulation, data-parallel, RAdam, LibTorch before 2.4) run eagerly
+   * with the reason in `graphStatus()`. 'on': the same, but a step that cannot be captured
+   * throws, naming the reason. 'off': always eager.
+   */
+  cudaGraphs?: 'auto' | 'on' | 'off';
+}
+
+/** Where an engine's CUDA graph stands (`TrainEngine.graphStatus()`). */
+export interface GraphStatus {
+  mode: 'auto' | 'on' | 'off';
+  /** A captured graph is live: the next step at its batch shape replays it. */
+  active: boolean;
+  captures: number;
+  replays: number;
+  eagerSteps: number;
+  /** Why the last step ran eagerly ('' when it replayed the graph). */
+  reason: string;
 }
 
 export interface GradScalerOptions {
@@ -93,9 +114,11 @@ export interface StepResult {
   lossScale: number;
   /** The scaler found non-finite gradients: the step was skipped and the scale halved (not a divergence). */
   overflow: boolean;
+  /** This call ran as a replay of the engine's CUDA graph (see `cudaGraphs`). */
+  graphed: boolean;
 }
 
-const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight', 'scaler'];
+const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight', 'scaler', 'cudaGraphs'];
 const SCALER_KEYS = ['mode', 'initScale', 'growthFactor', 'backoffFactor', 'growthInterval'];
 
 function checkScaler(value: unknown): NonNullable<NativeTrainEngineSpec['scaler']> {
@@ -163,6 +186,10 @@ function checkOptions(options: unknown): NativeTrainEngineSpec {
     spec.gradClip = o.gradClip;
   }
   if (o.scaler !== undefined) spec.scaler = checkScaler(o.scaler);
+  if (o.cudaGraphs !== undefined) {
+    if (!is.oneOf(o.cudaGraphs, ['auto', 'on', 'off'] as const)) throw invalidParameterError('options.cudaGraphs', "'auto', 'on' or 'off'", o.cudaGraphs);
+    spec.cudaGraphs = o.cudaGraphs;
+  }
   for (const key of ['labelWeight', 'maskWeight'] as const) {
     const value = o[key];
     if (value !== undefined) {
@@ -224,6 +251,11 @@ export class TrainEngine {
       throw new RangeError(`Expected masks of shape [${is4[0]}, classes, ${is4[2]}, ${is4[3]}] (the images' batch and size) but received [${ms.join(', ')}]`);
     }
     return ensureRuntime().trainEngineStep(this.handle, images.native, masks.native, labels?.native);
+  }
+
+  /** The CUDA graph's state: mode, whether a graph is live, counters and why the last step ran eagerly (waits for a running step). */
+  graphStatus(): GraphStatus {
+    return ensureRuntime().trainEngineGraphStatus(this.handle);
   }
 
   /** The optimizer's parameter groups with their current learning rates. */

@@ -419,6 +419,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       accumulation: config.training.accumulation,
       gradClip: config.training.gradClip,
       task: config.task,
+      cudaGraphs: config.training.cudaGraphs,
       // segment: the joint label loss; classify: its label-loss weight (0 keeps the engine's 1).
       ...(config.loss.labelWeight > 0 ? { labelWeight: config.loss.labelWeight } : {}),
     };
@@ -576,6 +577,10 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       }
       const parts = [`epoch ${epoch}: loss ${record.loss.toFixed(4)}, lr ${formatLr(record.lr)}, ${record.imagesPerSecond.toFixed(1)} images/s, data wait ${(100 * record.dataWait).toFixed(1)}%`];
       if (record.validation) parts.push(describeValidation(record.validation, config.task) + (improved ? ' (best)' : ''));
+      if (String(device).startsWith('cuda')) {
+        const graph = engine.graphStatus();
+        parts.push(graph.active ? `CUDA graph (${graph.captures} captured, ${graph.replays} replays)` : `eager steps: ${graph.reason}`);
+      }
       log(parts.join('; '));
       emit({ type: 'epoch-end', fold, record, best: state.best, improved });
       if (earlyStop) {
