@@ -189,16 +189,10 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
     }
 
     if (e.hook) e.hook->beforeForward(m.module);
-    const c10::IValue out = zoo::runForward(m, m.module, x);
-    at::Tensor maskLogits;
-    at::Tensor labelLogits;
-    if (out.isTuple()) {
-      const auto& elements = out.toTupleRef().elements();
-      maskLogits = elements[0].toTensor().to(at::kFloat);
-      labelLogits = elements[1].toTensor().to(at::kFloat);
-    } else {
-      maskLogits = out.toTensor().to(at::kFloat);
-    }
+    // bisenet: auxiliary heads (training only) in out.aux.
+    const zoo::TrainForward out = zoo::runTrainForward(m, m.module, x);
+    const at::Tensor& maskLogits = out.mask;
+    const at::Tensor& labelLogits = out.label;
 
     at::Tensor loss;
     if (spec.classify) {
@@ -207,6 +201,13 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
     } else {
       loss = segmentationLoss(spec, maskLogits, target);
       if (spec.labelWeight > 0) loss = loss + spec.labelWeight * torch::binary_cross_entropy_with_logits(labelLogits, labelTarget);
+    }
+    // bisenet: auxWeight x the mask loss on every auxiliary output.
+    if (spec.auxWeight > 0) {
+      for (const at::Tensor& a : out.aux) {
+        loss = loss + spec.auxWeight * (spec.classify ? spec.maskWeight * torch::binary_cross_entropy_with_logits(a, target)
+                                                      : segmentationLoss(spec, a, target));
+      }
     }
 
     TrainStepResult result;

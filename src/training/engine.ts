@@ -63,6 +63,11 @@ export interface TrainEngineOptions {
   /** classify: weight of the mask BCE (default 1). */
   maskWeight?: number;
   /**
+   * Models with auxiliary heads (bisenet, daunet): weight of the mask loss on each auxiliary
+   * output (segment: the loss terms; classify: maskWeight x BCE). Default 0.4, the 42nd place's.
+   */
+  auxWeight?: number;
+  /**
    * Dynamic loss scaling for fp16 (torch.cuda.amp.GradScaler's rule). `mode` 'auto' (default)
    * turns it on exactly when the model's precision is fp16 on CUDA; 'on' forces it (any
    * precision, e.g. to test it on a CPU); 'off' is refused with fp16. Defaults: initScale 65536,
@@ -95,7 +100,7 @@ export interface StepResult {
   overflow: boolean;
 }
 
-const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight', 'scaler'];
+const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight', 'auxWeight', 'scaler'];
 const SCALER_KEYS = ['mode', 'initScale', 'growthFactor', 'backoffFactor', 'growthInterval'];
 
 function checkScaler(value: unknown): NonNullable<NativeTrainEngineSpec['scaler']> {
@@ -163,7 +168,7 @@ function checkOptions(options: unknown): NativeTrainEngineSpec {
     spec.gradClip = o.gradClip;
   }
   if (o.scaler !== undefined) spec.scaler = checkScaler(o.scaler);
-  for (const key of ['labelWeight', 'maskWeight'] as const) {
+  for (const key of ['labelWeight', 'maskWeight', 'auxWeight'] as const) {
     const value = o[key];
     if (value !== undefined) {
       assertNumber(`options.${key}`, value, 0);
