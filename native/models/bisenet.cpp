@@ -29,11 +29,31 @@ namespace pn::zoo {
 
 namespace seed42 {
 
+/**
+ * BatchNorm2d for globally pooled (1 x 1) features. A training batch of one image gives one value
+ * per channel, which BatchNorm cannot normalise (PyTorch raises; the seed's loader dropped
+ * incomplete batches): such a batch is normalised with the running statistics, left unchanged.
+ */
+Module pooledBatchNorm(int64_t channels) {
+  Module m = newModule("BatchNorm2d");
+  m.register_parameter("weight", torch::ones({channels}).set_requires_grad(true), false);
+  m.register_parameter("bias", torch::zeros({channels}).set_requires_grad(true), false);
+  m.register_buffer("running_mean", torch::zeros({channels}));
+  m.register_buffer("running_var", torch::ones({channels}));
+  m.register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
+  define(m, "def forward(self, x):\n"
+            "    batch = self.training and x.size(0) * x.size(2) * x.size(3) > 1\n"
+            "    if batch:\n"
+            "        self.num_batches_tracked.add_(1)\n"
+            "    return torch.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, batch, 0.1, 1e-05, True)\n");
+  return m;
+}
+
 /** The seed's ConvBatchNormRelu: `cbr_unit` ("0" conv, "1" BatchNorm unless norm is off), ReLU. */
-Module cbr(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool norm = true) {
+Module cbr(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool norm = true, bool pooled = false) {
   Module unit = newModule("Sequential");
   unit.register_module("0", conv2d(in, out, kernel, {.stride = stride, .padding = kernel / 2, .bias = !norm}));
-  if (norm) unit.register_module("1", batchNorm(out));
+  if (norm) unit.register_module("1", pooled ? pooledBatchNorm(out) : batchNorm(out));
   define(unit, norm ? "def forward(self, x):\n    return torch.relu_(getattr(self, \"1\")(getattr(self, \"0\")(x)))\n"
                     : "def forward(self, x):\n    return torch.relu_(getattr(self, \"0\")(x))\n");
   Module m = newModule("ConvBatchNormRelu");
@@ -46,7 +66,7 @@ Module cbr(int64_t in, int64_t out, int64_t kernel, int64_t stride, bool norm = 
 Module cb(int64_t in, int64_t out, bool norm) {
   Module unit = newModule("Sequential");
   unit.register_module("0", conv2d(in, out, 1, {.bias = !norm}));
-  if (norm) unit.register_module("1", batchNorm(out));
+  if (norm) unit.register_module("1", pooledBatchNorm(out));  // only used on pooled features
   define(unit, norm ? "def forward(self, x):\n    return getattr(self, \"1\")(getattr(self, \"0\")(x))\n"
                     : "def forward(self, x):\n    return getattr(self, \"0\")(x)\n");
   Module m = newModule("ConvBatchNorm");
@@ -119,8 +139,8 @@ Module cam() {
 }
 
 /** Classifier / auxiliary head: "0" cbr (kernel 1 or 3), "1" Dropout2d(0.1), "2" conv1x1 with bias. */
-Module head(int64_t in, int64_t mid, int64_t classes, int64_t kernel) {
-  return seq({{"0", cbr(in, mid, kernel, 1)}, {"2", conv2d(mid, classes, 1, {.bias = true})}},
+Module head(int64_t in, int64_t mid, int64_t classes, int64_t kernel, bool pooled = false) {
+  return seq({{"0", cbr(in, mid, kernel, 1, true, pooled)}, {"2", conv2d(mid, classes, 1, {.bias = true})}},
              "def forward(self, x):\n"
              "    x = torch.feature_dropout(getattr(self, \"0\")(x), 0.1, self.training)\n"
              "    return getattr(self, \"2\")(x)\n");
@@ -161,7 +181,7 @@ Module bisenet(const ModelSpec& spec, const Encoder& encoder) {
   context.register_module("arm_32x", arm(c[4], sc));
   context.register_module("arm_16x", arm(c[3], sc));
   context.register_module("arm_8x", arm(c[2], sc));
-  context.register_module("cbr_gap", cbr(c[4], sc, 1, 1));
+  context.register_module("cbr_gap", cbr(c[4], sc, 1, 1, true, true));
   context.register_module("cbr_32x", cbr(sc, sc, 3, 1));
   context.register_module("cbr_16x", cbr(sc, sc, 3, 1));
   context.register_module("cbr_8x", cbr(sc, sc, 3, 1));
@@ -178,7 +198,7 @@ Module bisenet(const ModelSpec& spec, const Encoder& encoder) {
   model.register_module("cbr_pam", cbr(sc, sc, 3, 1));
   model.register_module("cbr_cam", cbr(sc, sc, 3, 1));
   model.register_parameter("gamma_gap", torch::zeros({1}).set_requires_grad(true), false);
-  model.register_module("aux_cls_gap", head(sc, sc / 4, k, 1));
+  model.register_module("aux_cls_gap", head(sc, sc / 4, k, 1, true));
   model.register_module("aux_cls_8x", head(sc, sc / 4, k, 3));
   model.register_module("aux_cls_16x", head(sc, sc / 4, k, 3));
   model.register_module("aux_cls_32x", head(sc, sc / 4, k, 3));
@@ -225,7 +245,7 @@ Module daunet(const ModelSpec& spec, const Encoder& encoder) {
   model.register_module("c3br_pam", cbr(wd[2], wd[2], 3, 1));
   model.register_module("c3br_cam", cbr(wd[2], wd[2], 3, 1));
   model.register_parameter("gamma_gap", torch::zeros({1}).set_requires_grad(true), false);
-  model.register_module("aux_cls_gap", head(wd[0], wd[2], k, 1));
+  model.register_module("aux_cls_gap", head(wd[0], wd[2], k, 1, true));
   model.register_module("aux_cls_ppm", head(wd[0], wd[2], k, 3));
   model.register_module("aux_cls_4x", head(wd[2], wd[4], k, 3));
   model.register_module("cls", head(wd[4], wd[4], k, 3));

@@ -50,10 +50,6 @@ void checkInput(const Model::Impl& impl, const at::Tensor& input) {
     throw Error("Expected a batch of at least 2 for " + name +
                 " in training mode (BatchNorm after ASPP's global pooling) but received a batch of 1");
   }
-  if (hasAuxiliaryHeads(impl.spec.architecture) && impl.module.is_training() && input.size(0) < 2) {
-    throw Error("Expected a batch of at least 2 for " + name +
-                " in training mode (BatchNorm after global pooling, as in the seed) but received a batch of 1");
-  }
   if (!input.is_floating_point()) {
     throw Error(std::string("Expected a floating-point input for ") + name + " but received " + c10::toString(input.scalar_type()));
   }

@@ -143,12 +143,20 @@ describe('42nd-place architectures on CPU', () => {
     model.dispose();
   });
 
-  it('rejects a batch of 1 in training, a bad width, and a classification head with several classes', async () => {
-    const model = await Model.create({ backbone: 'tiny_bisenet_r18', seed: 1 });
-    await expect(model.gradientStep(await Tensor.randn([1, 3, 64, 64]))).rejects.toThrow(/batch of at least 2 .* received a batch of 1/);
-    model.eval();
-    expect((await model.forward(await Tensor.randn([1, 3, 64, 64]))).mask.shape).toEqual([1, 1, 64, 64]);
-    model.dispose();
+  it('trains on a batch of 1 (pooled BatchNorm on running statistics); rejects a bad width and a classification head with several classes', async () => {
+    for (const backbone of ['tiny_bisenet_r18', 'tiny_daunet_r18']) {
+      const model = await Model.create({ backbone, seed: 1 });
+      const before = await values((await model.stateDict()).get('aux_cls_gap.0.cbr_unit.1.running_mean')!);
+      const step = await model.gradientStep(await Tensor.randn([1, 3, 64, 64]));
+      expect(step.finite, backbone).toBe(true);
+      expect(step.tensorsWithGradient).toBe(step.trainableTensors);
+      // the pooled BatchNorm kept its statistics; a full-resolution one updated them
+      expect(maxAbsDiff(await values((await model.stateDict()).get('aux_cls_gap.0.cbr_unit.1.running_mean')!), before)).toBe(0);
+      expect(maxAbs(await values((await model.stateDict()).get('encoder.bn1.running_mean')!))).toBeGreaterThan(0);
+      model.eval();
+      expect((await model.forward(await Tensor.randn([1, 3, 64, 64]))).mask.shape).toEqual([1, 1, 64, 64]);
+      model.dispose();
+    }
     await expect(Model.create({ architecture: 'bisenet', encoder: 'resnet18', decoderChannels: [30] })).rejects.toThrow(/divisible by 4 .* got 30/);
     await expect(Model.create({ architecture: 'bisenet', encoder: 'resnet18', decoderChannels: [32, 32] })).rejects.toThrow(/an array of 1 positive integers/);
     await expect(Model.create({ architecture: 'daunet', encoder: 'resnet18', classes: 2, classificationHead: true })).rejects.toThrow(/classification head needs classes 1, got 2/);
