@@ -1797,6 +1797,7 @@ Napi::Value CreateTrainEngine(const Napi::CallbackInfo& info) {
   spec.classify = task.IsString() && task.As<Napi::String>().Utf8Value() == "classify";
   spec.labelWeight = lossNumberOption(o, "labelWeight", spec.classify ? 1.0 : 0.0);
   spec.maskWeight = lossNumberOption(o, "maskWeight", 1.0);
+  spec.auxWeight = lossNumberOption(o, "auxWeight", 0.4);  // bisenet: auxiliary heads' loss weight
   const Napi::Value scaler = o.Get("scaler");
   if (scaler.IsObject()) {
     const auto so = scaler.As<Napi::Object>();

@@ -203,6 +203,10 @@ std::vector<int64_t> widthsOr(const std::vector<int64_t>& given, std::vector<int
 Module buildModel(const ModelSpec& spec, const Encoder& encoder, int64_t* requiredDivisor) {
   const std::string& arch = spec.architecture;
   const EncoderInfo& enc = encoder.info;
+  if (hasAuxiliaryHeads(arch)) {
+    *requiredDivisor = 32;
+    return buildSeed42Model(spec, encoder);
+  }
   Module decoder;
   int64_t headIn = 0;
   int64_t divisor = 32;
@@ -231,7 +235,7 @@ Module buildModel(const ModelSpec& spec, const Encoder& encoder, int64_t* requir
     headIn = widths[0];
     upsampleToInput = true;
   } else {
-    throw Error("unknown architecture '" + arch + "' (unet, scseunet, albunet, unetpp, deeplabv3)");
+    throw Error("unknown architecture '" + arch + "' (unet, scseunet, albunet, unetpp, deeplabv3, bisenet, daunet)");
   }
   Module model = newModule("SegmentationModel");
   model.register_module("encoder", encoder.module);

@@ -65,6 +65,34 @@ c10::IValue runForward(Model::Impl& impl, torch::jit::Module& module, const at::
   return module.forward({x});
 }
 
+TrainForward runTrainForward(Model::Impl& impl, torch::jit::Module& module, const at::Tensor& input) {
+  TrainForward result;
+  if (!hasAuxiliaryHeads(impl.spec.architecture)) {
+    const c10::IValue out = runForward(impl, module, input);
+    if (out.isTuple()) {
+      const auto& elements = out.toTupleRef().elements();
+      result.mask = elements[0].toTensor().to(at::kFloat);
+      result.label = elements[1].toTensor().to(at::kFloat);
+    } else {
+      result.mask = out.toTensor().to(at::kFloat);
+    }
+    return result;
+  }
+  torch::jit::GraphOptimizerEnabledGuard plain(false);
+  at::Tensor x = input.to(impl.device, at::kFloat);
+  if (impl.spec.channelsLast) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  c10::IValue out;
+  {
+    compat::AutocastScope autocast(impl.device.type(), autocastDtype(impl));
+    out = module.get_method("forward_train")({x});
+  }
+  const auto& elements = out.toTupleRef().elements();
+  result.mask = elements[0].toTensor().to(at::kFloat);
+  result.label = elements[1].toTensor().to(at::kFloat);
+  for (const at::Tensor& a : elements[2].toTensorVector()) result.aux.push_back(a.to(at::kFloat));
+  return result;
+}
+
 }  // namespace zoo
 
 namespace {
@@ -256,14 +284,11 @@ GradientReport modelGradientStep(const Model& model, const Tensor& input, double
     std::lock_guard<std::mutex> lock(impl.mutex);
     zoo::checkInput(impl, x);
     impl.inference.reset();
-    c10::IValue out = zoo::runForward(impl, impl.module, x);
-    at::Tensor loss;
-    if (out.isTuple()) {
-      const auto& e = out.toTupleRef().elements();
-      loss = e[0].toTensor().to(at::kFloat).pow(2).mean() + e[1].toTensor().to(at::kFloat).pow(2).mean();
-    } else {
-      loss = out.toTensor().to(at::kFloat).pow(2).mean();
-    }
+    // Training-mode outputs: the auxiliary heads of bisenet/daunet take part as in training.
+    const zoo::TrainForward out = zoo::runTrainForward(impl, impl.module, x);
+    at::Tensor loss = out.mask.pow(2).mean();
+    if (out.label.defined()) loss = loss + out.label.pow(2).mean();
+    for (const at::Tensor& a : out.aux) loss = loss + a.pow(2).mean();
     loss.backward();
     GradientReport report;
     report.loss = loss.item<double>();

@@ -18,7 +18,7 @@ namespace pn {
 
 /** What to build: an architecture over an encoder (names as in models/registry.json). */
 struct ModelSpec {
-  /** "unet", "scseunet", "albunet", "unetpp" or "deeplabv3". */
+  /** "unet", "scseunet", "albunet", "unetpp", "deeplabv3", "bisenet" or "daunet". */
   std::string architecture;
   /** A native encoder ("resnet34", "se_resnext50_32x4d", "efficientnet-b3", ...) or "torchscript". */
   std::string encoder;
@@ -28,7 +28,10 @@ struct ModelSpec {
   std::vector<int64_t> decoderChannels;
   int64_t classes = 1;
   int64_t inChannels = 3;
-  /** Adds a global-pool -> linear -> one-logit head on the deepest encoder feature. */
+  /**
+   * Adds a global-pool -> linear -> one-logit head on the deepest encoder feature (bisenet and
+   * daunet: returns the logit of their own global-pooling head instead).
+   */
   bool classificationHead = false;
   /** Channels-last memory format for weights and inputs. */
   bool channelsLast = false;

@@ -108,6 +108,25 @@ Encoder loadTorchScriptEncoder(const std::string& path, int64_t inChannels, bool
 /** Puts the decoder, heads and forward around `encoder` as the spec says. */
 Module buildModel(const ModelSpec& spec, const Encoder& encoder, int64_t* requiredDivisor);
 
+/** Whether the architecture has auxiliary heads and a `forward_train` method (bisenet.cpp). */
+bool hasAuxiliaryHeads(const std::string& architecture);
+/** BiSeNet and the dual-attention UNet of the 42nd place (bisenet.cpp). */
+Module buildSeed42Model(const ModelSpec& spec, const Encoder& encoder);
+
+/** What a training-mode forward gives: the mask logits, the label logit (if any), auxiliary masks. */
+struct TrainForward {
+  at::Tensor mask;
+  /** Undefined for a model without a classification logit. */
+  at::Tensor label;
+  /** Auxiliary mask logits at the input size (models with auxiliary heads; empty otherwise). */
+  std::vector<at::Tensor> aux;
+};
+/**
+ * The training forward: `forward_train` for models with auxiliary heads, else `forward`, under
+ * the model's device settings; outputs in float32.
+ */
+TrainForward runTrainForward(Model::Impl& impl, torch::jit::Module& module, const at::Tensor& input);
+
 /** Checks an input batch against the model (4-D, channels, size divisible) with a clear error. */
 void checkInput(const Model::Impl& impl, const at::Tensor& input);
 /** The autocast dtype of the model's precision on its device (kFloat: no autocast). */

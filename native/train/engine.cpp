@@ -73,6 +73,24 @@ at::Tensor labelBceFocal(const at::Tensor& logits, const at::Tensor& labels) {
   return losses::comboLoss(logits, labels, {1.0, 0.0, 1.0, false});
 }
 
+at::Tensor trainingLoss(const TrainEngineSpec& spec, const zoo::TrainForward& out, const at::Tensor& target, const at::Tensor& labelTarget) {
+  at::Tensor loss;
+  if (spec.classify) {
+    loss = spec.labelWeight * labelBceFocal(out.label, labelTarget) + spec.maskWeight * torch::binary_cross_entropy_with_logits(out.mask, target);
+  } else {
+    loss = segmentationLoss(spec, out.mask, target);
+    if (spec.labelWeight > 0) loss = loss + spec.labelWeight * torch::binary_cross_entropy_with_logits(out.label, labelTarget);
+  }
+  // auxWeight x the mask loss on every auxiliary output (models with auxiliary heads, training only).
+  if (spec.auxWeight > 0) {
+    for (const at::Tensor& a : out.aux) {
+      loss = loss + spec.auxWeight * (spec.classify ? spec.maskWeight * torch::binary_cross_entropy_with_logits(a, target)
+                                                    : segmentationLoss(spec, a, target));
+    }
+  }
+  return loss;
+}
+
 }  // namespace engine
 
 namespace {
@@ -193,25 +211,9 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
     }
 
     if (e.hook) e.hook->beforeForward(m.module);
-    const c10::IValue out = zoo::runForward(m, m.module, x);
-    at::Tensor maskLogits;
-    at::Tensor labelLogits;
-    if (out.isTuple()) {
-      const auto& elements = out.toTupleRef().elements();
-      maskLogits = elements[0].toTensor().to(at::kFloat);
-      labelLogits = elements[1].toTensor().to(at::kFloat);
-    } else {
-      maskLogits = out.toTensor().to(at::kFloat);
-    }
-
-    at::Tensor loss;
-    if (spec.classify) {
-      loss = spec.labelWeight * labelBceFocal(labelLogits, labelTarget) +
-             spec.maskWeight * torch::binary_cross_entropy_with_logits(maskLogits, target);
-    } else {
-      loss = segmentationLoss(spec, maskLogits, target);
-      if (spec.labelWeight > 0) loss = loss + spec.labelWeight * torch::binary_cross_entropy_with_logits(labelLogits, labelTarget);
-    }
+    // bisenet: auxiliary heads (training only) in out.aux.
+    const zoo::TrainForward out = zoo::runTrainForward(m, m.module, x);
+    const at::Tensor loss = engine::trainingLoss(spec, out, target, labelTarget);
 
     TrainStepResult result;
     result.loss = loss.item<double>();

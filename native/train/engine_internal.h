@@ -47,6 +47,8 @@ namespace engine {
 at::Tensor segmentationLoss(const TrainEngineSpec& spec, const at::Tensor& logits, const at::Tensor& target);
 /** BCE + focal (gamma 2, SPEC 4's focal) on the label logit: the combo loss without its Dice. */
 at::Tensor labelBceFocal(const at::Tensor& logits, const at::Tensor& labels);
+/** The step's loss from the training forward: segment or classify terms, the label loss, auxiliary heads. */
+at::Tensor trainingLoss(const TrainEngineSpec& spec, const zoo::TrainForward& out, const at::Tensor& target, const at::Tensor& labelTarget);
 }  // namespace engine
 
 namespace graphs {

@@ -449,24 +449,8 @@ std::unique_ptr<Captured> capture(TrainEngine::Impl& e, Model::Impl& m, const at
     {
       torch::AutoGradMode gradMode(true);
       at::_foreach_copy_(c->saved, c->buffers);
-      const c10::IValue out = zoo::runForward(m, m.module, c->x);
-      at::Tensor maskLogits, labelLogits;
-      if (out.isTuple()) {
-        const auto& elements = out.toTupleRef().elements();
-        maskLogits = elements[0].toTensor().to(at::kFloat);
-        labelLogits = elements[1].toTensor().to(at::kFloat);
-      } else {
-        maskLogits = out.toTensor().to(at::kFloat);
-      }
-      const TrainEngineSpec& spec = e.spec;
-      at::Tensor loss;
-      if (spec.classify) {
-        loss = spec.labelWeight * engine::labelBceFocal(labelLogits, c->labels) +
-               spec.maskWeight * torch::binary_cross_entropy_with_logits(maskLogits, c->y);
-      } else {
-        loss = engine::segmentationLoss(spec, maskLogits, c->y);
-        if (spec.labelWeight > 0) loss = loss + spec.labelWeight * torch::binary_cross_entropy_with_logits(labelLogits, c->labels);
-      }
+      const zoo::TrainForward out = zoo::runTrainForward(m, m.module, c->x);
+      const at::Tensor loss = engine::trainingLoss(e.spec, out, c->y, c->labels);
       const at::Tensor lossFinite = at::isfinite(loss.detach());
       (e.scalerOn ? loss * c->scalarsDevice[0] : loss).backward();
 
@@ -481,7 +465,7 @@ std::unique_ptr<Captured> capture(TrainEngine::Impl& e, Model::Impl& m, const at
       if (e.scalerOn) at::_foreach_mul_(grads, c->scalarsDevice[1]);
       const at::Tensor total = at::stack(at::_foreach_norm(grads, 2)).norm(2);
       const at::Tensor gradFinite = at::isfinite(total);
-      if (spec.gradClip > 0) at::_foreach_mul_(grads, (spec.gradClip / (total + 1e-6)).clamp_max(1.0));
+      if (e.spec.gradClip > 0) at::_foreach_mul_(grads, (e.spec.gradClip / (total + 1e-6)).clamp_max(1.0));
       const at::Tensor skip = at::logical_not(at::logical_and(lossFinite, gradFinite)).to(at::kFloat);
 
       // One fused multi-tensor update per group, reading its lr and the step counts from the device.

@@ -82,6 +82,11 @@ struct TrainEngineSpec {
   bool classify = false;
   double labelWeight = 0;
   double maskWeight = 1;
+  /**
+   * Models with auxiliary heads (bisenet, daunet): each auxiliary mask output adds auxWeight x
+   * the mask loss (segment: the loss terms; classify: maskWeight x BCE). The 42nd place's 0.4.
+   */
+  double auxWeight = 0.4;
   GradScalerSpec scaler;
   /**
    * Whole-step CUDA graphs: "auto" (default: capture when the model is on CUDA and the step can be

@@ -9,7 +9,12 @@ import { join } from 'node:path';
 import { packageRoot } from '../core/package-info.js';
 
 /** The architectures the native side builds. */
-export const ARCHITECTURES = ['unet', 'scseunet', 'albunet', 'unetpp', 'deeplabv3'] as const;
+export const ARCHITECTURES = ['unet', 'scseunet', 'albunet', 'unetpp', 'deeplabv3', 'bisenet', 'daunet'] as const;
+/**
+ * The architectures with auxiliary heads (the 42nd place's BiSeNet and dual-attention UNet): in
+ * training their auxiliary outputs add `loss.auxWeight` x the mask loss; inference returns the main output.
+ */
+export const AUX_HEAD_ARCHITECTURES: readonly Architecture[] = ['bisenet', 'daunet'];
 export type Architecture = (typeof ARCHITECTURES)[number];
 
 /** A native encoder: the contract is 5 feature maps at `strides` with `channels`. */

@@ -359,6 +359,8 @@ export interface NativeTrainEngineSpec {
   task?: 'segment' | 'classify';
   /** Default 1 for classify, 0 (no label loss) for segment. */
   labelWeight?: number;
+  /** bisenet: weight of the loss on each auxiliary head's output (default 0.4). */
+  auxWeight?: number;
   maskWeight?: number;
   scaler?: NativeGradScalerSpec;
   /** Whole-step CUDA graphs (native/train/graphs.cpp); default 'auto'. */

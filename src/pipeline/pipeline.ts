@@ -31,6 +31,8 @@ export interface PipelineModel {
   tta: boolean;
   /** Blend weight of its maps (normalised over the models). */
   weight: number;
+  /** The backbone of its `--smoke` runs (default: the pipeline's `smoke.backbone`). */
+  smokeBackbone: string | null;
 }
 
 /** A pipeline file, validated. */
@@ -164,9 +166,12 @@ export function readPipeline(path: string): PipelineSpec {
     raw.models.forEach((m: unknown, i: number) => {
       const where = `models[${i}]`;
       if (!isObject(m)) return void problems.push(`${where}: expected a mapping`);
-      keys(m, ['name', 'parts', 'average', 'tta', 'weight'], `${where}.`);
+      keys(m, ['name', 'parts', 'average', 'tta', 'weight', 'smokeBackbone'], `${where}.`);
       if (typeof m.name !== 'string' || !/^[A-Za-z0-9_-]+$/.test(m.name)) problems.push(`${where}.name: expected a name of letters, digits, - and _`);
-      models.push({ name: String(m.name), parts: parts(m.parts, `${where}.parts`), average: average(m.average, `${where}.average`), tta: m.tta !== false, weight: num(m.weight, `${where}.weight`, 0, 1000, 1) });
+      models.push({ name: String(m.name), parts: parts(m.parts, `${where}.parts`), average: average(m.average, `${where}.average`), tta: m.tta !== false,
+        weight: num(m.weight, `${where}.weight`, 0, 1000, 1),
+        smokeBackbone: m.smokeBackbone === undefined ? null : typeof m.smokeBackbone === 'string' ? m.smokeBackbone : (problems.push(`${where}.smokeBackbone: expected a backbone name but got ${JSON.stringify(m.smokeBackbone)}`), null),
+      });
     });
   }
   let classifier: PipelineSpec['classifier'] = null;
@@ -239,7 +244,7 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
     config: ExperimentConfig;
     overrides: string[];
   }
-  const loadParts = (files_: string[], smokeAverage: AverageSpec): Part[] =>
+  const loadParts = (files_: string[], smokeAverage: AverageSpec, smokeBackbone: string | null = null): Part[] =>
     files_.map((file) => {
       const plain = loadConfig(file);
       const size = smoke ? spec.smoke.size : plain.data.imgSize;
@@ -252,7 +257,7 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
       if (smoke) {
         o.training = { epochs: spec.smoke.epochs, maxStepsPerEpoch: spec.smoke.maxSteps, batchSize: spec.smoke.batchSize, ...(plain.training.accumulation > 1 ? { accumulation: 1 } : {}) };
         // Smoke runs are offline and tiny: random initialisation, never ImageNet downloads.
-        if (plain.model.fromPart === null) o.model = { backbone: spec.smoke.backbone, encoderWeights: null };
+        if (plain.model.fromPart === null) o.model = { backbone: smokeBackbone ?? spec.smoke.backbone, encoderWeights: null };
         if (plain.checkpoints.keepEpochs.length > 0) o.checkpoints = { keepEpochs: 'epochs' in smokeAverage ? smokeAverage.epochs : [] };
       }
       const config = loadConfig(file, o);
@@ -269,7 +274,7 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
     });
 
   const sizes = new Set<number>();
-  const modelParts = spec.models.map((m) => ({ model: m, parts: loadParts(m.parts, smoke ? spec.smoke.average : m.average) }));
+  const modelParts = spec.models.map((m) => ({ model: m, parts: loadParts(m.parts, smoke ? spec.smoke.average : m.average, m.smokeBackbone) }));
   const classifierParts = spec.classifier ? loadParts(spec.classifier.parts, smoke ? spec.smoke.average : spec.classifier.average) : [];
   for (const { parts } of modelParts) for (const p of parts) sizes.add(p.config.data.imgSize);
   for (const p of classifierParts) sizes.add(p.config.data.imgSize);

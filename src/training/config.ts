@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { backboneNames } from '../models/registry.js';
+import { AUX_HEAD_ARCHITECTURES, backboneNames, registry } from '../models/registry.js';
 
 /** A (top, area, bottom) triplet of the first place's mask binarisation (SPEC section 4). */
 export type Triplet = [top: number, area: number, bottom: number];
@@ -124,6 +124,12 @@ export interface ExperimentConfig {
      * weight of the label loss (BCE + focal); 0 keeps the engine's default 1.
      */
     labelWeight: number;
+    /**
+     * Models with auxiliary heads (bisenet, daunet; the 42nd place): each auxiliary output adds
+     * this weight x the mask loss in training (the seed's scale weights 1.0 / 0.4 / 0.4 / 0.4).
+     * Inference uses the main output only. Setting it for another architecture is an error.
+     */
+    auxWeight: number;
   };
   optimizer: {
     kind: 'adam' | 'adamw' | 'sgd' | 'radam';
@@ -250,6 +256,7 @@ export const SCHEMA: Node = {
     perImage: bool,
     bceLovasz: { bce: num(0), lovasz: num(0), alpha: num(0, 1) },
     labelWeight: num(0),
+    auxWeight: num(0),
   },
   optimizer: {
     kind: str(['adam', 'adamw', 'sgd', 'radam']),
@@ -305,7 +312,7 @@ export function defaultConfig(): ExperimentConfig {
     folds: { use: [0, 1, 2, 3, 4] },
     sampler: { enabled: true, mode: 'sample-rate', positiveRate: 0.8, positiveRateEnd: null },
     augment: { preset: 'first-place', file: null },
-    loss: { kind: 'combo', weights: { bce: 3, dice: 1, focal: 4 }, perImage: false, bceLovasz: { bce: 1, lovasz: 0.1, alpha: 0.25 }, labelWeight: 0 },
+    loss: { kind: 'combo', weights: { bce: 3, dice: 1, focal: 4 }, perImage: false, bceLovasz: { bce: 1, lovasz: 0.1, alpha: 0.25 }, labelWeight: 0, auxWeight: 0.4 },
     optimizer: { kind: 'adam', lr: 1e-4, encoderLr: null, weightDecay: 5e-6, noDecayOnBiasNorm: true, momentum: 0.9, nesterov: false, betas: [0.9, 0.999] },
     scheduler: { kind: 'plateau', factor: 0.1, patience: 2, threshold: 1e-7, cooldown: 0, minLr: 1e-7, tMax: null, t0: 8, tMult: 1, warmup: 0 },
     training: { epochs: 50, batchSize: 4, accumulation: 1, gradClip: 0.1, freezeEncoderEpochs: 0, earlyStopping: 10, validateEvery: 1, precision: 'auto', deterministic: false, cudaGraphs: 'auto', maxStepsPerEpoch: 0 },
@@ -512,6 +519,10 @@ export function unreadReason(path: string, config: ExperimentConfig): string | n
   const lossKind = `loss.kind ${c.loss.kind}${segment ? '' : ` (and task ${c.task} reads no loss.kind)`}`;
   if (path.startsWith('loss.weights.') || path === 'loss.perImage') return segment && c.loss.kind === 'combo' ? null : `read only with loss.kind combo and task segment, not with ${lossKind}`;
   if (path.startsWith('loss.bceLovasz.')) return segment && c.loss.kind === 'bce-lovasz' ? null : `read only with loss.kind bce-lovasz and task segment, not with ${lossKind}`;
+  if (path === 'loss.auxWeight') {
+    const arch = registry().backbones.get(c.model.backbone)?.architecture;
+    return arch === undefined || AUX_HEAD_ARCHITECTURES.includes(arch) ? null : `read only for models with auxiliary heads (${AUX_HEAD_ARCHITECTURES.join(', ')}), not backbone ${c.model.backbone} (${arch})`;
+  }
   if (path === 'loss.kind') return segment ? null : `task ${c.task} trains its own loss (labelWeight x (BCE + focal) on the label, BCE on the mask)`;
   if (path === 'optimizer.momentum' || path === 'optimizer.nesterov') return c.optimizer.kind === 'sgd' ? null : `read only by optimizer.kind sgd, not ${c.optimizer.kind}`;
   if (path === 'optimizer.betas') return c.optimizer.kind !== 'sgd' ? null : 'not read by optimizer.kind sgd';

@@ -63,6 +63,11 @@ export interface TrainEngineOptions {
   /** classify: weight of the mask BCE (default 1). */
   maskWeight?: number;
   /**
+   * Models with auxiliary heads (bisenet, daunet): weight of the mask loss on each auxiliary
+   * output (segment: the loss terms; classify: maskWeight x BCE). Default 0.4, the 42nd place's.
+   */
+  auxWeight?: number;
+  /**
    * Dynamic loss scaling for fp16 (torch.cuda.amp.GradScaler's rule). `mode` 'auto' (default)
    * turns it on exactly when the model's precision is fp16 on CUDA; 'on' forces it (any
    * precision, e.g. to test it on a CPU); 'off' is refused with fp16. Defaults: initScale 65536,
@@ -118,7 +123,7 @@ export interface StepResult {
   graphed: boolean;
 }
 
-const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight', 'scaler', 'cudaGraphs'];
+const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight', 'auxWeight', 'scaler', 'cudaGraphs'];
 const SCALER_KEYS = ['mode', 'initScale', 'growthFactor', 'backoffFactor', 'growthInterval'];
 
 function checkScaler(value: unknown): NonNullable<NativeTrainEngineSpec['scaler']> {
@@ -190,7 +195,7 @@ function checkOptions(options: unknown): NativeTrainEngineSpec {
     if (!is.oneOf(o.cudaGraphs, ['auto', 'on', 'off'] as const)) throw invalidParameterError('options.cudaGraphs', "'auto', 'on' or 'off'", o.cudaGraphs);
     spec.cudaGraphs = o.cudaGraphs;
   }
-  for (const key of ['labelWeight', 'maskWeight'] as const) {
+  for (const key of ['labelWeight', 'maskWeight', 'auxWeight'] as const) {
     const value = o[key];
     if (value !== undefined) {
       assertNumber(`options.${key}`, value, 0);

@@ -422,6 +422,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       cudaGraphs: config.training.cudaGraphs,
       // segment: the joint label loss; classify: its label-loss weight (0 keeps the engine's 1).
       ...(config.loss.labelWeight > 0 ? { labelWeight: config.loss.labelWeight } : {}),
+      auxWeight: config.loss.auxWeight, // bisenet: auxiliary heads
     };
     if (usesLabels(config) && model.spec.classificationHead !== true) {
       throw new Error(`${config.task === 'classify' ? 'task classify' : `loss.labelWeight ${config.loss.labelWeight}`} needs a classification head, but ${model.describe()} has none (model.fromPart starts from a part trained without one)`);

@@ -118,7 +118,13 @@ describe('pipeline --smoke', () => {
         expect(JSON.parse(readFileSync(join(workdir, 'png64-clahe', 'prepare.json'), 'utf8'))).toMatchObject({ clahe: { clipLimit: 2, tileGrid: 8 } });
         expect(result.stages.find((st) => st.name === 'submit')!.argv).toEqual(expect.arrayContaining(['--triplet', '0.5,2048,0.5']));
       }
-      if (name === '42nd-place') expect(result.stages.find((st) => st.name === 'submit')!.argv).toEqual(expect.arrayContaining(['--non-empty-ratio', '0.17']));
+      if (name === '42nd-place') {
+        expect(result.stages.find((st) => st.name === 'submit')!.argv).toEqual(expect.arrayContaining(['--non-empty-ratio', '0.17']));
+        // Both of the seed's models, each in its narrow smoke variant (models[].smokeBackbone), blended.
+        expect(result.stages.find((st) => st.name === 'train-unet_r18_42nd-part0')!.argv).toEqual(expect.arrayContaining(['--model.backbone', 'tiny_daunet_r18']));
+        expect(result.stages.find((st) => st.name === 'train-bisenet_42nd-part0')!.argv).toEqual(expect.arrayContaining(['--model.backbone', 'tiny_bisenet_r18']));
+        expect(result.stages.map((st) => st.name)).toEqual(expect.arrayContaining(['infer-test-bisenet_42nd', 'blend-test']));
+      }
       if (name === 'unetpp-efficientnet') {
         // A second run reuses every stage.
         const again = await runCli(['pipeline', join(PIPELINES, `${name}.yaml`), '--smoke', '--json', '--workdir', workdir], { timeoutMs: 300_000 });

@@ -79,7 +79,7 @@ describe('experiment config', () => {
     const root = join(repoRoot, 'models', 'experiments');
     const experiments = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory());
     expect(experiments.map((d) => d.name).sort()).toEqual([
-      'albunet_public', 'albunet_valid', 'classifier_se50', 'deeplab_se50', 'resnet50', 'seunet', 'synthetic',
+      'albunet_public', 'albunet_valid', 'bisenet_42nd', 'classifier_se50', 'deeplab_se50', 'resnet50', 'seunet', 'synthetic',
       'unet_ef3', 'unet_ef5', 'unet_r18_42nd', 'unet_se101', 'unet_se50', 'unetpp_ef4',
     ]);
     for (const exp of experiments) {
@@ -118,15 +118,18 @@ describe('experiment config', () => {
     expect(load('unet_ef3').training.batchSize).toBe(6);
     expect(load('unet_ef5').data.imgSize).toBe(768);
     expect(load('classifier_se50')).toMatchObject({ task: 'classify', training: { batchSize: 8 } });
-    // 42nd place.
-    expect(load('unet_r18_42nd')).toMatchObject({
-      data: { imgSize: 768 },
-      folds: { use: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] },
-      loss: { kind: 'bce-lovasz', bceLovasz: { bce: 1, lovasz: 0.1, alpha: 0.25 }, labelWeight: 0.1 },
-      optimizer: { kind: 'radam', lr: 5e-4, weightDecay: 1e-4, noDecayOnBiasNorm: true },
-      scheduler: { kind: 'cosine', warmup: 0.05 },
-      training: { batchSize: 6, accumulation: 4 },
-    });
+    // 42nd place: the seed's UNet (dual attention, auxiliary heads) and BiSeNet, the same loss and schedule.
+    for (const [exp, backbone] of [['unet_r18_42nd', 'daunet_r18'], ['bisenet_42nd', 'bisenet_r18']] as const) {
+      expect(load(exp)).toMatchObject({
+        model: { backbone },
+        data: { imgSize: 768 },
+        folds: { use: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] },
+        loss: { kind: 'bce-lovasz', bceLovasz: { bce: 1, lovasz: 0.1, alpha: 0.25 }, labelWeight: 0.1, auxWeight: 0.4 },
+        optimizer: { kind: 'radam', lr: 5e-4, weightDecay: 1e-4, noDecayOnBiasNorm: true },
+        scheduler: { kind: 'cosine', warmup: 0.05 },
+        training: { batchSize: 6, accumulation: 4 },
+      });
+    }
     expect(load('unetpp_ef4')).toMatchObject({ model: { backbone: 'unetpp_ef4' }, augment: { preset: 'unetpp' } });
     expect(load('synthetic', 'small.yaml')).toMatchObject({ model: { backbone: 'tiny_unet_r18' }, data: { imgSize: 256 }, folds: { use: [0] } });
   });
