@@ -11,6 +11,7 @@ import { convertToStore, ImageStoreReader, ImageStoreWriter, storePath } from '.
 import { AugmentPipeline } from '../../src/training/augment/pipeline.js';
 import { BatchLoader, openPreparedDataset, readSamples } from '../../src/training/loader.js';
 import { makeTrainFixture, type TrainFixture } from '../training/train-fixture.js';
+import { runCli } from '../helpers/cli.js';
 
 let fixture: TrainFixture;
 let store: string;
@@ -171,4 +172,19 @@ describe('training from the store', () => {
     await writer.close();
     await expect(openPreparedDataset(fixture.data, 'folds.csv', { store: partial })).rejects.toThrow(`${partial} lacks 12 images listed in`);
   });
+});
+
+describe('the store command', () => {
+  it('converts a prepared folder (JSON report), resumes as a no-op, and rejects a bad --split', async () => {
+    const out = join(fixture.root, 'cli.pnimg');
+    const first = await runCli(['store', '--data', fixture.data, '--split', 'train', '--out', out, '--json']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject([{ split: 'train', out, size: 64, count: 12, written: 12, skipped: 0 }]);
+    expect(Buffer.compare(await readFile(out), await readFile(store))).toBe(0);
+    const again = await runCli(['store', '--data', fixture.data, '--out', out, '--json']);
+    expect(JSON.parse(again.stdout)).toMatchObject([{ written: 0, skipped: 12 }]);
+    const bad = await runCli(['store', '--data', fixture.data, '--split', 'valid']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--split: expected train or test but got "valid"');
+  }, 60_000);
 });
