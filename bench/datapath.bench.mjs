@@ -97,9 +97,10 @@ export async function run({ tmpDir, quick, log }) {
   const data512 = await dataset(tmpDir, n, 512);
   const png512 = await trainingData.openPreparedDataset(data512, 'folds.csv', { store: 'png' });
   const store512 = await trainingData.openPreparedDataset(data512, 'folds.csv');
-  const none = augment.AugmentPipeline.preset('none');
+  const normalizeOnly = (channels) =>
+    channels === 3 ? augment.AugmentPipeline.preset('none') : new augment.AugmentPipeline([{ type: 'Normalize', mean: [0.485], std: [0.229], max_pixel_value: 255 }]);
   const epochRate = async (samples, channels) => {
-    const loader = new trainingData.BatchLoader(samples, { size: 512, batchSize: 8, pipeline: none, channels, depth: 2 });
+    const loader = new trainingData.BatchLoader(samples, { size: 512, batchSize: 8, pipeline: normalizeOnly(channels), channels, depth: 2 });
     const order = Int32Array.from({ length: samples.length }, (_, i) => i);
     for await (const b of loader.epoch(order, 1)) b.dispose(); // warm-up
     const t0 = performance.now();

@@ -794,6 +794,7 @@ Napi::Value AugmentBatch(const Napi::CallbackInfo& info) {
   const auto o = info[3].As<Napi::Object>();
   pn::AugmentOptions options;
   options.maskBilinear = o.Get("maskBilinear").ToBoolean().Value();
+  options.atenPath = o.Get("atenPath").ToBoolean().Value();  // ---- datapath: the device path on CPU tensors (tests) ----
   options.normalize = o.Get("normalize").ToBoolean().Value();
   if (options.normalize) {
     options.maxPixelValue = o.Get("maxPixelValue").ToNumber().DoubleValue();

@@ -190,6 +190,8 @@ export interface NativeSafetensorsEntry {
 export interface NativeAugmentOptions {
   /** Masks: bilinear then a 0.5 threshold (true) or nearest neighbour (false). */
   maskBilinear: boolean;
+  /** datapath: CPU tensors resampled by the ATen path other devices run, not the fused CPU kernel (tests). */
+  atenPath?: boolean;
   /** (x / maxPixelValue - mean[c]) / std[c]; otherwise the output keeps the 0-255 scale. */
   normalize: boolean;
   maxPixelValue: number;
