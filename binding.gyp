@@ -16,7 +16,7 @@
         "NAPI_CPP_EXCEPTIONS",
         "PN_VERSION=\"<!(node -p \"require('./package.json').version\")\"",
         "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/libtorch.mjs --cxx-abi)",
-        "<!(node scripts/libtorch.mjs --gyp-defines)"
+        "<!@(node scripts/libtorch.mjs --gyp-defines)"
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++14", "-std=gnu++17", "-std=gnu++20"],

@@ -794,6 +794,7 @@ Napi::Value AugmentBatch(const Napi::CallbackInfo& info) {
   const auto o = info[3].As<Napi::Object>();
   pn::AugmentOptions options;
   options.maskBilinear = o.Get("maskBilinear").ToBoolean().Value();
+  options.atenPath = o.Get("atenPath").ToBoolean().Value();  // ---- datapath: the device path on CPU tensors (tests) ----
   options.normalize = o.Get("normalize").ToBoolean().Value();
   if (options.normalize) {
     options.maxPixelValue = o.Get("maxPixelValue").ToNumber().DoubleValue();
@@ -827,6 +828,13 @@ pn::data::BatchOptions batchOptionsArg(const Napi::CallbackInfo& info, size_t fi
   if (options.normalize) {
     options.mean = static_cast<float>(argNumber(info, first + 2, "mean"));
     options.std = static_cast<float>(argNumber(info, first + 3, "std"));
+  }
+  // ---- datapath: a number here is a flag set (1: accept damaged JPEG, 2: threshold masks) ----
+  if (info.Length() > first + 4 && info[first + 4].IsNumber()) {
+    const int64_t flags = info[first + 4].As<Napi::Number>().Int64Value();
+    options.acceptDamagedJpeg = (flags & 1) != 0;
+    options.threshold = (flags & 2) != 0;
+    return options;
   }
   options.acceptDamagedJpeg = info.Length() > first + 4 && info[first + 4].ToBoolean().Value();
   return options;
@@ -2203,6 +2211,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeImageBatch", Napi::Function::New(env, DecodeImageBatch, "decodeImageBatch"));
   exports.Set("decodeImageBatchInto", Napi::Function::New(env, DecodeImageBatchInto, "decodeImageBatchInto"));
   exports.Set("readImageFiles", Napi::Function::New(env, ReadImageFiles, "readImageFiles"));
+  // ---- datapath: libpng in the batch path ----
+  exports.Set("hasLibPng", Napi::Boolean::New(env, pn::data::hasLibPng()));
   exports.Set("setCpuCacheLimit", Napi::Function::New(env, SetCpuCacheLimit, "setCpuCacheLimit"));
   exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache, "emptyCpuCache"));
   RegisterAugmentation(env, exports);

@@ -31,7 +31,7 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEBIAN_INSTALL, findLibTorch, missingLibTorchMessage, resolveBin, resolvePackageDir, turboJpeg } from './libtorch.mjs';
+import { DEBIAN_INSTALL, findLibTorch, missingLibTorchMessage, resolveBin, resolvePackageDir, turboJpeg, libPng } from './libtorch.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const args = new Set(process.argv.slice(2));
@@ -47,11 +47,12 @@ const dependencyMode = args.has('--install-hook') || args.has('--addon');
 /** The command that builds the addon again, as the person reading a message would type it. */
 const rebuildCommand = dependencyMode ? 'npx pneumo-native build' : 'npm run build';
 
-/** Debian packages the native build uses besides LibTorch (libjpeg-turbo for batch decoding; gloo's headers for c10d's ProcessGroupGloo: distributed training). */
-const BUILD_PACKAGES = ['libturbojpeg0-dev', 'libgloo-dev'];
+/** Debian packages the native build uses besides LibTorch (libjpeg-turbo and libpng for batch decoding; gloo's headers for c10d's ProcessGroupGloo: distributed training). */
+const BUILD_PACKAGES = ['libturbojpeg0-dev', 'libpng-dev', 'libgloo-dev'];
 /** What building without each optional package costs (named when it is missing). */
 const OPTIONAL_COST = {
   'libturbojpeg0-dev': 'native JPEG decoding off (JPEGs and JPEG DICOMs are decoded in JavaScript through sharp and dcmjs instead of by libjpeg-turbo on the native thread pool)',
+  'libpng-dev': 'native PNG decoding off (prepared PNG folders are decoded in JavaScript through sharp instead of by libpng on the native thread pool)',
   'libgloo-dev': 'distributed training (train --nproc, torchrun) off: the addon is built without c10d ProcessGroupGloo',
 };
 /**
@@ -187,6 +188,7 @@ function ensureDebianPackages(packages, purpose) {
 function optionalDebianPackages(packages) {
   if (!isDebian) {
     if (!turboJpeg()) log(`note: libjpeg-turbo (turbojpeg.h) not found: ${OPTIONAL_COST['libturbojpeg0-dev']}; install libjpeg-turbo's development files and run \`${rebuildCommand}\``);
+    if (!libPng()) log(`note: libpng (png.h) not found: ${OPTIONAL_COST['libpng-dev']}; install libpng's development files and run \`${rebuildCommand}\``);
     return;
   }
   for (const pkg of tryDebianPackages(packages, 'optional: native JPEG decoding')) {
@@ -244,7 +246,7 @@ function nativeStamp(torch) {
     join(root, 'CMakeLists.txt'),
     join(root, 'package.json'),
   ];
-  return hashFiles(sources, [torch.cmakeDir, torch.version ?? '', process.version, BUILD_PACKAGES.map(dpkgInstalled).join(), turboJpeg()]);
+  return hashFiles(sources, [torch.cmakeDir, torch.version ?? '', process.version, BUILD_PACKAGES.map(dpkgInstalled).join(), turboJpeg(), libPng()]);
 }
 
 /** Build folder: build/ unless $PNEUMO_BUILD_DIR (lets two developers build side by side). */

@@ -26,6 +26,11 @@ struct AugmentOptions {
   std::vector<double> std;
   /** Output channels: 1, or 3 (the gray image repeated, as ImageNet encoders expect). */
   int64_t channels = 1;
+  /**
+   * CPU tensors: resample with the ATen path the other devices run (coordinate tensors and
+   * grid_sample) instead of the fused per-pixel CPU kernel. For tests comparing the two.
+   */
+  bool atenPath = false;
 };
 
 struct AugmentResult {

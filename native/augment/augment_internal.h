@@ -64,7 +64,7 @@ std::vector<ImagePlan> decodePlan(const std::vector<double>& plan, int64_t batch
  * else by one grid_sample over the batch. Returns float32 images (0-255) and float32 0/1 masks.
  */
 std::pair<at::Tensor, at::Tensor> resampleBatch(const at::Tensor& images, const at::Tensor& masks,
-                                                const std::vector<ImagePlan>& plans, bool maskBilinear);
+                                                const std::vector<ImagePlan>& plans, bool maskBilinear, bool atenPath = false);
 
 /** The sampling coordinates (pixel units, [H,W,2] as x,y) of one image's geometry, plus validity. */
 struct CoordinateMap {

@@ -171,7 +171,8 @@ AugmentResult augmentBatch(const Tensor& images, const Tensor& masks, const std:
     };
     at::NoGradGuard noGrad;
     const std::vector<augment::ImagePlan> plans = augment::decodePlan(plan, input.size(0));
-    auto [x, outMasks] = augment::resampleBatch(input.contiguous(), maskInput.defined() ? maskInput.contiguous() : maskInput, plans, options.maskBilinear);
+    auto [x, outMasks] = augment::resampleBatch(input.contiguous(), maskInput.defined() ? maskInput.contiguous() : maskInput, plans, options.maskBilinear,
+                                               options.atenPath);
     augment::applyPhotometric(x, plans);
     const int64_t batch = x.size(0), channels = options.channels, height = x.size(2), width = x.size(3);
     at::Tensor out;

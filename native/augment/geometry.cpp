@@ -5,6 +5,7 @@
 // map is not a pure lattice permutation, exact gathers for those that are.
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -332,8 +333,233 @@ CoordinateMap coordinateMap(const std::vector<GeometricStep>& steps, int64_t hei
   return map;
 }
 
+namespace {
+
+/** Python-style remainder (the sign of the divisor), as at::remainder. */
+inline double pyRemainder(double a, double b) {
+  const double r = std::fmod(a, b);
+  return (r != 0.0 && ((r < 0.0) != (b < 0.0))) ? r + b : r;
+}
+
+/** applyBorder for one coordinate pair (the same arithmetic in double). */
+inline void borderPoint(double& x, double& y, bool& valid, Border border, int64_t height, int64_t width) {
+  const double lastX = static_cast<double>(width - 1), lastY = static_cast<double>(height - 1);
+  const double w = static_cast<double>(width), h = static_cast<double>(height);
+  switch (border) {
+    case Border::Reflect101:
+      if (width <= 1 || height <= 1) {
+        x = std::min(std::max(x, 0.0), lastX);
+        y = std::min(std::max(y, 0.0), lastY);
+      } else {
+        x = lastX - std::abs(pyRemainder(x, 2.0 * lastX) - lastX);
+        y = lastY - std::abs(pyRemainder(y, 2.0 * lastY) - lastY);
+      }
+      return;
+    case Border::Reflect:
+      x = std::min(std::max(w - std::abs(pyRemainder(x + 0.5, 2.0 * w) - w) - 0.5, 0.0), w - 1.0);
+      y = std::min(std::max(h - std::abs(pyRemainder(y + 0.5, 2.0 * h) - h) - 0.5, 0.0), h - 1.0);
+      return;
+    case Border::Replicate:
+      x = std::min(std::max(x, 0.0), lastX);
+      y = std::min(std::max(y, 0.0), lastY);
+      return;
+    case Border::Wrap:
+      x = std::min(std::max(pyRemainder(x + 0.5, w) - 0.5, 0.0), w - 1.0);
+      y = std::min(std::max(pyRemainder(y + 0.5, h) - 0.5, 0.0), h - 1.0);
+      return;
+    case Border::Constant:
+      valid = valid && x > -1.0 && x < w && y > -1.0 && y < h;
+      return;
+  }
+}
+
+/** Bilinear sample of a float plane with border padding (grid_sample's padding mode 1). */
+inline double sampleClamped(const float* plane, int64_t height, int64_t width, double x, double y) {
+  x = std::min(std::max(x, 0.0), static_cast<double>(width - 1));
+  y = std::min(std::max(y, 0.0), static_cast<double>(height - 1));
+  const int64_t x0 = static_cast<int64_t>(std::floor(x)), y0 = static_cast<int64_t>(std::floor(y));
+  const int64_t x1 = std::min(x0 + 1, width - 1), y1 = std::min(y0 + 1, height - 1);
+  const double fx = x - static_cast<double>(x0), fy = y - static_cast<double>(y0);
+  const float* r0 = plane + y0 * width;
+  const float* r1 = plane + y1 * width;
+  const double top = r0[x0] + (r0[x1] - r0[x0]) * fx, bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
+  return top + (bottom - top) * fy;
+}
+
+/** interpolateTable for one position: linear, extrapolated past the ends as the ATen path does. */
+inline double tableAt(const std::vector<double>& table, double q) {
+  const int64_t n = static_cast<int64_t>(table.size());
+  if (n == 1) return table[0];
+  const double i0 = std::min(std::max(std::floor(q), 0.0), static_cast<double>(n - 2));
+  const double f = q - i0;
+  const auto i = static_cast<size_t>(i0);
+  return table[i] + (table[i + 1] - table[i]) * f;
+}
+
+/** A step with what the per-pixel loop needs precomputed (fields, tables, whether it stays inside). */
+struct PreparedStep {
+  const GeometricStep* step;
+  bool inside = false;
+  at::Tensor field;  // elastic: float [2, H, W]
+  std::vector<double> xTable, yTable;
+};
+
+/** Bilinear (zeros padding) of one input plane at (x, y); T is uint8_t or float. */
+template <typename T>
+inline double sampleZeros(const T* plane, int64_t height, int64_t width, double x, double y) {
+  const double fx0 = std::floor(x), fy0 = std::floor(y);
+  const int64_t x0 = static_cast<int64_t>(fx0), y0 = static_cast<int64_t>(fy0);
+  const double fx = x - fx0, fy = y - fy0;
+  double v = 0.0;
+  for (int dy = 0; dy < 2; ++dy) {
+    const int64_t yy = y0 + dy;
+    if (yy < 0 || yy >= height) continue;
+    const double wy = dy ? fy : 1.0 - fy;
+    for (int dx = 0; dx < 2; ++dx) {
+      const int64_t xx = x0 + dx;
+      if (xx < 0 || xx >= width) continue;
+      v += wy * (dx ? fx : 1.0 - fx) * static_cast<double>(plane[yy * width + xx]);
+    }
+  }
+  return v;
+}
+
+/**
+ * The CPU path of one image: for each output pixel, the composed backward map (innermost step
+ * last, border rules per step, as coordinateMap) evaluated in double, then the image sampled
+ * bilinearly (zeros outside, clamped to 0-255) and the mask by nearest neighbour (or bilinear
+ * then >= 0.5) straight from the input: one pass, no coordinate tensors. Agrees with the ATen path
+ * (float32 coordinate tensors and grid_sample) to float rounding (tested).
+ */
+template <typename TI, typename TM>
+void resampleImageCpu(const TI* image, const TM* mask, const std::vector<GeometricStep>& steps, int64_t height, int64_t width,
+                      bool maskBilinear, float* outImage, float* outMask) {
+  std::vector<PreparedStep> prepared;
+  for (const GeometricStep& step : steps) {
+    PreparedStep p{&step};
+    switch (step.kind) {
+      case GeometricStep::Kind::Affine: p.inside = staysInside(step.matrix, height, width); break;
+      case GeometricStep::Kind::Elastic:
+        p.field = elasticField(step, height, width, at::TensorOptions().dtype(at::kFloat)).contiguous();
+        break;
+      case GeometricStep::Kind::GridDistortion:
+        p.xTable = distortionTable(width, step.numSteps, step.xSteps);
+        p.yTable = distortionTable(height, step.numSteps, step.ySteps);
+        break;
+      case GeometricStep::Kind::OpticalDistortion: break;
+    }
+    prepared.push_back(std::move(p));
+  }
+  const double f = static_cast<double>(width);
+  const double cx = (static_cast<double>(width) - 1.0) * 0.5, cy = (static_cast<double>(height) - 1.0) * 0.5;
+  for (int64_t y = 0; y < height; ++y) {
+    for (int64_t x = 0; x < width; ++x) {
+      double px = static_cast<double>(x), py = static_cast<double>(y);
+      bool valid = true, identity = true;
+      for (auto it = prepared.rbegin(); it != prepared.rend(); ++it) {
+        const GeometricStep& step = *it->step;
+        switch (step.kind) {
+          case GeometricStep::Kind::Affine: {
+            const Matrix& m = step.matrix;
+            const double nx = m[0] * px + m[1] * py + m[2], ny = m[3] * px + m[4] * py + m[5];
+            px = nx;
+            py = ny;
+            if (it->inside) {
+              identity = false;
+              continue;
+            }
+            break;
+          }
+          case GeometricStep::Kind::Elastic: {
+            const float* fx = it->field.data_ptr<float>();
+            const float* fy = fx + height * width;
+            if (identity) {
+              px += fx[y * width + x];
+              py += fy[y * width + x];
+            } else {
+              const double dx = sampleClamped(fx, height, width, px, py), dy = sampleClamped(fy, height, width, px, py);
+              px += dx;
+              py += dy;
+            }
+            break;
+          }
+          case GeometricStep::Kind::GridDistortion:
+            if (identity) {
+              px = it->xTable[static_cast<size_t>(x)];
+              py = it->yTable[static_cast<size_t>(y)];
+            } else {
+              px = tableAt(it->xTable, px);
+              py = tableAt(it->yTable, py);
+            }
+            break;
+          case GeometricStep::Kind::OpticalDistortion: {
+            const double ux = (px - cx) / f, uy = (py - cy) / f;
+            const double r2 = ux * ux + uy * uy;
+            const double kr = 1.0 + (step.k * r2 + step.k) * r2;
+            px = ux * kr * f + (cx + step.dx);
+            py = uy * kr * f + (cy + step.dy);
+            break;
+          }
+        }
+        identity = false;
+        borderPoint(px, py, valid, step.border, height, width);
+      }
+      const int64_t o = y * width + x;
+      if (!valid) {
+        outImage[o] = 0.0f;
+        if (outMask) outMask[o] = 0.0f;
+        continue;
+      }
+      outImage[o] = static_cast<float>(std::min(std::max(sampleZeros(image, height, width, px, py), 0.0), 255.0));
+      if (outMask) {
+        if (maskBilinear) {
+          // The mask as 0/1 (nonzero inside), bilinear, then >= 0.5.
+          const double fx0 = std::floor(px), fy0 = std::floor(py);
+          const int64_t x0 = static_cast<int64_t>(fx0), y0 = static_cast<int64_t>(fy0);
+          const double fx = px - fx0, fy = py - fy0;
+          double v = 0.0;
+          for (int dy = 0; dy < 2; ++dy) {
+            const int64_t yy = y0 + dy;
+            if (yy < 0 || yy >= height) continue;
+            for (int dx = 0; dx < 2; ++dx) {
+              const int64_t xx = x0 + dx;
+              if (xx < 0 || xx >= width) continue;
+              if (mask[yy * width + xx] != TM(0)) v += (dy ? fy : 1.0 - fy) * (dx ? fx : 1.0 - fx);
+            }
+          }
+          outMask[o] = v >= 0.5 ? 1.0f : 0.0f;
+        } else {
+          const int64_t xx = static_cast<int64_t>(std::nearbyint(px)), yy = static_cast<int64_t>(std::nearbyint(py));
+          outMask[o] = (xx >= 0 && xx < width && yy >= 0 && yy < height && mask[yy * width + xx] != TM(0)) ? 1.0f : 0.0f;
+        }
+      }
+    }
+  }
+}
+
+/** Dispatches resampleImageCpu on the input dtypes (uint8 or float images and masks). */
+void resampleCpu(const at::Tensor& images, const at::Tensor& masks, int64_t b, const std::vector<GeometricStep>& steps, bool maskBilinear,
+                 at::Tensor& out, at::Tensor& outMasks) {
+  const int64_t height = images.size(2), width = images.size(3);
+  float* outImage = out[b][0].data_ptr<float>();
+  float* outMask = masks.defined() ? outMasks[b][0].data_ptr<float>() : nullptr;
+  const auto run = [&](auto imagePtr) {
+    if (!masks.defined()) {
+      resampleImageCpu(imagePtr, static_cast<const uint8_t*>(nullptr), steps, height, width, maskBilinear, outImage, nullptr);
+    } else if (masks.scalar_type() == at::kByte) {
+      resampleImageCpu(imagePtr, masks[b][0].data_ptr<uint8_t>(), steps, height, width, maskBilinear, outImage, outMask);
+    } else {
+      resampleImageCpu(imagePtr, masks[b][0].data_ptr<float>(), steps, height, width, maskBilinear, outImage, outMask);
+    }
+  };
+  if (images.scalar_type() == at::kByte) run(static_cast<const uint8_t*>(images[b][0].data_ptr<uint8_t>()));
+  else run(static_cast<const float*>(images[b][0].data_ptr<float>()));
+}
+
+}  // namespace
+
 std::pair<at::Tensor, at::Tensor> resampleBatch(const at::Tensor& images, const at::Tensor& masks, const std::vector<ImagePlan>& plans,
-                                                bool maskBilinear) {
+                                                bool maskBilinear, bool atenPath) {
   const int64_t batch = images.size(0), height = images.size(2), width = images.size(3);
   const auto floatOptions = images.options().dtype(at::kFloat);
   at::Tensor out = at::empty({batch, 1, height, width}, floatOptions);
@@ -357,6 +583,9 @@ std::pair<at::Tensor, at::Tensor> resampleBatch(const at::Tensor& images, const 
       const at::Tensor index = (sy * width + sx).reshape({-1});
       out[b][0].copy_(images[b][0].reshape({-1}).take(index).view({height, width}));
       if (masks.defined()) outMasks[b][0].copy_(masks[b][0].reshape({-1}).take(index).view({height, width}) != 0);
+    } else if (images.device().is_cpu() && !atenPath) {
+      // The CPU path: one fused pass per image (no coordinate tensors, no float copy of the input).
+      resampleCpu(images, masks, b, steps, maskBilinear, out, outMasks);
     } else {
       CoordinateMap map = coordinateMap(steps, height, width, floatOptions);
       at::Tensor coords = map.coords;

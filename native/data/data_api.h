@@ -31,10 +31,18 @@ struct BatchOptions {
    * what cannot be decoded left grey. Default false: such a stream is an error naming the reason.
    */
   bool acceptDamagedJpeg = false;
+  /**
+   * Masks: every output pixel becomes 255 where the (resized, rounded) value is >= 128, else 0, so
+   * a 0/255 mask resized bilinearly stays binary. uint8 output only.
+   */
+  bool threshold = false;
 };
 
 /** True when the addon was built with libjpeg-turbo (else JPEG sources are rejected). */
 bool hasTurboJpeg();
+
+/** True when the addon was built with libpng (PNG files are then decoded by readImageFiles). */
+bool hasLibPng();
 
 /**
  * Decodes and resizes `sources` into one [B, 1, size, size] tensor, images in parallel. JPEG
@@ -62,8 +70,9 @@ struct FileBatch {
 /**
  * Reads, decodes and resizes image files into one [B, 1, size, size] tensor with no JavaScript
  * in the loop: each file is read on a decode thread, then a JPEG file, or a SIIM-like JPEG
- * DICOM (findSiimJpegFrame), is decoded as decodeImageBatch would. Every other file (PNG, not
- * even read when named *.png; other DICOM encodings; unreadable or malformed files) is listed in
+ * DICOM (findSiimJpegFrame), is decoded as decodeImageBatch would, and (with libpng) a gray PNG
+ * of 8 bits or fewer by decodeGrayPng. Every other file (other PNGs, and every PNG without libpng,
+ * not even read when named *.png; other DICOM encodings; unreadable or malformed files) is listed in
  * `fallback`, never an error here: the caller's full reader owns those files and their errors.
  * With `into` (a batch as for decodeImageBatchInto, one row per path), the images go there and
  * `images` is left undefined.

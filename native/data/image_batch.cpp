@@ -14,6 +14,7 @@
 #include "../core/torch_internal.h"
 #include "data_api.h"
 #include "dicom_scan.h"
+#include "png_decode.h"
 
 #ifdef PN_WITH_TURBOJPEG
 #include <turbojpeg.h>
@@ -67,6 +68,10 @@ void store(const float* values, size_t count, const BatchOptions& options, void*
     const float shift = -options.mean / options.std;
     float* out = static_cast<float*>(slot);
     for (size_t i = 0; i < count; ++i) out[i] = values[i] * scale + shift;
+  } else if (options.threshold) {
+    // The rounded value (as the uint8 branch below) at or above 128: inside.
+    uint8_t* out = static_cast<uint8_t*>(slot);
+    for (size_t i = 0; i < count; ++i) out[i] = values[i] + 0.5f >= 128.0f ? 255 : 0;
   } else {
     uint8_t* out = static_cast<uint8_t*>(slot);
     for (size_t i = 0; i < count; ++i) out[i] = static_cast<uint8_t>(std::clamp(values[i] + 0.5f, 0.0f, 255.0f));
@@ -79,6 +84,9 @@ void storeExact(const uint8_t* pixels, size_t count, const BatchOptions& options
     const float shift = -options.mean / options.std;
     float* out = static_cast<float*>(slot);
     for (size_t i = 0; i < count; ++i) out[i] = pixels[i] * scale + shift;
+  } else if (options.threshold) {
+    uint8_t* out = static_cast<uint8_t*>(slot);
+    for (size_t i = 0; i < count; ++i) out[i] = pixels[i] >= 128 ? 255 : 0;
   } else {
     std::copy(pixels, pixels + count, static_cast<uint8_t*>(slot));
   }
@@ -221,6 +229,7 @@ struct Scratch {
 void checkOptions(const BatchOptions& options) {
   if (options.size < 1 || options.size > 16384) throw Error("size must be between 1 and 16384, got " + std::to_string(options.size));
   if (options.normalize && !(options.std > 0)) throw Error("std must be > 0");
+  if (options.normalize && options.threshold) throw Error("threshold applies to uint8 (mask) batches, not normalised ones");
 }
 
 /** Decodes (if JPEG), resizes and stores one image into its batch slot. */
@@ -367,10 +376,16 @@ FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptio
       uint8_t* slot = slotOf(out, i, options);
       try {
         const std::string& path = paths[static_cast<size_t>(i)];
-        if (hasPngExtension(path) || !readWholeFile(path, s.file)) throw Error("not read here");
+        if ((hasPngExtension(path) && !hasLibPng()) || !readWholeFile(path, s.file)) throw Error("not read here");
         const uint8_t* bytes = s.file.data();
         const size_t size = s.file.size();
-        if (size >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
+        int w = 0, h = 0;
+        if (isPng(bytes, size)) {
+          // A gray PNG (what prepare writes) is decoded here; any other PNG, or a damaged one,
+          // goes to the full reader, which decodes it or names the file and the reason.
+          if (!decodeGrayPng(bytes, size, s.decoded, &w, &h, nullptr)) throw Error("not the fast path");
+          storeImage(s, s.decoded.data(), s.decoded.size(), false, w, h, 0, 0, options, slot);
+        } else if (size >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
           storeImage(s, bytes, size, true, 0, 0, 0, 0, options, slot);
         } else if (findSiimJpegFrame(bytes, size, &s.frame)) {
           storeImage(s, s.frame.data, s.frame.size, true, 0, 0, s.frame.columns, s.frame.rows, options, slot);

@@ -35,6 +35,11 @@ export interface ImageBatchOptions {
    * file"), as `dicom.read`, `prepare` and dcmtk reject it.
    */
   acceptDamagedJpeg?: boolean;
+  /**
+   * Masks: every pixel becomes 255 where its (resized, rounded) value is at least 128, else 0, so
+   * a 0/255 mask read at another size stays binary. Natively, uint8 output only.
+   */
+  threshold?: boolean;
 }
 
 /** One prepared batch member: what the native decoder takes. */
@@ -43,6 +48,16 @@ export type ImageSource = { data: Uint8Array; jpeg: true } | { data: Uint8Array;
 /** True when the addon was built with libjpeg-turbo (native JPEG decoding). */
 export function hasNativeJpeg(): boolean {
   return ensureRuntime().hasTurboJpeg;
+}
+
+/** True when the addon was built with libpng (gray PNGs decoded natively, never in JavaScript). */
+export function hasNativePng(): boolean {
+  return ensureRuntime().hasLibPng === true;
+}
+
+/** The native flag set of the options: 1 accept damaged JPEG, 2 threshold masks. */
+function nativeFlags(options: ImageBatchOptions): number {
+  return (options.acceptDamagedJpeg === true ? 1 : 0) | (options.threshold === true ? 2 : 0);
 }
 
 function isDicom(bytes: Uint8Array): boolean {
@@ -113,8 +128,9 @@ function normalization(option: ImageBatchOptions['normalize']): { mean: number; 
 export async function decodeBatch(sources: readonly ImageSource[], options: ImageBatchOptions, names?: readonly string[]): Promise<Tensor> {
   assertInteger('size', options.size, 1, 16384);
   const norm = normalization(options.normalize);
+  if (options.threshold === true && norm !== undefined) throw invalidParameterError('threshold', 'false with normalize (thresholding makes uint8 masks)', true);
   try {
-    const native = await ensureRuntime().decodeImageBatch(sources as ImageSource[], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, options.acceptDamagedJpeg === true);
+    const native = await ensureRuntime().decodeImageBatch(sources as ImageSource[], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, nativeFlags(options));
     return new Tensor(native);
   } catch (err) {
     throw namedDecodeError(err, names);
@@ -134,7 +150,8 @@ function namedDecodeError(err: unknown, names: readonly string[] | undefined): u
  *
  * With libjpeg-turbo, JPEG files and SIIM-like JPEG DICOMs (the SIIM encoding: JPEG Baseline,
  * MONOCHROME2, one frame) never enter JavaScript: each is read, located and decoded on a native
- * decode thread. Every other file (PNG, other DICOM encodings, anything malformed) goes through
+ * decode thread; with libpng, so do gray PNGs of 8 bits or fewer (what `prepare` writes). Every
+ * other file (colour or 16-bit PNGs, other DICOM encodings, anything malformed) goes through
  * the TypeScript reader, `concurrency` files at a time, and is decoded into its row of the same
  * batch; its errors name the file as before.
  * @throws DicomError / Error naming the first file that cannot be read
@@ -145,6 +162,8 @@ export async function readImageBatch(paths: readonly string[], options: ImageBat
   const concurrency = options.concurrency ?? 16;
   assertInteger('concurrency', concurrency, 1, 1024);
   const norm = normalization(options.normalize);
+  if (options.threshold === true && norm !== undefined) throw invalidParameterError('threshold', 'false with normalize (thresholding makes uint8 masks)', true);
+  const flags = nativeFlags(options);
   const { into } = options;
   if (into !== undefined) checkInto(into, paths.length, options.size, norm !== undefined);
   const runtime = ensureRuntime();
@@ -152,13 +171,13 @@ export async function readImageBatch(paths: readonly string[], options: ImageBat
   const decodeInto = async (batch: Tensor, rows: number[], files: string[]): Promise<void> => {
     const sources = await mapLimit(files, concurrency, async (path) => imageSource(await readFile(path), path, { acceptDamagedJpeg: damaged }));
     try {
-      await runtime.decodeImageBatchInto(batch.native, rows, sources, options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, damaged);
+      await runtime.decodeImageBatchInto(batch.native, rows, sources, options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, flags);
     } catch (err) {
       throw namedDecodeError(err, files);
     }
   };
-  // Prepared PNG folders have nothing for the native file reader.
-  if (!hasNativeJpeg() || paths.every((p) => /\.png$/i.test(p))) {
+  // Without libjpeg-turbo and libpng, or PNGs only and no libpng, the native reader takes nothing.
+  if ((!hasNativeJpeg() && !hasNativePng()) || (!hasNativePng() && paths.every((p) => /\.png$/i.test(p)))) {
     if (into === undefined) {
       const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path, { acceptDamagedJpeg: damaged }));
       return decodeBatch(sources, options, paths);
@@ -166,7 +185,7 @@ export async function readImageBatch(paths: readonly string[], options: ImageBat
     await decodeInto(into, paths.map((_, i) => i), [...paths]);
     return into;
   }
-  const { images, fallback } = await runtime.readImageFiles([...paths], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, damaged, into?.native);
+  const { images, fallback } = await runtime.readImageFiles([...paths], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, flags, into?.native);
   const batch = into ?? new Tensor(images!);
   if (fallback.length === 0) return batch;
   try {

@@ -190,6 +190,8 @@ export interface NativeSafetensorsEntry {
 export interface NativeAugmentOptions {
   /** Masks: bilinear then a 0.5 threshold (true) or nearest neighbour (false). */
   maskBilinear: boolean;
+  /** datapath: CPU tensors resampled by the ATen path other devices run, not the fused CPU kernel (tests). */
+  atenPath?: boolean;
   /** (x / maxPixelValue - mean[c]) / std[c]; otherwise the output keeps the 0-255 scale. */
   normalize: boolean;
   maxPixelValue: number;
@@ -280,6 +282,10 @@ export interface NativeBinding {
   setCpuCacheLimit(bytes: number): void;
   /** Whether the addon was built with libjpeg-turbo. */
   hasTurboJpeg: boolean;
+  // ---- datapath ----
+  /** Whether the addon was built with libpng (gray PNGs decoded natively by readImageFiles). */
+  hasLibPng?: boolean;
+  // ---- end datapath ----
   /** Decodes JPEG streams / resizes raw 8-bit pixels into one [B,1,size,size] tensor. */
   decodeImageBatch(
     sources: ({ data: Uint8Array; jpeg: true } | { data: Uint8Array; jpeg: false; width: number; height: number })[],
@@ -287,7 +293,8 @@ export interface NativeBinding {
     normalize: boolean,
     mean: number,
     std: number,
-    acceptDamagedJpeg?: boolean,
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    acceptDamagedJpeg?: boolean | number,
   ): Promise<NativeTensor>;
   /** Decodes sources[k] into row rows[k] of `into` (a [B,1,size,size] batch of the options' dtype). */
   decodeImageBatchInto(
@@ -298,7 +305,8 @@ export interface NativeBinding {
     normalize: boolean,
     mean: number,
     std: number,
-    acceptDamagedJpeg?: boolean,
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    acceptDamagedJpeg?: boolean | number,
   ): Promise<void>;
   /**
    * Reads JPEG files and SIIM-like JPEG DICOMs natively into one [B,1,size,size] tensor; the
@@ -310,7 +318,8 @@ export interface NativeBinding {
     normalize: boolean,
     mean: number,
     std: number,
-    acceptDamagedJpeg?: boolean,
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    acceptDamagedJpeg?: boolean | number,
     into?: NativeTensor,
   ): Promise<{ images?: NativeTensor; fallback: number[] }>;
   emptyCpuCache(): void;

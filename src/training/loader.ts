@@ -10,6 +10,10 @@
  *
  * Every batch is a pure function of (dataset, indices, seed): the augmentation of batch `b` of an
  * epoch draws from `deriveSeed(epochSeed, b)`, so a resumed run reproduces the same batches.
+ *
+ * A prepared folder with an image store (`train.pnimg`, written by `prepare --store` or
+ * `pneumo-native store`) is read from the store: uint8 bytes at fixed offsets, no decoding. The
+ * batches are the same as from the PNGs (tested).
  */
 import { existsSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -17,7 +21,8 @@ import sharp from 'sharp';
 import { Random, deriveSeed } from '../core/random.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
-import { readImageBatch } from '../data/batch.js';
+import { decodeBatch, readImageBatch } from '../data/batch.js';
+import { ImageStoreReader, storePath } from '../data/image-store.js';
 import { ALWAYS_TRAIN_FOLD, FoldSplit } from '../data/folds.js';
 import type { FoldRow } from '../data/folds.js';
 import type { AugmentPipeline } from './augment/pipeline.js';
@@ -33,6 +38,8 @@ export interface TrainingSample {
   positive: boolean;
   /** Its fold (`ALWAYS_TRAIN_FOLD` for images always trained on). */
   fold: number;
+  /** Where the image and mask sit in the folder's image store, when it has one. */
+  store?: { reader: ImageStoreReader; index: number };
 }
 
 /** A prepared dataset split into folds. */
@@ -44,6 +51,17 @@ export interface PreparedDataset {
   preparedSize: number;
   /** The number of folds. */
   k: number;
+  /** The image store the samples are read from (`train.pnimg`), or null: the PNG folders. */
+  store: ImageStoreReader | null;
+}
+
+/** Options of {@link openPreparedDataset}. */
+export interface OpenDatasetOptions {
+  /**
+   * 'auto' (default): read `train.pnimg` when the folder has one, else the PNGs; 'png': the PNGs
+   * even when there is a store; a path: that store (required).
+   */
+  store?: 'auto' | 'png' | string;
 }
 
 /**
@@ -60,8 +78,11 @@ export function resolveFoldsFile(dataDir: string, folds: string): string {
  * Opens a `prepare` folder: checks its layout and reads the folds file.
  * @throws Error naming the missing folder or file
  */
-export async function openPreparedDataset(dataDir: string, folds: string): Promise<PreparedDataset> {
+export async function openPreparedDataset(dataDir: string, folds: string, options: OpenDatasetOptions = {}): Promise<PreparedDataset> {
   const dir = resolve(dataDir);
+  const storeOption = options.store ?? 'auto';
+  const storeFile = storeOption === 'auto' ? storePath(dir, 'train') : storeOption === 'png' ? null : resolve(storeOption);
+  if (storeFile !== null && (storeOption !== 'auto' || existsSync(storeFile))) return openStoreDataset(dir, storeFile, folds);
   for (const sub of ['train', 'mask']) {
     const path = join(dir, sub);
     if (!existsSync(path) || !statSync(path).isDirectory()) {
@@ -82,7 +103,38 @@ export async function openPreparedDataset(dataDir: string, folds: string): Promi
   const first = samples[0]!;
   if (!existsSync(first.image)) throw new Error(`${first.image} (listed in ${foldsFile}) does not exist: do the folds file and the prepared folder belong together?`);
   const meta = await sharp(first.image).metadata();
-  return { dir, foldsFile, samples, preparedSize: meta.width ?? 0, k: split.k };
+  return { dir, foldsFile, samples, preparedSize: meta.width ?? 0, k: split.k, store: null };
+}
+
+/** A prepared dataset read from its image store: every image of the folds file must be in it. */
+async function openStoreDataset(dir: string, storeFile: string, folds: string): Promise<PreparedDataset> {
+  const foldsFile = resolveFoldsFile(dir, folds);
+  if (!existsSync(foldsFile)) throw new Error(`folds file ${foldsFile} does not exist (write one with \`pneumo-native folds --labels train-rle.csv --out ${foldsFile}\`)`);
+  const split = await FoldSplit.read(foldsFile);
+  if (split.rows.length === 0) throw new Error(`folds file ${foldsFile} lists no images`);
+  const reader = await ImageStoreReader.open(storeFile);
+  if (!reader.hasMasks) {
+    await reader.close();
+    throw new Error(`${storeFile} holds no masks (a test split's store?): training needs the store of the train split`);
+  }
+  const missing: string[] = [];
+  const samples = split.rows.map((row: FoldRow) => {
+    const index = reader.indexOf(row.id);
+    if (index < 0) missing.push(row.id);
+    return {
+      id: row.id,
+      image: join(dir, 'train', row.fname),
+      mask: join(dir, 'mask', row.fname),
+      positive: row.existLabels === 1,
+      fold: row.fold,
+      store: { reader, index },
+    };
+  });
+  if (missing.length > 0) {
+    await reader.close();
+    throw new Error(`${storeFile} lacks ${missing.length} images listed in ${foldsFile}: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''} (convert the folder again with \`pneumo-native store --data ${dir}\`)`);
+  }
+  return { dir, foldsFile, samples, preparedSize: reader.size, k: split.k, store: reader };
 }
 
 /** The training and validation samples of `fold` (the always-train fold is only trained on). */
@@ -123,12 +175,47 @@ export interface BatchLoaderOptions {
   depth?: number;
   /** Torch device the batches go to (default cpu). */
   device?: string;
-  /** The prepared PNGs' size: masks resized from another size are thresholded at half way. */
+  /** The prepared images' size (informational: masks are always thresholded at half way natively). */
   preparedSize?: number;
 }
 
 function disposeAll(...tensors: (Tensor | undefined)[]): void {
   for (const t of tensors) if (t && !t.disposed) t.dispose();
+}
+
+/**
+ * The uint8 images and 0/255 masks [B, 1, size, size] of `samples`: from their image store when
+ * they all have one (bytes read at fixed offsets; resized natively only when the store's size is
+ * not `size`), else decoded from the PNGs (natively with libpng). Either way masks are thresholded
+ * at 128 after a resize, so both sources give the same batch.
+ */
+export async function readSamples(samples: readonly TrainingSample[], size: number): Promise<[Tensor, Tensor]> {
+  const reader = samples[0]?.store?.reader;
+  if (reader && samples.every((s) => s.store?.reader === reader)) {
+    const n = samples.length;
+    const { images, masks } = await reader.readBatch(samples.map((s) => s.store!.index));
+    const stored = reader.size;
+    if (stored === size) {
+      return [Tensor.from(images, [n, 1, size, size]), Tensor.from(masks!, [n, 1, size, size])];
+    }
+    const plane = stored * stored;
+    const raw = (buffer: Buffer) => Array.from({ length: n }, (_, k) => ({ data: buffer.subarray(k * plane, (k + 1) * plane), jpeg: false as const, width: stored, height: stored }));
+    const names = samples.map((s) => `${reader.path} (${s.id})`);
+    const img = await decodeBatch(raw(images), { size }, names);
+    try {
+      return [img, await decodeBatch(raw(masks!), { size, threshold: true }, names)];
+    } catch (err) {
+      img.dispose();
+      throw err;
+    }
+  }
+  const [images, masks] = await Promise.allSettled([readImageBatch(samples.map((s) => s.image), { size }), readImageBatch(samples.map((s) => s.mask), { size, threshold: true })]);
+  if (images.status === 'rejected' || masks.status === 'rejected') {
+    if (images.status === 'fulfilled') images.value.dispose();
+    if (masks.status === 'fulfilled') masks.value.dispose();
+    throw images.status === 'rejected' ? images.reason : (masks as PromiseRejectedResult).reason;
+  }
+  return [images.value, masks.value];
 }
 
 /**
@@ -181,15 +268,10 @@ export class BatchLoader {
       if (s === undefined) throw invalidParameterError('indices', `indices below ${this.samples.length}`, i);
       return s;
     });
-    const { size, pipeline, device, channels, preparedSize } = this.options;
-    const [raw, rawMasks] = await Promise.all([readImageBatch(chosen.map((s) => s.image), { size }), readImageBatch(chosen.map((s) => s.mask), { size })]);
+    const { size, pipeline, device, channels } = this.options;
+    // Masks resized from another size are thresholded back to 0/255 at half way (natively).
+    const [raw, rawMasks] = await readSamples(chosen, size);
     let masks = rawMasks;
-    if (preparedSize !== size) {
-      // A 0/255 mask resized bilinearly has a soft edge: back to 0/255 at half way.
-      const data = rawMasks.takeData('uint8');
-      for (let i = 0; i < data.length; i++) data[i] = data[i]! >= 128 ? 255 : 0;
-      masks = Tensor.from(data, [chosen.length, 1, size, size]);
-    }
     let images = raw;
     if (device !== 'cpu') {
       images = await raw.to(device);

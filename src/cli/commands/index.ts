@@ -7,6 +7,7 @@ import { foldsCommand } from './folds.js';
 import { scoreCommand } from './score.js';
 import { synthCommand } from './synth.js';
 import { prepareCommand } from './prepare.js';
+import { storeCommand } from './store.js';
 import { dicomInfoCommand } from './dicom-info.js';
 import { augmentPreviewCommand } from './augment-preview.js';
 import { modelsCommand } from './models.js';
@@ -24,4 +25,4 @@ import { pipelineCommand } from './pipeline.js';
 import { pseudoLabelCommand } from './pseudo-label.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, weightsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, pseudoLabelCommand, pipelineCommand, serveCommand, buildCommand];
+export const commands: CommandModule<any, any>[] = [infoCommand, demoCommand, checkCommand, foldsCommand, scoreCommand, synthCommand, prepareCommand, storeCommand, dicomInfoCommand, augmentPreviewCommand, modelsCommand, weightsCommand, inferCommand, thresholdsCommand, blendCommand, swaCommand, stackCommand, submitCommand, trainCommand, pseudoLabelCommand, pipelineCommand, serveCommand, buildCommand];

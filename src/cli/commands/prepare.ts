@@ -6,6 +6,7 @@ import { prepare, type PrepareReport } from '../../data/prepare.js';
 import { CliError, emitResult, formatTable, jsonOption, logLine } from '../output.js';
 import type { JsonOption } from '../output.js';
 import { ProgressBar } from '../progress.js';
+import { convertSplits } from './store.js';
 
 interface PrepareArgs extends JsonOption {
   clahe?: string;
@@ -15,6 +16,7 @@ interface PrepareArgs extends JsonOption {
   out: string;
   'img-size': number;
   workers: number;
+  store: boolean;
 }
 
 const LIST_LIMIT = 20;
@@ -64,6 +66,7 @@ export const prepareCommand: CommandModule<object, PrepareArgs> = {
         out: { type: 'string', demandOption: true, describe: 'Output directory: train/<id>.png, mask/<id>.png, test/<id>.png' },
         'img-size': { type: 'number', demandOption: true, describe: 'Output width and height (bilinear; masks thresholded at 127 after a bilinear resize)' },
         workers: { type: 'number', default: availableParallelism(), describe: 'Worker threads (0: run in the main thread)' },
+        store: { type: 'boolean', default: false, describe: 'Also write image stores (train.pnimg, test.pnimg) that training reads with no decoding (see `pneumo-native store`)' },
         clahe: { type: 'string', describe: "CLAHE preprocessing of every image, 'clipLimit,tiles' (OpenCV's createCLAHE; e.g. 2,8), as the UNet++ seed" },
         ...jsonOption,
       })
@@ -99,7 +102,14 @@ export const prepareCommand: CommandModule<object, PrepareArgs> = {
     } finally {
       bar?.finish();
     }
-    emitResult(argv, report, render);
+    if (argv.store && report.failures.length === 0) {
+      const splits = [...(argv['train-dicom'] !== undefined ? ['train' as const] : []), ...(argv['test-dicom'] !== undefined ? ['test' as const] : [])];
+      const stores = await convertSplits(argv.out, splits);
+      emitResult(argv, { ...report, stores }, (r) => `${render(r)}\nImage stores: ${stores.map((s) => `${s.out} (${s.count} images)`).join(', ')}`);
+    } else {
+      emitResult(argv, report, render);
+    }
+    if (argv.store && report.failures.length > 0) logLine('pneumo-native: image stores not written (some files failed); rerun prepare --store once they are fixed');
     if (report.failures.length > 0) {
       logLine(`pneumo-native: ${report.failures.length} file(s) failed to prepare (listed above); rerun to retry them, done files are skipped`);
       process.exitCode = 1;

@@ -21,6 +21,12 @@ export interface AugmentApplyOptions {
   maskInterpolation?: 'nearest' | 'bilinear';
   /** Output channels (default: the length of Normalize's mean, else 1). */
   channels?: 1 | 3;
+  /**
+   * How CPU tensors are resampled: 'auto' (default) the fused per-pixel CPU kernel; 'aten' the
+   * coordinate tensors and grid_sample that CUDA runs (the device path, for comparing the two).
+   * Tensors on other devices always take the ATen path.
+   */
+  resample?: 'auto' | 'aten';
 }
 
 export interface AugmentedBatch {
@@ -109,6 +115,7 @@ export class AugmentPipeline {
     if (!Array.isArray(plan) || plan.length !== shape[0]) throw invalidParameterError('plan', `an array of ${shape[0]} image records`, plan);
     const maskInterpolation = options.maskInterpolation ?? 'nearest';
     if (!is.oneOf(maskInterpolation, ['nearest', 'bilinear'] as const)) throw invalidParameterError('options.maskInterpolation', '"nearest" or "bilinear"', maskInterpolation);
+    if (options.resample !== undefined && options.resample !== 'auto' && options.resample !== 'aten') throw invalidParameterError('options.resample', '"auto" or "aten"', options.resample);
     const channels = options.channels ?? this.channels;
     if (channels !== 1 && channels !== 3) throw invalidParameterError('options.channels', '1 or 3', channels);
     const n = this.normalize;
@@ -117,6 +124,7 @@ export class AugmentPipeline {
     }
     const result = await ensureRuntime().augmentBatch(images.native, masks ? masks.native : null, encodePlan(plan), {
       maskBilinear: maskInterpolation === 'bilinear',
+      atenPath: options.resample === 'aten',
       normalize: n !== undefined,
       maxPixelValue: n?.max_pixel_value ?? 255,
       mean: n?.mean ?? [0],
