@@ -189,7 +189,7 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
     }
 
     if (e.hook) e.hook->beforeForward(m.module);
-    const c10::IValue out = zoo::runForward(m, m.module, x);
+    const c10::IValue out = zoo::runForward(m, e.hook ? e.hook->trainingModule(m.module) : m.module, x);
     at::Tensor maskLogits;
     at::Tensor labelLogits;
     if (out.isTuple()) {
