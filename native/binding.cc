@@ -2145,17 +2145,18 @@ Napi::Value ProcessGroupBroadcastModel(const Napi::CallbackInfo& info) {
       [](Napi::Env env, int&) -> Napi::Value { return env.Undefined(); });
 }
 
-/** attachDistributed(engine, group, bucketMb, broadcastBuffers): the engine's steps become data-parallel. */
+/**
+ * attachDistributed(engine, group, bucketMb, broadcastBuffers, syncBatchNorm): the engine's steps
+ * become data-parallel; returns the BatchNorm layers synchronised (0 without syncBatchNorm).
+ */
 Napi::Value AttachDistributed(const Napi::CallbackInfo& info) {
   pn::TrainEngine e = engineArg(info, 0);
   pn::ProcessGroup g = groupArg(info, 1);
   const double bucketMb = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 25.0;
   const bool broadcastBuffers = info.Length() > 3 && info[3].ToBoolean().Value();
-  syncCall(info.Env(), [&] {
-    pn::attachDistributed(e, g, bucketMb, broadcastBuffers);
-    return 0;
-  });
-  return info.Env().Undefined();
+  const bool syncBatchNorm = info.Length() > 4 && info[4].ToBoolean().Value();  // syncbn
+  const int64_t layers = syncCall(info.Env(), [&] { return pn::attachDistributed(e, g, bucketMb, broadcastBuffers, syncBatchNorm); });
+  return Napi::Number::New(info.Env(), static_cast<double>(layers));
 }
 
 Napi::Value DestroyProcessGroup(const Napi::CallbackInfo& info) {

@@ -436,7 +436,8 @@ void resampleImageCpu(const TI* image, const TM* mask, const std::vector<Geometr
                       bool maskBilinear, float* outImage, float* outMask) {
   std::vector<PreparedStep> prepared;
   for (const GeometricStep& step : steps) {
-    PreparedStep p{&step};
+    PreparedStep p;
+    p.step = &step;
     switch (step.kind) {
       case GeometricStep::Kind::Affine: p.inside = staysInside(step.matrix, height, width); break;
       case GeometricStep::Kind::Elastic:

@@ -76,8 +76,13 @@ void processGroupBroadcastModel(const ProcessGroup& group, const Model& model, i
  * on a non-finite loss before backward so that none waits for another; with `broadcastBuffers`,
  * rank 0's BatchNorm statistics are broadcast before each forward (DDP's broadcast_buffers).
  * The Reducer is rebuilt when the set of trainable parameters changes (a frozen encoder).
+ * With `syncBatchNorm`, the training forward's BatchNorm layers normalise with the statistics of
+ * the global batch (SyncBatchNorm, sync_batch_norm.cpp); the model itself (checkpoints, exports,
+ * eval-mode forwards) keeps ordinary BatchNorm. Returns the BatchNorm layers synchronised (0
+ * without `syncBatchNorm`).
  */
-void attachDistributed(const TrainEngine& engine, const ProcessGroup& group, double bucketMb, bool broadcastBuffers);
+int64_t attachDistributed(const TrainEngine& engine, const ProcessGroup& group, double bucketMb, bool broadcastBuffers,
+                          bool syncBatchNorm = false);
 /** Frees the group now (its threads and sockets); the handle becomes undefined everywhere. */
 void destroyProcessGroup(const ProcessGroup& group);
 

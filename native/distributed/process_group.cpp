@@ -7,44 +7,23 @@
 // ProcessGroupGloo *is* a c10d::ProcessGroup. LibTorch 2.x made the backends c10d::Backend objects
 // held by a c10d::ProcessGroup; that difference is confined to makeProcessGroup() below, behind
 // TORCH_VERSION_MAJOR, and that 2.x branch has not been compiled here (only 1.13 was available).
-#include "distributed_api.h"
-
-#include <torch/version.h>
+#include "distributed_internal.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 #include "../core/torch_internal.h"
 #include "../models/model_internal.h"
 #include "../train/engine_hooks.h"
 
 #if PN_WITH_DISTRIBUTED
-#ifndef USE_C10D_GLOO
-#define USE_C10D_GLOO 1  // ProcessGroupGloo.hpp is empty without it (LibTorch's CMake config usually sets it)
-#endif
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
-#if PN_WITH_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
 #endif
 
 namespace pn {
-
-struct ProcessGroup::Impl {
-  ProcessGroupSpec spec;
-  /** Serialises collectives issued from JS (tasks on different threads must keep one order). */
-  std::mutex mutex;
-#if PN_WITH_DISTRIBUTED
-  c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
-#endif
-};
 
 ProcessGroup::ProcessGroup() = default;
 ProcessGroup::ProcessGroup(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -82,7 +61,7 @@ void processGroupBarrier(const ProcessGroup&) { unavailable(); }
 std::vector<std::vector<uint8_t>> processGroupAllGatherBytes(const ProcessGroup&, const std::vector<uint8_t>&) { unavailable(); }
 std::vector<double> processGroupAllReduceSum(const ProcessGroup&, const std::vector<double>&) { unavailable(); }
 void processGroupBroadcastModel(const ProcessGroup&, const Model&, int64_t) { unavailable(); }
-void attachDistributed(const TrainEngine&, const ProcessGroup&, double, bool) { unavailable(); }
+int64_t attachDistributed(const TrainEngine&, const ProcessGroup&, double, bool, bool) { unavailable(); }
 void destroyProcessGroup(const ProcessGroup&) {}
 
 #else
@@ -192,6 +171,15 @@ class DdpHook final : public TrainStepHook {
   DdpHook(std::shared_ptr<ProcessGroup::Impl> group, double bucketMb, bool broadcastBuffers)
       : group_(std::move(group)), bucketBytes_(static_cast<int64_t>(bucketMb * 1024 * 1024)), broadcastBuffers_(broadcastBuffers) {}
 
+  /** SyncBatchNorm: registers the group for the operator and builds the training twin of `module`. */
+  int64_t enableSyncBatchNorm(const torch::jit::Module& module) {
+    sync_ = std::make_unique<SyncGroupRegistration>(group_);
+    buildTwin(module);
+    return twin_.layers;
+  }
+
+  torch::jit::Module& trainingModule(torch::jit::Module& module) override { return sync_ ? twin_.module : module; }
+
   void beforeForward(torch::jit::Module& module) override {
     ProcessGroup::Impl& g = *group_;
     if (!g.group) throw Error("process group is undefined (destroyed or never created)");
@@ -200,6 +188,15 @@ class DdpHook final : public TrainStepHook {
       if (p.requires_grad()) trainable.push_back(p);
     }
     if (!sameTensors(trainable, params_)) rebuild(std::move(trainable));
+    if (sync_) {
+      // The twin holds the model's own submodules: only a model whose top-level object was
+      // replaced needs a new one; otherwise its slots follow the model's (the training flag).
+      if (twinOf_.get() != module._ivalue().get()) {
+        buildTwin(module);
+      } else {
+        refreshSyncBatchNormModule(module, twin_.module);
+      }
+    }
     if (broadcastBuffers_ && g.spec.worldSize > 1) {
       std::vector<at::Tensor> buffers;
       for (const at::Tensor& b : module.buffers()) buffers.push_back(b);
@@ -258,11 +255,24 @@ class DdpHook final : public TrainStepHook {
     }
   }
 
+  void buildTwin(const torch::jit::Module& module) {
+    try {
+      twin_ = buildSyncBatchNormModule(module, sync_->id());
+    } catch (const c10::Error& e) {
+      throw Error(std::string("SyncBatchNorm could not be set up for this model on ") + where(*group_) + ": " + e.what_without_backtrace());
+    }
+    twinOf_ = module._ivalue();
+  }
+
   std::shared_ptr<ProcessGroup::Impl> group_;
   int64_t bucketBytes_;
   bool broadcastBuffers_;
   std::vector<at::Tensor> params_;
   std::shared_ptr<c10d::Reducer> reducer_;
+  /** SyncBatchNorm (null when off): the group's registration, the training twin and its model object. */
+  std::unique_ptr<SyncGroupRegistration> sync_;
+  SyncBatchNormModule twin_;
+  c10::intrusive_ptr<c10::ivalue::Object> twinOf_;
 };
 
 }  // namespace dist_detail
@@ -378,11 +388,21 @@ void processGroupBroadcastModel(const ProcessGroup& group, const Model& model, i
   });
 }
 
-void attachDistributed(const TrainEngine& engine, const ProcessGroup& group, double bucketMb, bool broadcastBuffers) {
+int64_t attachDistributed(const TrainEngine& engine, const ProcessGroup& group, double bucketMb, bool broadcastBuffers, bool syncBatchNorm) {
   using namespace dist_detail;
   groupOf(group);
   if (!(bucketMb > 0) || !std::isfinite(bucketMb)) throw Error("Expected a bucket size > 0 MiB but received " + std::to_string(bucketMb));
-  setTrainStepHook(engine, std::make_shared<DdpHook>(group.impl(), bucketMb, broadcastBuffers));
+  auto hook = std::make_shared<DdpHook>(group.impl(), bucketMb, broadcastBuffers);
+  int64_t layers = 0;
+  if (syncBatchNorm) {
+    const Model model = trainEngineModel(engine);
+    if (!model.defined()) throw Error("model is undefined (disposed or never created)");
+    Model::Impl& m = *model.impl();
+    std::lock_guard<std::mutex> modelLock(m.mutex);
+    layers = guard([&] { return hook->enableSyncBatchNorm(m.module); });
+  }
+  setTrainStepHook(engine, std::move(hook));
+  return layers;
 }
 
 void destroyProcessGroup(const ProcessGroup& group) {

@@ -211,8 +211,8 @@ TrainStepResult trainEngineStep(const TrainEngine& engine, const Tensor& images,
     }
 
     if (e.hook) e.hook->beforeForward(m.module);
-    // bisenet: auxiliary heads (training only) in out.aux.
-    const zoo::TrainForward out = zoo::runTrainForward(m, m.module, x);
+    // Auxiliary heads (training only) in out.aux; with SyncBatchNorm the hook's training twin runs.
+    const zoo::TrainForward out = zoo::runTrainForward(m, e.hook ? e.hook->trainingModule(m.module) : m.module, x);
     const at::Tensor loss = engine::trainingLoss(spec, out, target, labelTarget);
 
     TrainStepResult result;

@@ -1,6 +1,8 @@
 // Torch side: the narrow hook that makes TrainEngine's step data-parallel (native/distributed/)
 // without the engine knowing c10d. trainEngineStep calls, in order, under its locks:
 //   beforeForward(module)            before the train-mode forward
+//   trainingModule(module) -> module the module whose forward the step runs (SyncBatchNorm's
+//                                    training twin; the model's own module by default)
 //   agreeFinite(finite) -> bool      after the loss is computed, before backward: every rank's
 //                                    verdict combined, so that all ranks skip backward together
 //   beforeBackward(loss, sync)       just before loss.backward(); `sync` on the calls that end in an
@@ -22,6 +24,7 @@ class TrainStepHook {
  public:
   virtual ~TrainStepHook() = default;
   virtual void beforeForward(torch::jit::Module& module) {}
+  virtual torch::jit::Module& trainingModule(torch::jit::Module& module) { return module; }
   virtual bool agreeFinite(bool finite) { return finite; }
   virtual void beforeBackward(const at::Tensor& loss, bool sync) {}
 };

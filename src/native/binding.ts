@@ -643,7 +643,8 @@ export interface NativeBinding {
   processGroupAllGatherBytes(group: NativeProcessGroupHandle, bytes: Uint8Array): Promise<Uint8Array[]>;
   processGroupAllReduceSum(group: NativeProcessGroupHandle, values: Float64Array): Promise<Float64Array>;
   processGroupBroadcastModel(group: NativeProcessGroupHandle, model: NativeModel, root: number): Promise<void>;
-  attachDistributed(engine: NativeTrainEngineHandle, group: NativeProcessGroupHandle, bucketMb: number, broadcastBuffers: boolean): void;
+  /** Returns the BatchNorm layers synchronised (0 without `syncBatchNorm`). */
+  attachDistributed(engine: NativeTrainEngineHandle, group: NativeProcessGroupHandle, bucketMb: number, broadcastBuffers: boolean, syncBatchNorm: boolean): number;
   destroyProcessGroup(group: NativeProcessGroupHandle): void;
 }
 

@@ -287,11 +287,15 @@ export class TrainEngine {
    * backward runs (calls that only accumulate skip it), the ranks agree on a non-finite loss, and
    * with `broadcastBuffers` rank 0's BatchNorm statistics are broadcast before each forward
    * (DistributedDataParallel's defaults: 25 MiB, true). Every rank must call `step` in lockstep.
+   * With `syncBatchNorm` (default false) the training forward's BatchNorm layers normalise with
+   * the statistics of the global batch, all ranks together (torch.nn.SyncBatchNorm); the model
+   * itself keeps ordinary BatchNorm (checkpoints, exports, eval). Returns the BatchNorm layers
+   * synchronised (0 without `syncBatchNorm`).
    */
-  attachDistributed(group: { readonly native: NativeProcessGroupHandle }, options: { bucketMb?: number; broadcastBuffers?: boolean } = {}): void {
+  attachDistributed(group: { readonly native: NativeProcessGroupHandle }, options: { bucketMb?: number; broadcastBuffers?: boolean; syncBatchNorm?: boolean } = {}): number {
     const bucketMb = options.bucketMb ?? 25;
     assertNumber('options.bucketMb', bucketMb, 0.001);
-    ensureRuntime().attachDistributed(this.handle, group.native, bucketMb, options.broadcastBuffers ?? true);
+    return ensureRuntime().attachDistributed(this.handle, group.native, bucketMb, options.broadcastBuffers ?? true, options.syncBatchNorm ?? false);
   }
 
   /** Calls since the last optimizer step (0 .. accumulation - 1). */

@@ -28,3 +28,13 @@ export function batchFor(step, offset, count) {
   }
   return { images, masks };
 }
+
+/**
+ * The SyncBatchNorm test's engine (test/distributed/syncbn.test.ts): losses that are means over
+ * images (per-image Dice), so 2 ranks x B average to what 1 process x 2B computes.
+ */
+export const SYNCBN_ENGINE_OPTIONS = {
+  optimizer: { algorithm: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 1e-4 },
+  loss: [{ kind: 'combo', weight: 1, options: { bceWeight: 3, diceWeight: 1, focalWeight: 4, perImageDice: true } }],
+  gradClip: 1,
+};
