@@ -82,7 +82,7 @@ describe('CUDA graph decisions on the CPU', () => {
     const { x, y } = batch(1, 64);
     const a = await model.predict(x, { tta: true });
     const b = await model.predict(x, { tta: true, cudaGraph: false });
-    expect(Array.from(await b.mask.data())).toEqual(Array.from(await a.mask.data()));
+    expect(Array.from(await b.mask.data('float32'))).toEqual(Array.from(await a.mask.data('float32')));
     expect(model.graphStatus()).toMatchObject({ graphs: 0, captures: 0, eagerCalls: 2, reason: 'cudaGraph is off for this call' });
     await model.predict(x);
     expect(model.graphStatus().reason).toMatch(/not a CUDA device/);
