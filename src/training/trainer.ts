@@ -398,6 +398,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       depth: Math.max(1, config.data.workers),
       device,
       preparedSize: dataset.preparedSize,
+      maskDilation: config.data.maskDilation,
     });
     const valLoader = new BatchLoader(val, {
       size: config.data.imgSize,
@@ -407,6 +408,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       depth: Math.max(1, config.data.workers),
       device,
       preparedSize: dataset.preparedSize,
+      maskDilation: config.data.maskDilation,
     });
     const sampler = new EpochSampler(
       train.map((s: TrainingSample) => s.positive),
