@@ -22,13 +22,14 @@ import { assertInteger, assertNumber, invalidParameterError, is } from '../core/
 import { IMAGENET_GRAY, decodeBatch } from '../data/batch.js';
 import { DicomError } from '../data/dicom.js';
 import { EMPTY_RLE, encode as encodeRle, formatRuns } from '../data/rle.js';
-import { applyTriplet, assertTriplet } from '../inference/postprocess.js';
 import { Model } from '../models/model.js';
-import type { Triplet } from '../training/config.js';
+import { applyTriplet } from '../scoring/postprocess.js';
+import { assertTriplet } from '../scoring/triplet.js';
+import type { Triplet } from '../scoring/triplet.js';
+import { upsampleMaskAsync } from '../scoring/upsample.js';
 import { closestName } from '../training/augment/transforms.js';
 import { SegmenterError } from './errors.js';
 import { prepareInput } from './input.js';
-import { upsampleMaskAsync } from './mask.js';
 import type { InputFormat, PreparedInput, SegmenterInput } from './input.js';
 
 /** The first place's best validation triplet (SPEC section 4): (top 0.75, area 2000, bottom 0.3). */

@@ -20,7 +20,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { IntervalHistogram } from 'node:perf_hooks';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
-import type { Triplet } from '../training/config.js';
+import type { Triplet } from '../scoring/triplet.js';
 import { SegmenterError } from './errors.js';
 import { sniffFormat } from './input.js';
 import { Histogram, LabeledCounter, counter, gauge } from './metrics.js';

@@ -14,21 +14,12 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { AUX_HEAD_ARCHITECTURES, backboneNames, registry } from '../models/registry.js';
+import { DEFAULT_TRIPLETS } from '../scoring/triplet.js';
+import type { Triplet } from '../scoring/triplet.js';
 
-/** A (top, area, bottom) triplet of the first place's mask binarisation (SPEC section 4). */
-export type Triplet = [top: number, area: number, bottom: number];
-
-/** The first place's validation grid (SPEC section 4). */
-export const DEFAULT_TRIPLETS: Triplet[] = [
-  [0.75, 1000, 0.3],
-  [0.75, 1000, 0.4],
-  [0.75, 2000, 0.3],
-  [0.75, 2000, 0.4],
-  [0.6, 2000, 0.3],
-  [0.6, 2000, 0.4],
-  [0.6, 3000, 0.3],
-  [0.6, 3000, 0.4],
-];
+// The `config` namespace of the package root has always carried these two.
+export { DEFAULT_TRIPLETS };
+export type { Triplet };
 
 /** One training part of an experiment, fully resolved (every default filled in). */
 export interface ExperimentConfig {
