@@ -16,6 +16,7 @@
  * most `maxQueue` calls and refuses more with a `QUEUE_FULL` {@link SegmenterError}.
  */
 import sharp from 'sharp';
+import { closestName } from '../core/edit-distance.js';
 import { counters, emptyCpuCache } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
@@ -27,7 +28,6 @@ import { applyTriplet } from '../scoring/postprocess.js';
 import { assertTriplet } from '../scoring/triplet.js';
 import type { Triplet } from '../scoring/triplet.js';
 import { upsampleMaskAsync } from '../scoring/upsample.js';
-import { closestName } from '../training/augment/transforms.js';
 import { SegmenterError } from './errors.js';
 import { prepareInput } from './input.js';
 import type { InputFormat, PreparedInput, SegmenterInput } from './input.js';
