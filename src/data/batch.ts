@@ -12,6 +12,7 @@ import { Tensor } from '../core/tensor.js';
 import { ensureRuntime } from '../core/runtime.js';
 import { assertInteger, assertNumber, invalidParameterError } from '../core/validate.js';
 import { DicomError, pixelSource } from './dicom.js';
+import { sniffImageFormat } from './sniff.js';
 
 /** ImageNet statistics of the gray channel, as the seeds normalise (mean 0.485, std 0.229). */
 export const IMAGENET_GRAY = { mean: 0.485, std: 0.229 } as const;
@@ -60,14 +61,6 @@ function nativeFlags(options: ImageBatchOptions): number {
   return (options.acceptDamagedJpeg === true ? 1 : 0) | (options.threshold === true ? 2 : 0);
 }
 
-function isDicom(bytes: Uint8Array): boolean {
-  return bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d;
-}
-
-function isJpeg(bytes: Uint8Array): boolean {
-  return bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
-}
-
 /**
  * Turns a file's bytes into a batch member: the JPEG stream itself where the native decoder can
  * take it, else decoded 8-bit gray pixels.
@@ -76,7 +69,8 @@ function isJpeg(bytes: Uint8Array): boolean {
 export async function imageSource(bytes: Uint8Array, file: string, options: { acceptDamagedJpeg?: boolean } = {}): Promise<ImageSource> {
   const nativeJpeg = hasNativeJpeg();
   const failOn = options.acceptDamagedJpeg ? 'none' : 'warning';
-  if (isDicom(bytes)) {
+  const format = sniffImageFormat(bytes);
+  if (format === 'dicom') {
     const src = await pixelSource(bytes, file, options);
     if (src.kind === 'jpeg' && nativeJpeg) return { data: src.frame, jpeg: true };
     if (src.kind === 'jpeg') {
@@ -90,7 +84,7 @@ export async function imageSource(bytes: Uint8Array, file: string, options: { ac
     }
     return { data: src.pixels, jpeg: false, width: src.width, height: src.height };
   }
-  if (isJpeg(bytes) && nativeJpeg) return { data: bytes, jpeg: true };
+  if (format === 'jpeg' && nativeJpeg) return { data: bytes, jpeg: true };
   try {
     const { data, info } = await sharp(bytes, { failOn }).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 1) throw new Error(`decoded to ${info.channels} channels, expected 1`);

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
 import { decodeDicom } from './dicom.js';
-import { hasDicmPrefix } from './dicom/meta.js';
+import { hasDicmPrefix } from './sniff.js';
 
 /**
  * Loads an image as `size` x `size` 8-bit grayscale, row-major.

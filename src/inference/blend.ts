@@ -4,9 +4,9 @@
  * and resumes a partial output.
  */
 import { assertInteger, assertNumber, invalidParameterError } from '../core/validate.js';
+import { resizeBilinear } from '../scoring/resize.js';
 import { MAP_DTYPES, MapReader, MapWriter } from './maps.js';
 import type { MapDType } from './maps.js';
-import { resizeBilinear } from './resize.js';
 
 export interface BlendInput {
   path: string;

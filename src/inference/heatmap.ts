@@ -5,7 +5,7 @@
 import sharp from 'sharp';
 import { ensureFontconfig } from '../core/fonts.js';
 import { writeFileAtomic } from '../core/atomic-write.js';
-import type { TripletScore } from './thresholds.js';
+import type { TripletScore } from '../scoring/thresholds.js';
 
 // Viridis stops: low scores dark blue, high scores yellow.
 const STOPS: [number, number, number][] = [

@@ -1,15 +1,17 @@
 /**
- * Inference: post-processing (the triplet rule, region filtering, non_empty_ratio), the native
- * triplet search, and (as they land) the map store, blending, stacking and submission.
+ * Inference: the map store, blending, stacking, submission and checkpoint averaging, with the
+ * scoring layer (`src/scoring/`: the triplet rule, region filtering, non_empty_ratio, the native
+ * triplet search, resizing) that training and serving share.
  */
-export * from './postprocess.js';
-export * from './thresholds.js';
+export * from '../scoring/triplet.js';
+export * from '../scoring/postprocess.js';
+export * from '../scoring/thresholds.js';
+export { resizeBilinear, resizeMask } from '../scoring/resize.js';
 export * from './maps.js';
-export * from './resize.js';
 export * from './search.js';
 export * from './heatmap.js';
 export * from './submit.js';
 export * from './blend.js';
 export * from './infer.js';
 export * from './stacking.js';
-export * from './swa.js';
+export * from '../training/checkpoint-averaging.js';

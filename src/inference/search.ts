@@ -1,19 +1,19 @@
 /**
  * The threshold search over stored maps (what `pneumo-native thresholds` runs): streams map files
  * chunk by chunk, summarises each chunk natively once against the truth, and scores a triplet
- * grid from the summaries (src/inference/thresholds.ts). Truth RLE is decoded at `truthSize` (SIIM:
+ * grid from the summaries (src/scoring/thresholds.ts). Truth RLE is decoded at `truthSize` (SIIM:
  * 1024) and, when the maps are smaller, resized bilinearly to the maps' size and binarised at 0.5
  * (as `prepare` makes training masks). Triplet areas are counted at `areaSize`.
  */
 import { assertInteger, invalidParameterError } from '../core/validate.js';
 import { decodeUnion } from '../data/rle.js';
-import type { Triplet } from '../training/config.js';
+import { resizeMask } from '../scoring/resize.js';
+import { bestTriplet, defaultGrid, scoreTriplets, summariseMaps } from '../scoring/thresholds.js';
+import type { MapSummaries, TripletScore } from '../scoring/thresholds.js';
+import type { Triplet } from '../scoring/triplet.js';
 import { openMapSet } from './blend.js';
 import type { BlendInput } from './blend.js';
 import { MapReader } from './maps.js';
-import { resizeMask } from './resize.js';
-import { bestTriplet, defaultGrid, scoreTriplets, summariseMaps } from './thresholds.js';
-import type { MapSummaries, TripletScore } from './thresholds.js';
 
 export interface ThresholdSearchOptions {
   /** Triplets to score (default `defaultGrid()`: the SPEC's 8 then a finer grid). */

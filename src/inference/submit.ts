@@ -13,12 +13,13 @@ import { evaluate } from '../data/metrics.js';
 import type { DiceReport } from '../data/metrics.js';
 import { encodeRuns, formatRuns } from '../data/rle.js';
 import type { Runs } from '../data/rle.js';
-import type { Triplet } from '../training/config.js';
+import { applyTriplet, nonEmptyRatio, removeSmallRegions } from '../scoring/postprocess.js';
+import { resizeMask } from '../scoring/resize.js';
+import { assertTriplet } from '../scoring/triplet.js';
+import type { Triplet } from '../scoring/triplet.js';
 import { openMapSet } from './blend.js';
 import { MAP_STORE_MAGIC } from './maps.js';
 import type { BlendInput } from './blend.js';
-import { applyTriplet, assertTriplet, nonEmptyRatio, removeSmallRegions } from './postprocess.js';
-import { resizeMask } from './resize.js';
 
 /** The first place's best triplet on validation (SPEC section 4). */
 export const DEFAULT_SUBMIT_TRIPLET: Triplet = [0.75, 2000, 0.3];

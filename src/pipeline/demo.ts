@@ -24,7 +24,7 @@ import { inferMaps } from '../inference/infer.js';
 import { MapReader } from '../inference/maps.js';
 import { searchThresholds } from '../inference/search.js';
 import { makeSubmission, postprocessMap } from '../inference/submit.js';
-import type { Triplet } from '../training/config.js';
+import type { Triplet } from '../scoring/triplet.js';
 import { loadConfig } from '../training/config.js';
 import { trainExperiment } from '../training/trainer.js';
 import type { TrainEvent } from '../training/trainer.js';

@@ -15,7 +15,8 @@ import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { SYNTH_FILES } from '../data/synth/dataset.js';
 import { loadConfig } from '../training/config.js';
-import type { ExperimentConfig, Triplet } from '../training/config.js';
+import type { Triplet } from '../scoring/triplet.js';
+import type { ExperimentConfig } from '../training/config.js';
 import { runStage } from './stages.js';
 import type { StageRecord } from './stages.js';
 

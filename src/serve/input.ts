@@ -8,6 +8,7 @@ import type { Metadata } from 'sharp';
 import { hasNativeJpeg } from '../data/batch.js';
 import type { ImageSource } from '../data/batch.js';
 import { DicomError, pixelSource, readHeader } from '../data/dicom.js';
+import { sniffImageFormat } from '../data/sniff.js';
 import { readJpegFrameInfo } from '../data/dicom/jpeg.js';
 import { describeValue } from '../core/validate.js';
 import { SegmenterError } from './errors.js';
@@ -31,16 +32,6 @@ export interface PreparedInput {
   width: number;
   height: number;
   format: InputFormat;
-}
-
-const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-/** Sniffs the container format from the first bytes, or undefined. */
-export function sniffFormat(bytes: Uint8Array): Exclude<InputFormat, 'raw'> | undefined {
-  if (bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d) return 'dicom';
-  if (bytes.length >= 8 && PNG_MAGIC.every((b, i) => bytes[i] === b)) return 'png';
-  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpeg';
-  return undefined;
 }
 
 function badInput(message: string, cause?: unknown): SegmenterError {
@@ -142,7 +133,7 @@ function prepareRaw(input: RawImage, maxPixels: number): PreparedInput {
  */
 export async function prepareInput(input: SegmenterInput, maxPixels: number, options: PrepareOptions = {}): Promise<PreparedInput> {
   if (input instanceof Uint8Array) {
-    const format = sniffFormat(input);
+    const format = sniffImageFormat(input);
     if (format === 'dicom') return prepareDicom(input, maxPixels, options);
     if (format === 'png') return prepareWithSharp(input, maxPixels, 'png', 'the PNG');
     if (format === 'jpeg') return prepareJpeg(input, maxPixels, options);

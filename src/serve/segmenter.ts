@@ -8,27 +8,31 @@
  * seg.dispose();
  * ```
  *
- * Calls made at the same time are micro-batched: each call's image is checked and prepared on
- * arrival, then waits in a queue; a batch of up to `maxBatchSize` calls (same size and TTA) is
- * decoded natively into one tensor and run as one forward once the batch is full or the oldest
- * call has waited `maxWaitMs`. One batch runs at a time (LibTorch already uses every core for
- * it); the next batch's forward overlaps the previous batch's post-processing. The queue holds at
- * most `maxQueue` calls and refuses more with a `QUEUE_FULL` {@link SegmenterError}.
+ * Calls made at the same time are micro-batched (by a {@link MicroBatcher}): each call's image is
+ * checked and prepared on arrival, then waits in a queue; a batch of up to `maxBatchSize` calls
+ * (same size and TTA) is decoded natively into one tensor and run as one forward once the batch
+ * is full or the oldest call has waited `maxWaitMs`. One batch runs at a time (LibTorch already
+ * uses every core for it); the next batch's forward overlaps the previous batch's
+ * post-processing. The queue holds at most `maxQueue` calls and refuses more with a `QUEUE_FULL`
+ * {@link SegmenterError}.
  */
 import sharp from 'sharp';
+import { closestName } from '../core/edit-distance.js';
+import { MicroBatcher } from '../core/micro-batcher.js';
+import type { MicroBatch } from '../core/micro-batcher.js';
 import { counters, emptyCpuCache } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
 import { IMAGENET_GRAY, decodeBatch } from '../data/batch.js';
 import { DicomError } from '../data/dicom.js';
 import { EMPTY_RLE, encode as encodeRle, formatRuns } from '../data/rle.js';
-import { applyTriplet, assertTriplet } from '../inference/postprocess.js';
 import { Model } from '../models/model.js';
-import type { Triplet } from '../training/config.js';
-import { closestName } from '../training/augment/transforms.js';
+import { applyTriplet } from '../scoring/postprocess.js';
+import { assertTriplet } from '../scoring/triplet.js';
+import type { Triplet } from '../scoring/triplet.js';
+import { upsampleMaskAsync } from '../scoring/upsample.js';
 import { SegmenterError } from './errors.js';
 import { prepareInput } from './input.js';
-import { upsampleMaskAsync } from './mask.js';
 import type { InputFormat, PreparedInput, SegmenterInput } from './input.js';
 
 /** The first place's best validation triplet (SPEC section 4): (top 0.75, area 2000, bottom 0.3). */
@@ -156,21 +160,15 @@ export interface BatchEvent {
   inferenceMs: number;
 }
 
-type State = 'preparing' | 'queued' | 'running' | 'settled';
-
+/** One accepted call with its input prepared: what the micro-batcher queues. */
 interface Call {
-  state: State;
   started: number;
-  prepared?: PreparedInput;
+  prepared: PreparedInput;
+  /** From the call to its input prepared. */
   prepareMs: number;
-  enqueued: number;
   size: number;
   tta: boolean;
   triplet: Triplet;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-  resolve: (r: SegmentResult) => void;
-  reject: (e: unknown) => void;
 }
 
 /** {@link SegmenterOptions} with every default filled in (`Segmenter.options`). */
@@ -300,19 +298,13 @@ export class Segmenter {
   #options: ResolvedSegmenterOptions;
   readonly #onBatch: ((event: BatchEvent) => void) | undefined;
   readonly #divisor: number;
-  #queue: Call[] = [];
-  #preparing = new Set<Call>();
-  #running: Call[] = [];
-  #timer: NodeJS.Timeout | undefined;
+  readonly #batcher: MicroBatcher<Call, SegmentResult>;
   #disposed = false;
-  #closing = false;
+  /** A batch's decode or forward is running (the model must outlive it). */
   #inferring = false;
   #channels: Tensor | undefined;
-  #completed = 0;
-  #failed = 0;
   #batches = 0;
   #batchSizes: number[] = [];
-  #idle: (() => void)[] = [];
   #bytesPerPixel: number;
   #calibrated = false;
   readonly #explicitBudget: boolean;
@@ -325,6 +317,18 @@ export class Segmenter {
     this.#options = resolveOptions(options, this.#divisor, trainedSize, (size, tta) => this.estimateMemory(size, tta));
     this.#onBatch = options.onBatch;
     if (options.onBatch !== undefined && typeof options.onBatch !== 'function') throw invalidParameterError('options.onBatch', 'a function', options.onBatch);
+    this.#batcher = new MicroBatcher<Call, SegmentResult>({
+      maxBatchSize: this.#options.maxBatchSize,
+      maxWaitMs: this.#options.maxWaitMs,
+      maxQueue: this.#options.maxQueue,
+      key: (call) => `${call.size}/${call.tta}`,
+      run: (batch) => this.#runBatch(batch),
+      errors: {
+        queueFull: (n) => new SegmenterError('QUEUE_FULL', `The segmenter queue is full (${n} calls waiting); retry later`),
+        aborted: abortError,
+        disposed: () => new SegmenterError('DISPOSED', 'The segmenter was disposed before the call completed'),
+      },
+    });
     model.eval();
   }
 
@@ -439,16 +443,17 @@ export class Segmenter {
 
   /** Calls accepted and not yet finished (preparing, queued or running). */
   get pending(): number {
-    return this.#preparing.size + this.#queue.length + this.#running.length;
+    return this.#batcher.pending;
   }
 
   /** Queue depth, calls finished and batch-size counts since the segmenter was made. */
   stats(): SegmenterStats {
+    const calls = this.#batcher.stats();
     return {
-      queued: this.#preparing.size + this.#queue.length,
-      running: this.#running.length,
-      completed: this.#completed,
-      failed: this.#failed,
+      queued: calls.queued,
+      running: calls.running,
+      completed: calls.completed,
+      failed: calls.failed,
       batches: this.#batches,
       batchSizes: Array.from(this.#batchSizes, (n) => n ?? 0),
     };
@@ -489,58 +494,21 @@ export class Segmenter {
         ),
       );
     }
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    if (this.#preparing.size + this.#queue.length >= o.maxQueue) {
-      return Promise.reject(new SegmenterError('QUEUE_FULL', `The segmenter queue is full (${o.maxQueue} calls waiting); retry later`));
-    }
-    return new Promise<SegmentResult>((resolve, reject) => {
-      const call: Call = {
-        state: 'preparing',
-        started,
-        prepareMs: 0,
-        enqueued: 0,
-        size,
-        tta,
-        triplet: [...triplet] as Triplet,
-        signal,
-        onAbort: undefined,
-        resolve,
-        reject,
-      };
-      if (signal) {
-        call.onAbort = () => this.#abort(call);
-        signal.addEventListener('abort', call.onAbort, { once: true });
-      }
-      this.#preparing.add(call);
-      prepareInput(input, o.maxPixels, { acceptDamagedJpeg: o.acceptDamagedJpeg }).then(
-        (prepared) => {
-          this.#preparing.delete(call);
-          if (call.state === 'settled') return;
-          call.prepared = prepared;
-          call.prepareMs = performance.now() - started;
-          call.state = 'queued';
-          call.enqueued = performance.now();
-          this.#queue.push(call);
-          this.#schedule();
-        },
-        (err: unknown) => {
-          this.#preparing.delete(call);
-          this.#settle(call, err);
-        },
-      );
-    });
+    // Refused at once (aborted already, queue full) or accepted: the input is prepared, then queued.
+    const call = { started, size, tta, triplet: [...triplet] as Triplet };
+    return this.#batcher.submitAsync(
+      () => prepareInput(input, o.maxPixels, { acceptDamagedJpeg: o.acceptDamagedJpeg }).then((prepared): Call => ({ ...call, prepared, prepareMs: performance.now() - started })),
+      { signal },
+    );
   }
 
   /**
-   * Stops taking calls, lets those accepted finish, then frees the model. Resolves when done.
+   * Finishes the calls accepted (and any made meanwhile) without waiting for batch windows, then
+   * frees the model. Resolves when done.
    */
   async close(): Promise<void> {
     if (this.#disposed) return;
-    const wait = new Promise<void>((resolve) => this.#idle.push(resolve));
-    this.#closing = true;
-    if (this.pending === 0) this.#notifyIdle();
-    else this.#schedule();
-    await wait;
+    await this.#batcher.drain();
     this.dispose();
   }
 
@@ -551,13 +519,8 @@ export class Segmenter {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    clearTimeout(this.#timer);
-    const error = (): SegmenterError => new SegmenterError('DISPOSED', 'The segmenter was disposed before the call completed');
-    for (const call of [...this.#preparing, ...this.#queue, ...this.#running]) this.#settle(call, error());
-    this.#preparing.clear();
-    this.#queue = [];
+    this.#batcher.dispose();
     if (!this.#inferring) this.#free();
-    this.#notifyIdle();
   }
 
   [Symbol.dispose](): void {
@@ -570,72 +533,15 @@ export class Segmenter {
     this.#model.dispose();
   }
 
-  #notifyIdle(): void {
-    const waiters = this.#idle;
-    this.#idle = [];
-    for (const w of waiters) w();
-  }
-
-  #abort(call: Call): void {
-    if (call.state === 'settled' || !call.signal) return;
-    if (call.state === 'queued') this.#queue = this.#queue.filter((c) => c !== call);
-    if (call.state === 'preparing') this.#preparing.delete(call);
-    this.#settle(call, abortError(call.signal));
-  }
-
-  #settle(call: Call, error: unknown, result?: SegmentResult): void {
-    if (call.state === 'settled') return;
-    call.state = 'settled';
-    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
-    if (result !== undefined && error === undefined) {
-      this.#completed += 1;
-      call.resolve(result);
-    } else {
-      this.#failed += 1;
-      call.reject(error);
-    }
-    if (this.#closing && this.pending === 0) this.#notifyIdle();
-  }
-
-  /** Starts a batch now if one is due, else arms the timer for the oldest call's deadline. */
-  #schedule(): void {
-    if (this.#disposed || this.#inferring || this.#queue.length === 0) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const head = this.#queue[0]!;
-    const sameKey = this.#queue.filter((c) => c.size === head.size && c.tta === head.tta).length;
-    const waited = performance.now() - head.enqueued;
-    if (sameKey >= this.#options.maxBatchSize || waited >= this.#options.maxWaitMs || this.#closing) {
-      void this.#runBatch();
-      return;
-    }
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#schedule();
-    }, Math.max(0, this.#options.maxWaitMs - waited));
-  }
-
-  /** Takes up to maxBatchSize queued calls sharing the head's size and TTA. */
-  #takeBatch(): Call[] {
-    const head = this.#queue[0]!;
-    const batch: Call[] = [];
-    const rest: Call[] = [];
-    for (const c of this.#queue) {
-      if (batch.length < this.#options.maxBatchSize && c.size === head.size && c.tta === head.tta) batch.push(c);
-      else rest.push(c);
-    }
-    this.#queue = rest;
-    return batch;
-  }
-
-  async #runBatch(): Promise<void> {
+  /**
+   * The micro-batcher's handler: decodes the batch's images natively into one tensor, runs one
+   * forward, lets the next batch start, then post-processes each call (yielding to the event loop
+   * between calls). An error of the decode or forward rejects every call of the batch.
+   */
+  async #runBatch(batch: MicroBatch<Call, SegmentResult>): Promise<void> {
     this.#inferring = true;
-    let batch = this.#takeBatch();
-    const batchStart = performance.now();
-    for (const c of batch) c.state = 'running';
-    this.#running = batch;
-    const size = batch[0]!.size;
-    const tta = batch[0]!.tta;
+    let items = [...batch.items];
+    const { size, tta } = items[0]!.value;
     let probs: Float32Array | undefined;
     let decodeMs = 0;
     let inferenceMs = 0;
@@ -643,50 +549,44 @@ export class Segmenter {
       // The native decoder fails a whole batch for one bad image and names it: reject that call
       // and decode the others again.
       let images: Tensor | undefined;
-      while (images === undefined && batch.length > 0) {
+      while (images === undefined && items.length > 0) {
         const t0 = performance.now();
         try {
           images = await decodeBatch(
-            batch.map((c) => c.prepared!.source),
+            items.map((item) => item.value.prepared.source),
             { size, normalize: this.#options.normalize, acceptDamagedJpeg: this.#options.acceptDamagedJpeg },
-            batch.map((_, i) => String(i)),
+            items.map((_, i) => String(i)),
           );
         } catch (err) {
           const index = err instanceof DicomError ? Number(err.file) : NaN;
-          if (!(err instanceof DicomError) || !Number.isInteger(index) || batch[index] === undefined) throw err;
-          const bad = batch[index]!;
-          batch = batch.filter((c) => c !== bad);
-          this.#settle(bad, new SegmenterError('BAD_INPUT', `The image cannot be decoded: ${err.reason}`, { cause: err }));
+          if (!(err instanceof DicomError) || !Number.isInteger(index) || items[index] === undefined) throw err;
+          const bad = items[index]!;
+          items = items.filter((item) => item !== bad);
+          bad.reject(new SegmenterError('BAD_INPUT', `The image cannot be decoded: ${err.reason}`, { cause: err }));
         }
         decodeMs += performance.now() - t0;
       }
-      // `batch` is now the images' order. Calls aborted meanwhile keep their row (their result is
+      // `items` is now the images' order. Calls aborted meanwhile keep their row (their result is
       // dropped); a batch whose calls all went away skips the forward.
-      if (images === undefined || batch.every((c) => c.state === 'settled') || this.#disposed) {
+      if (images === undefined || items.every((item) => item.settled) || this.#disposed) {
         images?.dispose();
       } else {
         const t1 = performance.now();
         probs = await this.#forward(images, tta);
         inferenceMs = performance.now() - t1;
       }
-    } catch (err) {
-      for (const c of batch) this.#settle(c, err);
-      batch = [];
     } finally {
-      this.#running = [];
       this.#inferring = false;
       // A batch above the default size leaves its working memory cached by the CPU allocator
       // (which keeps up to a quarter of RAM for reuse): give it back to the system now, so a
       // large request does not raise the resident size for good.
       if (size > this.#options.size) emptyCpuCache();
+      // Disposed during the forward: the weights are freed now (dispose() rejected the calls).
+      if (this.#disposed) this.#free();
     }
-    if (this.#disposed) {
-      this.#free();
-      for (const c of batch) this.#settle(c, new SegmenterError('DISPOSED', 'The segmenter was disposed before the call completed'));
-      return;
-    }
+    if (this.#disposed) return;
     // Results of calls aborted meanwhile are dropped; the forward still counts as a batch.
-    const n = batch.length;
+    const n = items.length;
     if (probs !== undefined) {
       this.#batches += 1;
       this.#batchSizes[n] = (this.#batchSizes[n] ?? 0) + 1;
@@ -697,22 +597,22 @@ export class Segmenter {
         // An embedder's metrics callback must not fail the calls.
       }
     }
-    this.#schedule(); // the next batch's forward overlaps this batch's post-processing
+    batch.release(); // the next batch's forward overlaps this batch's post-processing
     if (probs === undefined) return;
     const pixels = size * size;
     for (let i = 0; i < n; i += 1) {
-      const call = batch[i]!;
-      if (call.state === 'settled') continue;
+      const item = items[i]!;
+      if (item.settled) continue;
       try {
-        const result = await this.#postprocess(call, probs.subarray(i * pixels, (i + 1) * pixels), {
-          decodeMs: call.prepareMs + decodeMs,
-          queueMs: batchStart - call.enqueued,
+        const result = await this.#postprocess(item.value, probs.subarray(i * pixels, (i + 1) * pixels), {
+          decodeMs: item.value.prepareMs + decodeMs,
+          queueMs: batch.startedAt - item.enqueuedAt,
           inferenceMs,
           batchSize: n,
         });
-        this.#settle(call, undefined, result);
+        item.resolve(result);
       } catch (err) {
-        this.#settle(call, err);
+        item.reject(err);
       }
       if (i + 1 < n) await yieldToEventLoop();
     }
@@ -746,7 +646,7 @@ export class Segmenter {
     let maxProbability = 0;
     for (let i = 0; i < map.length; i += 1) if (map[i]! > maxProbability) maxProbability = map[i]!;
     const rule = applyTriplet(map, size, size, call.triplet, { areaSize: this.#options.areaSize });
-    const prepared = call.prepared!;
+    const prepared = call.prepared;
     let mask = rule.mask;
     let width = size;
     let height = size;

@@ -20,9 +20,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { IntervalHistogram } from 'node:perf_hooks';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
-import type { Triplet } from '../training/config.js';
+import { sniffImageFormat } from '../data/sniff.js';
+import type { Triplet } from '../scoring/triplet.js';
 import { SegmenterError } from './errors.js';
-import { sniffFormat } from './input.js';
 import { Histogram, LabeledCounter, counter, gauge } from './metrics.js';
 import { Segmenter, maskToPng } from './segmenter.js';
 import type { SegmentOptions, SegmentResult } from './segmenter.js';
@@ -323,7 +323,7 @@ export class SegmentServer {
       );
     }
     const body = await this.#readBody(req, res);
-    const sniffed = sniffFormat(body);
+    const sniffed = sniffImageFormat(body);
     if (sniffed !== undefined && sniffed !== declared) {
       throw new HttpError(400, 'BAD_INPUT', `The body is a ${sniffed.toUpperCase()} file but Content-Type says ${contentType}`);
     }

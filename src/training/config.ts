@@ -13,22 +13,14 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { editDistance, isPlausibleTypo } from '../core/edit-distance.js';
 import { AUX_HEAD_ARCHITECTURES, backboneNames, registry } from '../models/registry.js';
+import { DEFAULT_TRIPLETS } from '../scoring/triplet.js';
+import type { Triplet } from '../scoring/triplet.js';
 
-/** A (top, area, bottom) triplet of the first place's mask binarisation (SPEC section 4). */
-export type Triplet = [top: number, area: number, bottom: number];
-
-/** The first place's validation grid (SPEC section 4). */
-export const DEFAULT_TRIPLETS: Triplet[] = [
-  [0.75, 1000, 0.3],
-  [0.75, 1000, 0.4],
-  [0.75, 2000, 0.3],
-  [0.75, 2000, 0.4],
-  [0.6, 2000, 0.3],
-  [0.6, 2000, 0.4],
-  [0.6, 3000, 0.3],
-  [0.6, 3000, 0.4],
-];
+// The `config` namespace of the package root has always carried these two.
+export { DEFAULT_TRIPLETS };
+export type { Triplet };
 
 /** One training part of an experiment, fully resolved (every default filled in). */
 export interface ExperimentConfig {
@@ -377,19 +369,8 @@ export class ConfigError extends Error {
 
 /** Levenshtein distance, case-insensitive, ignoring '_' and '-'. */
 function distance(a: string, b: string): number {
-  const x = a.toLowerCase().replace(/[_-]/g, '');
-  const y = b.toLowerCase().replace(/[_-]/g, '');
-  const row = Array.from({ length: y.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= x.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= y.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (x[i - 1] === y[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[y.length]!;
+  const bare = (s: string): string => s.toLowerCase().replace(/[_-]/g, '');
+  return editDistance(bare(a), bare(b));
 }
 
 /** Every dotted leaf path of the schema (for suggestions and CLI flags). */
@@ -420,7 +401,7 @@ function suggest(key: string, siblings: string[], prefix: string): string {
     const d = distance(key, s);
     if (!best || d < best.d) best = { name: s, d };
   }
-  if (best && best.d <= Math.max(2, Math.floor(best.name.length / 3))) return ` (did you mean '${prefix}${best.name}'?)`;
+  if (best && isPlausibleTypo(best.d, best.name)) return ` (did you mean '${prefix}${best.name}'?)`;
   // The key may belong elsewhere: search every leaf.
   const leaf = schemaPaths().find((p) => distance(p.split('.').pop()!, key) <= 1);
   if (leaf) return ` (did you mean '${leaf}'?)`;
@@ -582,7 +563,7 @@ export function validateConfig(raw: unknown, source = '<config>', own: unknown =
   const backbones = backboneNames();
   if (!backbones.includes(config.model.backbone)) {
     const near = backbones.map((name) => ({ name, d: distance(config.model.backbone, name) })).sort((x, y) => x.d - y.d)[0];
-    const hint = near && near.d <= Math.max(2, Math.floor(near.name.length / 3)) ? ` (did you mean '${near.name}'?)` : '';
+    const hint = near && isPlausibleTypo(near.d, near.name) ? ` (did you mean '${near.name}'?)` : '';
     cross.push(`model.backbone: unknown backbone ${JSON.stringify(config.model.backbone)}${hint}; expected one of ${backbones.join(', ')}`);
   }
   if (config.model.fromPart !== null && config.model.fromPart >= config.part) cross.push(`model.fromPart: must be an earlier part than part ${config.part} but got ${config.model.fromPart}`);

@@ -14,7 +14,7 @@
 import { appendFile, rm } from 'node:fs/promises';
 import { copyFileAtomic, makeDir, writeFileAtomic } from '../core/atomic-write.js';
 import { join } from 'node:path';
-import type { Triplet } from './config.js';
+import type { Triplet } from '../scoring/triplet.js';
 
 /** What one epoch did; the trainer's history and the JSONL lines. */
 export interface EpochRecord {

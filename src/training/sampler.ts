@@ -12,6 +12,7 @@
  * Epoch `e` of a run with seed `s` is a pure function of (labels, config, s, e): a run resumed at
  * epoch e reproduces exactly the order an uninterrupted run would have used.
  */
+import { closestName } from '../core/edit-distance.js';
 import { Random, deriveSeed } from '../core/random.js';
 import type { Seed } from '../core/random.js';
 import { assertInteger, describeValue, invalidParameterError, is } from '../core/validate.js';
@@ -44,23 +45,6 @@ export class SamplerConfigError extends TypeError {
   }
 }
 
-function closest(name: string, candidates: readonly string[]): string | undefined {
-  const distance = (a: string, b: string): number => {
-    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-    for (let i = 1; i <= a.length; i++) {
-      let diag = row[0] as number;
-      row[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const up = row[j] as number;
-        row[j] = Math.min(up + 1, (row[j - 1] as number) + 1, diag + (a[i - 1]?.toLowerCase() === b[j - 1]?.toLowerCase() ? 0 : 1));
-        diag = up;
-      }
-    }
-    return row[b.length] as number;
-  };
-  return [...candidates].sort((x, y) => distance(name, x) - distance(name, y))[0];
-}
-
 function checkRate(where: string, p: unknown): number {
   if (!is.number(p) || p <= 0 || p > 1) throw new SamplerConfigError(`Expected a sample rate in (0, 1] for ${where} but received ${describeValue(p)}`);
   return p;
@@ -75,11 +59,11 @@ export function parseSamplerConfig(value: unknown, where = 'sampler'): SamplerCo
   const raw = value as Record<string, unknown>;
   const mode = raw.mode;
   if (!is.oneOf(mode, SAMPLER_MODES)) {
-    const hint = is.string(mode) ? `: did you mean "${closest(mode, SAMPLER_MODES)}"?` : '';
+    const hint = is.string(mode) ? `: did you mean "${closestName(mode, SAMPLER_MODES)}"?` : '';
     throw new SamplerConfigError(`Expected one of ${SAMPLER_MODES.join(', ')} for ${where}.mode but received ${describeValue(mode)}${hint}`);
   }
   for (const key of Object.keys(raw)) {
-    if (!KEYS[mode].includes(key)) throw new SamplerConfigError(`Unknown key "${key}" in ${where} (mode ${mode}): did you mean "${closest(key, KEYS[mode])}"?`);
+    if (!KEYS[mode].includes(key)) throw new SamplerConfigError(`Unknown key "${key}" in ${where} (mode ${mode}): did you mean "${closestName(key, KEYS[mode])}"?`);
   }
   switch (mode) {
     case 'sample-rate': {
@@ -87,7 +71,7 @@ export function parseSamplerConfig(value: unknown, where = 'sampler'): SamplerCo
       if (typeof rate === 'object' && rate !== null && !Array.isArray(rate)) {
         const r = rate as Record<string, unknown>;
         for (const key of Object.keys(r)) {
-          if (key !== 'start' && key !== 'end') throw new SamplerConfigError(`Unknown key "${key}" in ${where}.sampleRate: did you mean "${closest(key, ['start', 'end'])}"?`);
+          if (key !== 'start' && key !== 'end') throw new SamplerConfigError(`Unknown key "${key}" in ${where}.sampleRate: did you mean "${closestName(key, ['start', 'end'])}"?`);
         }
         return { mode, sampleRate: { start: checkRate(`${where}.sampleRate.start`, r.start), end: checkRate(`${where}.sampleRate.end`, r.end) } };
       }

@@ -16,46 +16,37 @@
  *
  * A non-finite loss stops the run with `TrainingDivergedError`; nothing of the diverged epoch is
  * saved, so `last.ckpt` and `best.ckpt` stay the last good state.
+ *
+ * `trainFold` runs the named steps of fold-steps.ts (resume, loaders and engine, then per epoch:
+ * steps, validation, checkpoint policy, epoch end).
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { deriveSeed } from '../core/random.js';
-import { ALWAYS_TRAIN_FOLD } from '../data/folds.js';
-import { defaultDevice, setCudnnOptions, manualSeed } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
+import { ALWAYS_TRAIN_FOLD } from '../data/folds.js';
+import type { DistributedTraining } from '../distributed/index.js';
 import { Model, readWeightsFile } from '../models/model.js';
 import type { EncoderWeightsReport } from '../models/model.js';
 import { AugmentPipeline } from './augment/pipeline.js';
 import type { AugmentPreset } from './augment/presets.js';
 import type { ExperimentConfig } from './config.js';
-import { renderCurves } from './curves.js';
-import { TrainEngine } from './engine.js';
-import type { LossTerm, TrainEngineOptions } from './engine.js';
-import { BatchLoader, openPreparedDataset, splitFold } from './loader.js';
+import type { LossTerm, TrainEngine, TrainEngineOptions } from './engine.js';
+import { emptyState, endEpoch, foldResult, keepCheckpoints, openFoldRun, openLoaders, resumeRun, startEngine, trainEpoch, validateEpoch } from './fold-steps.js';
+import type { FoldTraining } from './fold-steps.js';
+import { openPreparedDataset } from './loader.js';
 import type { PreparedDataset, TrainingSample } from './loader.js';
 import { LrControl } from './lr-control.js';
 import type { LrControlState } from './lr-control.js';
 import type { OptimizerSpec } from './optimizers.js';
 import { readPipelineFile } from './preview.js';
-import { RunFiles, copyAtomic, writeAtomic } from './run-files.js';
+import { writeAtomic } from './run-files.js';
 import type { EpochRecord, ValidationRecord } from './run-files.js';
 import { EpochSampler } from './sampler.js';
 import type { SamplerConfig } from './sampler.js';
-import { validate } from './validation.js';
-import { shardEpoch } from '../distributed/index.js';
-import type { DistributedTraining } from '../distributed/index.js';
 
-/** Thrown when the loss becomes NaN or infinite: the run stops, its last good checkpoint kept. */
-export class TrainingDivergedError extends Error {
-  constructor(
-    message: string,
-    /** The last good checkpoint (`last.ckpt`), or null when none was written yet. */
-    readonly lastCheckpoint: string | null,
-  ) {
-    super(message);
-    this.name = 'TrainingDivergedError';
-  }
-}
+// The steps of a fold live in fold-steps.ts; these two are part of this module's API.
+export { TrainingDivergedError, describeValidation } from './fold-steps.js';
 
 /** A kept checkpoint of a validated epoch. */
 export interface KeptCheckpoint {
@@ -189,32 +180,6 @@ export function samplerConfig(config: ExperimentConfig): SamplerConfig {
   return { mode: 'sample-rate', sampleRate: s.positiveRateEnd === null ? s.positiveRate : { start: s.positiveRate, end: s.positiveRateEnd } };
 }
 
-/** Dotted paths whose values differ between two configs (for the resume note). */
-function changedPaths(before: unknown, after: unknown, prefix = ''): string[] {
-  const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-  if (isObject(before) && isObject(after)) {
-    const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
-    return keys.flatMap((k) => changedPaths(before[k], after[k], prefix ? `${prefix}.${k}` : k));
-  }
-  return JSON.stringify(before) === JSON.stringify(after) ? [] : [prefix || '(root)'];
-}
-
-function emptyState(): TrainerState {
-  return { version: 1, epoch: 0, best: null, sinceImprovement: 0, topK: [], lr: { plateau: null }, history: [], finished: null };
-}
-
-function formatLr(lr: number): string {
-  return lr.toExponential(2);
-}
-
-/** The text of a validation for logs: the score beside the all-empty baseline. */
-export function describeValidation(v: ValidationRecord, task: ExperimentConfig['task'] = 'segment'): string {
-  if (task === 'classify') return `val AUC ${v.score.toFixed(4)}, accuracy ${(v.accuracy ?? NaN).toFixed(4)} (all-negative accuracy ${v.emptyBaseline.toFixed(4)})`;
-  const t = v.triplet ? ` at (${v.triplet.join(', ')})` : '';
-  const pos = v.dicePositive === null ? '' : `, Dice on positive images ${v.dicePositive.toFixed(4)}`;
-  return `val Dice ${v.score.toFixed(4)}${t} (all-empty baseline ${v.emptyBaseline.toFixed(4)})${pos}`;
-}
-
 /** Builds (or loads) the model a fold starts from (exported for tests). */
 export async function initialModel(config: ExperimentConfig, fold: number, device: string, log: (m: string) => void): Promise<Model> {
   if (config.model.fromPart !== null) {
@@ -298,81 +263,19 @@ async function loadInitialWeights(model: Model, w: string, log: (m: string) => v
  * @throws TrainingDivergedError when the loss becomes NaN or infinite
  */
 export async function trainFold(config: ExperimentConfig, dataset: PreparedDataset, fold: number, options: TrainOptions = {}): Promise<FoldResult> {
-  const emit = options.onEvent ?? (() => undefined);
-  const dist = options.distributed;
-  const group = dist?.group;
-  /** Only rank 0 writes (checkpoints, logs, curves); every rank reads. */
-  const writer = group === undefined || group.isMain;
-  const files = new RunFiles(foldDir(config, fold));
-  if (writer) await files.create();
-  const started = performance.now();
-  // train.log lines are appended in order; the fold waits for them before it returns.
-  let logged: Promise<void> = Promise.resolve();
-  const log = (message: string): void => {
-    emit({ type: 'log', fold, message });
-    if (writer) logged = logged.then(() => files.appendLog(message)).catch(() => undefined);
+  const run = await openFoldRun(config, dataset, fold, foldDir(config, fold), options);
+  const { files, group, log } = run;
+  const start = (await resumeRun(run, Boolean(options.resume))) ?? {
+    state: emptyState(),
+    model: await initialModel(config, fold, run.device, log),
+    optimizerState: null,
+    resumedAt: null,
   };
-  const { train, val } = splitFold(dataset, fold);
-  const device = config.device === 'auto' ? await defaultDevice() : config.device;
-  if (device.startsWith('cuda')) {
-    // Fixed-size batches: let cuDNN autotune, unless a reproducible run is asked for.
-    setCudnnOptions({ benchmark: !config.training.deterministic, deterministic: config.training.deterministic });
-  }
-
-  // Resume or start.
-  let state = emptyState();
-  let model: Model;
-  let optimizerState: Map<string, Tensor> | null = null;
-  let resumedAt: number | null = null;
-  if (existsSync(files.last)) {
-    if (!options.resume) {
-      throw new Error(`${files.dir} already holds a run (last.ckpt): pass --resume to continue it, or remove the folder (or change name/output.dir) to start over`);
-    }
-    const loaded = await Model.loadCheckpoint(files.last, { device });
-    model = loaded.model;
-    optimizerState = loaded.optimizer;
-    const saved = loaded.metadata.trainer as TrainerState | undefined;
-    if (!saved || saved.version !== 1) throw new Error(`${files.last} holds no trainer state: it was not written by pneumo-native train`);
-    state = saved;
-    resumedAt = state.epoch;
-    // The run folder may have moved: checkpoints are found by name in it.
-    state.topK = state.topK.map((c) => ({ ...c, path: join(files.dir, basename(c.path)) }));
-    // Epoch checkpoints of an epoch that was interrupted before last.ckpt recorded it.
-    const kept = new Set(state.topK.map((c) => basename(c.path)));
-    if (writer) {
-      for (const name of readdirSync(files.dir)) {
-        const m = /^epoch(\d+)\.ckpt$/.exec(name);
-        if (m && !kept.has(name) && !(config.checkpoints.keepEpochs.includes(Number(m[1])) && Number(m[1]) < state.epoch)) await files.remove(join(files.dir, name));
-      }
-    }
-    log(`resuming ${files.dir} at epoch ${state.epoch}`);
-    const changed = changedPaths(loaded.metadata.config, config);
-    if (changed.length > 0) log(`note: the config differs from the one the run started with (${changed.join(', ')}): the rest of the run follows the new values`);
-  } else {
-    model = await initialModel(config, fold, device, log);
-  }
-  if (writer) await writeAtomic(files.config, `${JSON.stringify(config, null, 2)}\n`);
+  const { state, model, optimizerState } = start;
+  if (run.writer) await writeAtomic(files.config, `${JSON.stringify(config, null, 2)}\n`);
   // Every rank has decided (resume or not) before rank 0 writes anything more for this fold.
   if (group) await group.barrier();
 
-  const result = (stopped: FoldResult['stopped']): FoldResult => {
-    const bestRecord = state.best ? state.history.find((r) => r.epoch === state.best!.epoch)?.validation ?? null : null;
-    const trainSeconds = state.history.reduce((a, r) => a + r.seconds, 0);
-    const waited = state.history.reduce((a, r) => a + r.dataWait * r.seconds, 0);
-    const images = state.history.reduce((a, r) => a + r.images, 0);
-    return {
-      fold,
-      dir: files.dir,
-      epochsRun: state.history.length,
-      stopped,
-      best: state.best && bestRecord ? { ...state.best, validation: bestRecord } : null,
-      bestCheckpoint: state.best ? files.best : null,
-      topK: state.topK,
-      dataWait: trainSeconds > 0 ? waited / trainSeconds : 0,
-      imagesPerSecond: trainSeconds > 0 ? images / trainSeconds : 0,
-      seconds: (performance.now() - started) / 1000,
-    };
-  };
   if (state.finished === 'completed' && state.epoch < config.training.epochs) {
     // A completed run resumed with more epochs continues where it ended.
     log(`extending the completed run from ${state.epoch} to ${config.training.epochs} epochs`);
@@ -382,36 +285,17 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
     model.dispose();
     for (const t of optimizerState?.values() ?? []) t.dispose();
     log(`fold ${fold} already finished (${state.finished})`);
-    await logged;
-    return result(state.finished);
+    await run.logged();
+    return foldResult(run, state, state.finished);
   }
 
   let engine: TrainEngine | undefined;
   try {
     const pipeline = await configPipeline(config);
     const channels = model.spec.inChannels === 1 ? 1 : 3;
-    const trainLoader = new BatchLoader(train, {
-      size: config.data.imgSize,
-      batchSize: config.training.batchSize,
-      pipeline,
-      channels,
-      depth: Math.max(1, config.data.workers),
-      device,
-      preparedSize: dataset.preparedSize,
-      maskDilation: config.data.maskDilation,
-    });
-    const valLoader = new BatchLoader(val, {
-      size: config.data.imgSize,
-      batchSize: Math.max(config.training.batchSize, 4),
-      pipeline: validationPipeline(pipeline),
-      channels,
-      depth: Math.max(1, config.data.workers),
-      device,
-      preparedSize: dataset.preparedSize,
-      maskDilation: config.data.maskDilation,
-    });
+    const { trainLoader, valLoader } = openLoaders(run, dataset, { train: pipeline, val: validationPipeline(pipeline) }, channels);
     const sampler = new EpochSampler(
-      train.map((s: TrainingSample) => s.positive),
+      run.train.map((s: TrainingSample) => s.positive),
       samplerConfig(config),
       { seed: deriveSeed(config.seed, config.part, fold), epochs: config.training.epochs },
     );
@@ -429,197 +313,46 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
     if (usesLabels(config) && model.spec.classificationHead !== true) {
       throw new Error(`${config.task === 'classify' ? 'task classify' : `loss.labelWeight ${config.loss.labelWeight}`} needs a classification head, but ${model.describe()} has none (model.fromPart starts from a part trained without one)`);
     }
-    engine = TrainEngine.create(model, engineOptions);
-    if (optimizerState) {
-      await engine.loadOptimizerState(optimizerState);
-      for (const t of optimizerState.values()) t.dispose();
-    }
-    if (group) {
-      // Every rank starts from rank 0's weights and statistics; c10d's Reducer averages gradients.
-      await group.broadcastModel(model, 0);
-      const syncBatchNorm = dist?.syncBatchNorm ?? config.training.syncBatchNorm;
-      const synced = engine.attachDistributed(group, { ...(dist?.bucketMb !== undefined ? { bucketMb: dist.bucketMb } : {}), broadcastBuffers: dist?.broadcastBuffers ?? true, syncBatchNorm });
-      if (syncBatchNorm) log(`SyncBatchNorm: ${synced} BatchNorm layers normalise over the global batch of ${group.worldSize} ranks`);
-    } else if (config.training.syncBatchNorm) {
-      log('training.syncBatchNorm: one process, so BatchNorm is unchanged (it synchronises only in a data-parallel run)');
-    }
-    const worldSize = group?.worldSize ?? 1;
-    const rank = group?.rank ?? 0;
-    const lr = new LrControl(config, state.lr);
+    engine = await startEngine(run, model, engineOptions, optimizerState);
+    const training: FoldTraining = {
+      model,
+      engine,
+      trainLoader,
+      valLoader,
+      sampler,
+      lr: new LrControl(config, state.lr),
+      state,
+      labels: usesLabels(config),
+      rank: group?.rank ?? 0,
+      worldSize: group?.worldSize ?? 1,
+    };
+    const { train, val, device } = run;
     const epochs = config.training.epochs;
-    emit({ type: 'fold-start', fold, dir: files.dir, trainImages: train.length, valImages: val.length, epochs, resumedAt, device, model: model.describe() });
+    run.emit({ type: 'fold-start', fold, dir: files.dir, trainImages: train.length, valImages: val.length, epochs, resumedAt: start.resumedAt, device, model: model.describe() });
     log(
       `fold ${fold}: ${train.length} training images (${train.filter((s) => s.positive).length} positive), ${val.length} validation images (${val.filter((s) => s.positive).length} positive); ` +
         `${model.describe()} on ${device}, ${config.data.imgSize} px, batch ${config.training.batchSize}`,
     );
 
     for (let epoch = state.epoch; epoch < epochs; epoch++) {
-      manualSeed(deriveSeed(config.seed, config.part, fold, epoch));
-      const frozen = epoch < config.training.freezeEncoderEpochs;
-      model.freezeEncoder(frozen);
-      model.train();
-      const plan = sampler.epoch(epoch);
-      // Data-parallel: this rank's slice of every global batch (batch x ranks), same step count on every rank.
-      const shard = group ? shardEpoch(plan.indices, config.training.batchSize, rank, worldSize) : null;
-      let steps = shard ? shard.steps : Math.ceil(plan.indices.length / config.training.batchSize);
-      if (config.training.maxStepsPerEpoch > 0) steps = Math.min(steps, config.training.maxStepsPerEpoch);
-      // Whole accumulation cycles only: no gradients left over across an epoch (or a resume).
-      const acc = config.training.accumulation;
-      if (steps >= acc) steps -= steps % acc;
-      emit({ type: 'epoch-start', fold, epoch, epochs, steps, images: Math.min(plan.indices.length, steps * config.training.batchSize * worldSize), sampleRate: plan.sampleRate ?? null, encoderFrozen: frozen });
-
-      const epochStart = performance.now();
-      trainLoader.resetCounters();
-      let lossSum = 0;
-      let gradSum = 0;
-      let gradCount = 0;
-      let images = 0;
-      let step = 0;
-      let currentLr = config.optimizer.lr;
-      let waitShare: number | null = null;
-      // Each rank augments its batches from its own seed (rank 0, and a 1-process run: the plain seed).
-      const augmentSeed = rank === 0 ? deriveSeed(config.seed, config.part, fold, epoch, 1) : deriveSeed(config.seed, config.part, fold, epoch, 1, rank);
-      for await (const batch of trainLoader.epoch(shard ? shard.indices : plan.indices, augmentSeed, steps)) {
-        try {
-          const factor = lr.factor(epoch, step, steps);
-          engine.scaleLr(factor);
-          currentLr = config.optimizer.lr * factor;
-          const out = await engine.step(batch.images, batch.masks, usesLabels(config) ? batch.labels : undefined).catch((err: unknown) => {
-            // A collective inside backward (c10d's Reducer) failed: say where, and why it usually happens.
-            const message = err instanceof Error ? err.message : String(err);
-            if (!group || /failed on rank/.test(message)) throw err;
-            throw new Error(`data-parallel step ${step} of epoch ${epoch} failed on rank ${rank} of ${worldSize}: ${message} (another rank probably stopped: see its log)`);
-          });
-          if (!out.finite || !Number.isFinite(out.loss)) {
-            const last = state.epoch > 0 && existsSync(files.last) ? files.last : null;
-            const keep = last ? `the last good checkpoint is ${last} (after epoch ${state.epoch - 1})` : 'no checkpoint was written (it diverged in the first epoch)';
-            const message = `training diverged: the loss is ${out.loss} at epoch ${epoch}, step ${step} (lr ${formatLr(currentLr)}); stopped without saving this epoch; ${keep}. Lower optimizer.lr or check the input images.`;
-            log(message);
-            throw new TrainingDivergedError(message, last);
-          }
-          lossSum += out.loss;
-          if (out.stepped && Number.isFinite(out.gradNorm)) {
-            gradSum += out.gradNorm;
-            gradCount++;
-          }
-          images += batch.ids.length;
-          step++;
-          const elapsed = (performance.now() - epochStart) / 1000;
-          emit({ type: 'step', fold, epoch, step, steps, loss: lossSum / step, lr: currentLr, imagesPerSecond: images / elapsed, dataWait: trainLoader.waitSeconds / elapsed });
-        } finally {
-          batch.dispose();
-        }
-      }
-      const seconds = (performance.now() - epochStart) / 1000;
-      if (group) {
-        // The epoch's figures over every rank: mean loss and gradient norm, images summed.
-        const [l, ls, g, gs, im, w] = await group.allReduceSum([lossSum, step, gradSum, gradCount, images, trainLoader.waitSeconds]);
-        lossSum = (l! / ls!) * step;
-        gradSum = g!;
-        gradCount = gs!;
-        images = im!;
-        waitShare = w! / worldSize;
-      }
-      const groups = engine.groups;
-      const encoderGroup = config.optimizer.encoderLr !== null ? groups.find((g) => g.lr !== groups[0]?.lr) : undefined;
-      const record: EpochRecord = {
-        epoch,
-        loss: step > 0 ? lossSum / step : NaN,
-        lr: currentLr,
-        encoderLr: encoderGroup ? encoderGroup.lr : null,
-        encoderFrozen: frozen,
-        images,
-        steps: step,
-        sampleRate: plan.sampleRate ?? null,
-        gradNorm: gradCount > 0 ? gradSum / gradCount : NaN,
-        seconds,
-        imagesPerSecond: seconds > 0 ? images / seconds : 0,
-        dataWait: seconds > 0 ? (waitShare ?? trainLoader.waitSeconds) / seconds : 0,
-        validation: null,
-      };
-
+      const record = await trainEpoch(run, training, epoch);
       // Validation, checkpoints, early stopping.
-      let improved = false;
       const validateNow = (epoch + 1) % config.training.validateEvery === 0 || epoch === epochs - 1;
-      if (validateNow) {
-        emit({ type: 'validation-start', fold, epoch, images: val.length });
-        const v = await validate(model, valLoader, config, group ? { rank, worldSize, gather: (bytes) => group.allGatherBytes(bytes) } : undefined);
-        record.validation = v;
-        lr.onValidation(v.score);
-        improved = state.best === null || v.score > state.best.score;
-        if (improved) {
-          state.best = { score: v.score, epoch };
-          state.sinceImprovement = 0;
-        } else {
-          state.sinceImprovement += 1;
-        }
-        const worst = state.topK.reduce<KeptCheckpoint | null>((w, c) => (w === null || c.score < w.score || (c.score === w.score && c.epoch > w.epoch) ? c : w), null);
-        if (state.topK.length < config.checkpoints.topK || (worst !== null && v.score > worst.score)) {
-          const path = files.epochCheckpoint(epoch);
-          if (writer) await saveCheckpoint(model, engine, path, checkpointMetadata(config, fold, epoch, v));
-          state.topK.push({ epoch, score: v.score, path });
-          state.topK.sort((a, b) => b.score - a.score || a.epoch - b.epoch);
-          while (state.topK.length > config.checkpoints.topK) {
-            const dropped = state.topK.pop()!;
-            // An epoch kept for averaging (checkpoints.keepEpochs) leaves the top K but not the disk.
-            if (writer && !config.checkpoints.keepEpochs.includes(dropped.epoch)) await files.remove(dropped.path);
-          }
-          if (improved && writer) await copyAtomic(path, files.best);
-        }
-      }
-      if (config.checkpoints.keepEpochs.includes(epoch) && !existsSync(files.epochCheckpoint(epoch))) {
-        await saveCheckpoint(model, engine, files.epochCheckpoint(epoch), checkpointMetadata(config, fold, epoch, record.validation));
-      }
-      state.history.push(record);
-      state.epoch = epoch + 1;
-      state.lr = lr.toJSON();
-      const earlyStop = config.training.earlyStopping > 0 && state.sinceImprovement >= config.training.earlyStopping;
-      if (earlyStop) state.finished = 'early-stopped';
-      else if (state.epoch >= epochs) state.finished = 'completed';
-      // The resume point: weights, optimizer and trainer state in one atomic file.
-      if (writer) {
-        await saveCheckpoint(model, engine, files.last, { ...checkpointMetadata(config, fold, epoch, record.validation), trainer: state });
-        await files.writeHistory(state.history);
-        await writeAtomic(files.curves, await renderCurves(state.history, `${config.name} part ${config.part} fold ${fold}`));
-      }
-      const parts = [`epoch ${epoch}: loss ${record.loss.toFixed(4)}, lr ${formatLr(record.lr)}, ${record.imagesPerSecond.toFixed(1)} images/s, data wait ${(100 * record.dataWait).toFixed(1)}%`];
-      if (record.validation) parts.push(describeValidation(record.validation, config.task) + (improved ? ' (best)' : ''));
-      if (String(device).startsWith('cuda')) {
-        const graph = engine.graphStatus();
-        parts.push(graph.active ? `CUDA graph (${graph.captures} captured, ${graph.replays} replays)` : `eager steps: ${graph.reason}`);
-      }
-      log(parts.join('; '));
-      emit({ type: 'epoch-end', fold, record, best: state.best, improved });
-      if (earlyStop) {
-        log(`early stopping: no improvement in ${state.sinceImprovement} validations (best ${state.best?.score.toFixed(4)} at epoch ${state.best?.epoch})`);
-        break;
-      }
+      const improved = validateNow ? await validateEpoch(run, training, epoch, record) : false;
+      await keepCheckpoints(run, training, epoch, record, improved);
+      if (await endEpoch(run, training, epoch, record, improved)) break;
     }
     // Rank 0's files for this fold are written before any rank goes on.
     if (group) await group.barrier();
-    const out = result(state.finished ?? 'completed');
-    emit({ type: 'fold-end', fold, result: out });
+    const out = foldResult(run, state, state.finished ?? 'completed');
+    run.emit({ type: 'fold-end', fold, result: out });
     return out;
   } finally {
     engine?.dispose();
     model.dispose();
     for (const t of optimizerState?.values() ?? []) if (!t.disposed) t.dispose();
-    await logged;
+    await run.logged();
   }
-}
-
-/** Model.save with the engine's optimizer state (copies, freed after writing). */
-async function saveCheckpoint(model: Model, engine: TrainEngine, path: string, metadata: Record<string, unknown>): Promise<void> {
-  const optimizer = await engine.optimizerState();
-  try {
-    await model.save(path, { metadata, optimizer });
-  } finally {
-    for (const t of optimizer.values()) t.dispose();
-  }
-}
-
-function checkpointMetadata(config: ExperimentConfig, fold: number, epoch: number, validation: ValidationRecord | null): Record<string, unknown> {
-  return { writer: 'pneumo-native train', name: config.name, part: config.part, fold, epoch, task: config.task, imgSize: config.data.imgSize, score: validation?.score ?? null, validation, config };
 }
 
 /**

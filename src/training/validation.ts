@@ -11,10 +11,11 @@
  * Classification: ROC AUC of the label probability (the score) and accuracy at 0.5.
  */
 import type { Model } from '../models/model.js';
-import { bestTriplet, scoreTriplets, summariseMaps } from '../inference/thresholds.js';
-import { MapSummaries } from '../inference/thresholds.js';
+import { bestTriplet, scoreTriplets, summariseMaps } from '../scoring/thresholds.js';
+import { MapSummaries } from '../scoring/thresholds.js';
 import { shardRange } from '../distributed/index.js';
-import type { ExperimentConfig, Triplet } from './config.js';
+import type { Triplet } from '../scoring/triplet.js';
+import type { ExperimentConfig } from './config.js';
 import type { BatchLoader } from './loader.js';
 import type { ValidationRecord } from './run-files.js';
 

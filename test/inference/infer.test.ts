@@ -8,7 +8,7 @@ import { Tensor } from '../../src/core/tensor.js';
 import { readImageBatch } from '../../src/data/batch.js';
 import { inferMaps, listImages } from '../../src/inference/infer.js';
 import { MapReader } from '../../src/inference/maps.js';
-import { averageCheckpoints } from '../../src/inference/swa.js';
+import { averageCheckpoints } from '../../src/training/checkpoint-averaging.js';
 import { Model } from '../../src/models/model.js';
 import { AugmentPipeline } from '../../src/training/augment/index.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../src/data/rle.js';
-import { resizeMask } from '../../src/inference/resize.js';
+import { resizeMask } from '../../src/scoring/resize.js';
 import { MapWriter } from '../../src/inference/maps.js';
 import { makeSubmission, postprocessMap, readProbabilities, readRankingProbabilities } from '../../src/inference/submit.js';
 

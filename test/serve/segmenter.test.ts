@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode as decodeRle } from '../../src/data/rle.js';
-import { applyTriplet } from '../../src/inference/postprocess.js';
-import { resizeMask } from '../../src/inference/resize.js';
+import { applyTriplet } from '../../src/scoring/postprocess.js';
+import { resizeMask } from '../../src/scoring/resize.js';
 import type { Model } from '../../src/models/model.js';
 import { SegmenterError } from '../../src/serve/errors.js';
 import { Segmenter } from '../../src/serve/segmenter.js';

@@ -22,7 +22,7 @@ import type { EpochRecord } from '../../src/training/run-files.js';
 import { foldDir, lossTerms, optimizerSpec, samplerConfig, trainExperiment, usesLabels } from '../../src/training/trainer.js';
 import { TrainEngine } from '../../src/training/engine.js';
 import { lossForwardBackward } from '../../src/training/losses.js';
-import { selectRunCheckpoints } from '../../src/inference/swa.js';
+import { selectRunCheckpoints } from '../../src/training/checkpoint-averaging.js';
 import type { TrainEvent } from '../../src/training/trainer.js';
 import { rocAuc } from '../../src/training/validation.js';
 import { makeTrainFixture } from './train-fixture.js';

@@ -2,7 +2,7 @@
 import type { CommandModule } from 'yargs';
 import { Segmenter } from '../../serve/segmenter.js';
 import { SegmentServer } from '../../serve/server.js';
-import type { Triplet } from '../../training/config.js';
+import type { Triplet } from '../../scoring/triplet.js';
 import { CliError, jsonOption, logLine } from '../output.js';
 import type { JsonOption } from '../output.js';
 

@@ -2,11 +2,11 @@
 import { readFile } from 'node:fs/promises';
 import type { CommandModule } from 'yargs';
 import { readSampleSubmission, readTrainLabels } from '../../data/labels.js';
-import { assertTriplet } from '../../inference/postprocess.js';
 import { parseWeighted } from '../../inference/blend.js';
 import { DEFAULT_SUBMIT_TRIPLET, makeSubmission, readProbabilities, readRankingProbabilities } from '../../inference/submit.js';
 import type { SubmitResult } from '../../inference/submit.js';
-import type { Triplet } from '../../training/config.js';
+import { assertTriplet } from '../../scoring/triplet.js';
+import type { Triplet } from '../../scoring/triplet.js';
 import { ProgressBar } from '../progress.js';
 import { CliError, emitResult, formatTable, jsonOption } from '../output.js';
 import type { JsonOption } from '../output.js';

@@ -4,7 +4,7 @@
  * common ones (`--backbone`, `--img-size`, `--epochs`, ...). `--preview N` writes a PNG grid of
  * augmented training samples and exits.
  */
-import { closestName, editDistance } from '../../training/augment/transforms.js';
+import { closestName, editDistance, isPlausibleTypo } from '../../core/edit-distance.js';
 import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { AugmentPreviewReport } from '../../training/preview.js';
@@ -85,7 +85,7 @@ function givenPaths(argv: Record<string, unknown>, prefix = ''): string[] {
 /** The closest valid flag, when it is close enough to be a plausible typo. */
 function closest(name: string, candidates: string[]): string | undefined {
   const best = closestName(name, candidates);
-  return best !== undefined && editDistance(name.toLowerCase(), best.toLowerCase()) <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
+  return best !== undefined && isPlausibleTypo(editDistance(name.toLowerCase(), best.toLowerCase()), best) ? best : undefined;
 }
 
 const kebabToCamel = (s: string): string => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());

@@ -4,6 +4,7 @@
  * syntax comes. Parsed by hand so that a file with a missing or broken envelope gets a precise
  * reason instead of a parser's stack trace.
  */
+import { hasDicmPrefix } from '../sniff.js';
 
 /** What the file meta information says. */
 export interface FileMeta {
@@ -14,11 +15,6 @@ export interface FileMeta {
 }
 
 const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
-
-/** True when `bytes` starts like a DICOM Part 10 file ("DICM" at byte 128). */
-export function hasDicmPrefix(bytes: Uint8Array): boolean {
-  return bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d;
-}
 
 /**
  * Reads the file meta information.

@@ -8,5 +8,6 @@ export { affineFromPoints, encodePlan, invertAffine, lineKernel, rotationMatrix,
 export type { AffineMatrix, GeometricStep, ImageAugmentation, PhotometricStep } from './plan.js';
 export { AUGMENT_PRESETS, FIRST_PLACE, NO_AUGMENTATION, PRESETS, SECOND_PLACE } from './presets.js';
 export type { AugmentPreset } from './presets.js';
-export { AugmentConfigError, BORDER_MODES, IMAGENET_MEAN, IMAGENET_STD, TRANSFORM_NAMES, closestName, oddSizes, parseTransform } from './transforms.js';
+export { AugmentConfigError, BORDER_MODES, IMAGENET_MEAN, IMAGENET_STD, TRANSFORM_NAMES, oddSizes, parseTransform } from './transforms.js';
+export { closestName } from '../../core/edit-distance.js';
 export type { BorderMode, ComposeConfig, NormalizeConfig, OneOfConfig, Range, TransformConfig, TransformInput, TransformName } from './transforms.js';

@@ -13,7 +13,8 @@ import { encodePlan, samplePlan } from './plan.js';
 import type { ImageAugmentation } from './plan.js';
 import { AUGMENT_PRESETS, PRESETS } from './presets.js';
 import type { AugmentPreset } from './presets.js';
-import { AugmentConfigError, closestName, parseTransform } from './transforms.js';
+import { closestName } from '../../core/edit-distance.js';
+import { AugmentConfigError, parseTransform } from './transforms.js';
 import type { ComposeConfig, NormalizeConfig, TransformConfig } from './transforms.js';
 
 export interface AugmentApplyOptions {

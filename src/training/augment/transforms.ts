@@ -4,6 +4,7 @@
  * user wrote (our `{ "type": ... }` form, or albumentations' own `A.to_dict()` form with
  * `__class_fullname__`) into a normalised config with every parameter explicit.
  */
+import { closestName } from '../../core/edit-distance.js';
 import { describeValue, invalidParameterError, is } from '../../core/validate.js';
 
 /** OpenCV border modes, as albumentations' `border_mode` takes them. */
@@ -231,36 +232,6 @@ const PARAMETERS: Record<TransformName, readonly string[]> = {
 export const TRANSFORM_NAMES = Object.keys(PARAMETERS) as TransformName[];
 
 const IGNORED_KEYS = new Set(['type', '__class_fullname__', 'p', 'always_apply', '__version__']);
-
-/** Levenshtein distance, for "did you mean" suggestions. */
-/** Levenshtein distance (for "did you mean" suggestions). */
-export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0] as number;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j] as number;
-      prev[j] = Math.min(up + 1, (prev[j - 1] as number) + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length] as number;
-}
-
-/** The candidate closest to `name` (case-insensitive edit distance). */
-export function closestName(name: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(name.toLowerCase(), c.toLowerCase());
-    if (d < bestDistance) {
-      best = c;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
 
 /** Thrown for an invalid augmentation config; the message names the path of the bad value. */
 export class AugmentConfigError extends TypeError {

@@ -14,10 +14,8 @@
  * float32, as numpy and PyTorch do.
  */
 import { assertInteger, assertNumber, invalidParameterError } from '../core/validate.js';
-import type { Triplet } from '../training/config.js';
-
-export type { Triplet } from '../training/config.js';
-export { DEFAULT_TRIPLETS } from '../training/config.js';
+import { assertTriplet } from './triplet.js';
+import type { Triplet } from './triplet.js';
 
 /** A probability map: float probabilities in [0, 1], or uint8 = round(p * 255). */
 export type ProbabilityMap = Float32Array | Uint8Array;
@@ -37,14 +35,6 @@ export interface TripletResult {
   positive: boolean;
   /** Pixels of the mask, at the map's size. */
   area: number;
-}
-
-/** Throws unless `triplet` is `[top, area, bottom]` with thresholds in [0, 1] and area >= 0. */
-export function assertTriplet(name: string, triplet: unknown): asserts triplet is Triplet {
-  if (!Array.isArray(triplet) || triplet.length !== 3) throw invalidParameterError(name, 'a [top, area, bottom] triplet', triplet);
-  assertNumber(`${name} top`, triplet[0], 0, 1);
-  assertNumber(`${name} area`, triplet[1], 0, Number.MAX_SAFE_INTEGER);
-  assertNumber(`${name} bottom`, triplet[2], 0, 1);
 }
 
 export function assertMap(name: string, map: unknown, height: number, width: number): asserts map is ProbabilityMap {

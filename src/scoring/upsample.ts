@@ -1,29 +1,15 @@
 /**
  * The serving path's mask resize: a 0/1 mask at the model's size to the input image's size,
- * bilinear with half-pixel centres and binarised at 0.5 — exactly `inference/resize.ts`'s
- * `resizeMask` — but computed only over the output rows and columns that the mask's bounding box
+ * bilinear with half-pixel centres and binarised at 0.5 — exactly `resizeMask`
+ * (resize.ts) — but computed only over the output rows and columns that the mask's bounding box
  * can reach. A pneumothorax covers a few percent of the image, so a 1024 x 1024 mask costs a
  * fraction of the full 1M-pixel pass on the event loop (and nothing when the mask is empty). The
  * SIIM runs come from a column-major copy written in the same pass, read a word at a time.
  */
 
 import type { Runs } from '../data/rle.js';
-
-/** Per output index: the two source indices and the weight of the second (as resize.ts computes them). */
-function axis(outSize: number, inSize: number): { i0: Int32Array; i1: Int32Array; f: Float32Array } {
-  const i0 = new Int32Array(outSize);
-  const i1 = new Int32Array(outSize);
-  const f = new Float32Array(outSize);
-  const scale = inSize / outSize;
-  for (let o = 0; o < outSize; o++) {
-    const x = Math.max(0, (o + 0.5) * scale - 0.5);
-    const a = Math.min(Math.floor(x), inSize - 1);
-    i0[o] = a;
-    i1[o] = Math.min(a + 1, inSize - 1);
-    f[o] = x - a;
-  }
-  return { i0, i1, f };
-}
+import { bilinearAxis } from './resize.js';
+import type { BilinearAxis } from './resize.js';
 
 /** The output range [first, last] whose two source indices touch [lo, hi], or undefined. */
 function reach(ax: { i0: Int32Array; i1: Int32Array }, lo: number, hi: number): [number, number] | undefined {
@@ -54,8 +40,8 @@ interface Plan {
   /** The same pixels column-major (index column * outHeight + row), for the runs. */
   outT: Uint8Array;
   rowAny: Uint8Array;
-  ys: ReturnType<typeof axis>;
-  xs: ReturnType<typeof axis>;
+  ys: BilinearAxis;
+  xs: BilinearAxis;
   rows: [number, number];
   /** Output columns in spans sharing their two source columns: [first, last, x0, x1] each. */
   spans: Int32Array;
@@ -81,8 +67,8 @@ function plan(mask: Uint8Array, height: number, width: number, outHeight: number
     }
   }
   if (r1 < 0) return undefined;
-  const ys = axis(outHeight, height);
-  const xs = axis(outWidth, width);
+  const ys = bilinearAxis(outHeight, height);
+  const xs = bilinearAxis(outWidth, width);
   const [colFirst, colLast] = reach(xs, c0, c1)!;
   const spans: number[] = [];
   for (let c = colFirst; c <= colLast; c++) {

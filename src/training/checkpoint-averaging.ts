@@ -11,15 +11,17 @@ import type { Tensor } from '../core/tensor.js';
 import { readImageBatch } from '../data/batch.js';
 import { Model } from '../models/model.js';
 import type { LoadedCheckpoint } from '../models/model.js';
-import { AugmentPipeline } from '../training/augment/index.js';
-import { averageStateDicts } from '../training/swa.js';
-import type { InferImage } from './infer.js';
+import { AugmentPipeline } from './augment/index.js';
+import { averageStateDicts } from './swa.js';
 
 export interface SwaOptions {
   /** Relative weights, one per checkpoint (default equal; normalised). */
   weights?: readonly number[];
-  /** Training images for the BatchNorm pass (none: statistics are averaged like the weights). */
-  images?: readonly InferImage[];
+  /**
+   * Training images for the BatchNorm pass (none: statistics are averaged like the weights), as
+   * `inference.listImages` lists them.
+   */
+  images?: readonly { id: string; path: string }[];
   /** Use at most this many images, a seeded random subset (default all). */
   maxImages?: number;
   /** Images per BatchNorm batch (default 8; at least 2). */

@@ -5,7 +5,19 @@
  */
 import { assertInteger, invalidParameterError } from '../core/validate.js';
 
-function axis(outSize: number, inSize: number): { i0: Int32Array; i1: Int32Array; f: Float32Array } {
+/** Per output index along one axis: the two source indices and the weight of the second. */
+export interface BilinearAxis {
+  i0: Int32Array;
+  i1: Int32Array;
+  f: Float32Array;
+}
+
+/**
+ * The sampling of one axis resized from `inSize` to `outSize` with half-pixel centres (source
+ * coordinate (o + 0.5) * in / out - 0.5, clamped at the edges), shared by `resizeBilinear` and the
+ * serving path's bounding-box-limited `upsampleMask`, so the two agree to the pixel.
+ */
+export function bilinearAxis(outSize: number, inSize: number): BilinearAxis {
   const i0 = new Int32Array(outSize);
   const i1 = new Int32Array(outSize);
   const f = new Float32Array(outSize);
@@ -35,8 +47,8 @@ export function resizeBilinear(src: Float32Array | Uint8Array, height: number, w
     for (let i = 0; i < src.length; i++) copy[i] = src[i]! * k;
     return copy;
   }
-  const ys = axis(outHeight, height);
-  const xs = axis(outWidth, width);
+  const ys = bilinearAxis(outHeight, height);
+  const xs = bilinearAxis(outWidth, width);
   const out = new Float32Array(outHeight * outWidth);
   for (let r = 0; r < outHeight; r++) {
     const row0 = ys.i0[r]! * width;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyTriplet, fillHoles, labelRegions, nonEmptyRatio, removeSmallRegions } from '../../src/inference/postprocess.js';
+import { applyTriplet, fillHoles, labelRegions, nonEmptyRatio, removeSmallRegions } from '../../src/scoring/postprocess.js';
 
 /** Draws a mask from rows of '#' (inside) and '.' (outside). */
 function draw(rows: string[]): { mask: Uint8Array; height: number; width: number } {

@@ -10,9 +10,9 @@
  */
 import { ensureRuntime } from '../core/runtime.js';
 import { assertInteger, assertNumber, invalidParameterError } from '../core/validate.js';
-import { DEFAULT_TRIPLETS } from '../training/config.js';
-import type { Triplet } from '../training/config.js';
-import { areaScale, assertTriplet } from './postprocess.js';
+import { areaScale } from './postprocess.js';
+import { DEFAULT_TRIPLETS, assertTriplet } from './triplet.js';
+import type { Triplet } from './triplet.js';
 import type { ProbabilityMap } from './postprocess.js';
 
 /** Scores of one triplet over a set of maps. */

@@ -1,9 +1,9 @@
 /** The serving mask resize equals the inference module's `resizeMask` (SPEC section 4's rule). */
 import { describe, expect, it } from 'vitest';
 import { encodeRuns } from '../../src/data/rle.js';
-import { resizeMask } from '../../src/inference/resize.js';
-import { upsampleMask, upsampleMaskAsync } from '../../src/serve/mask.js';
-import { randomBytes } from './fixtures.js';
+import { resizeMask } from '../../src/scoring/resize.js';
+import { upsampleMask, upsampleMaskAsync } from '../../src/scoring/upsample.js';
+import { randomBytes } from '../serve/fixtures.js';
 
 function blobMask(height: number, width: number, seed: number, density: number): Uint8Array {
   const noise = randomBytes(height * width, seed);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { Random } from '../../src/core/random.js';
 import { evaluate } from '../../src/data/metrics.js';
-import { applyTriplet } from '../../src/inference/postprocess.js';
-import { bestTriplet, defaultGrid, MapSummaries, scoreTriplets, summariseMaps, tripletGrid } from '../../src/inference/thresholds.js';
-import type { Triplet } from '../../src/training/config.js';
+import { applyTriplet } from '../../src/scoring/postprocess.js';
+import { bestTriplet, defaultGrid, MapSummaries, scoreTriplets, summariseMaps, tripletGrid } from '../../src/scoring/thresholds.js';
+import type { Triplet } from '../../src/scoring/triplet.js';
 
 /** Random blob-like maps: a smooth bump at a random place on low noise, some images without truth. */
 function randomSet(seed: number, count: number, h: number, w: number) {
