@@ -67,6 +67,24 @@ describe('pipeline --plan', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/unknown key 'models\[0\]\.wieght'/);
   });
+
+  it("checks a classifier's merge rule: 'rank' needs submit.nonEmptyRatio and takes no gate", async () => {
+    const dir = mkdtempSync(join(root, 'bad-'));
+    const part = join(repoRoot, 'models/experiments/bisenet_cls_42nd/part0.yaml');
+    const model = `models:\n  - { name: a, parts: [${join(repoRoot, 'models/experiments/bisenet_42nd/part0.yaml')}], average: { top: 1 } }\n`;
+    const cases: [string, RegExp][] = [
+      [`classifier: { parts: [${part}], merge: rank }\n`, /classifier\.merge "rank" ranks images for submit\.nonEmptyRatio, which is not set/],
+      [`classifier: { parts: [${part}], merge: rank, gate: 0.5 }\nsubmit: { nonEmptyRatio: 0.2 }\n`, /classifier\.gate: a classifier with merge "rank" has no gate/],
+      [`classifier: { parts: [${part}], merge: vote }\n`, /classifier\.merge: expected "gate" or "rank" but got "vote"/],
+    ];
+    for (const [text, message] of cases) {
+      const file = join(dir, 'p.yaml');
+      (await import('node:fs')).writeFileSync(file, `name: p\n${model}${text}`);
+      const r = await runCli(['pipeline', file, '--plan']);
+      expect(r.code, text).toBe(1);
+      expect(r.stderr).toMatch(message);
+    }
+  });
 });
 
 describe('swa --run (the averaging stages)', () => {

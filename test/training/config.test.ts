@@ -79,7 +79,7 @@ describe('experiment config', () => {
     const root = join(repoRoot, 'models', 'experiments');
     const experiments = readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory());
     expect(experiments.map((d) => d.name).sort()).toEqual([
-      'albunet_public', 'albunet_valid', 'bisenet_42nd', 'classifier_se50', 'deeplab_se50', 'resnet50', 'seunet', 'synthetic',
+      'albunet_public', 'albunet_valid', 'bisenet_42nd', 'bisenet_cls_42nd', 'classifier_se50', 'deeplab_se50', 'resnet50', 'seunet', 'synthetic',
       'unet_ef3', 'unet_ef5', 'unet_r18_42nd', 'unet_se101', 'unet_se50', 'unetpp_ef4',
     ]);
     for (const exp of experiments) {
@@ -130,6 +130,16 @@ describe('experiment config', () => {
         training: { batchSize: 6, accumulation: 4 },
       });
     }
+    // Its BiSeNet classifier: 5 folds, masks dilated by 128 px at 1024 (96 at 768), 50/50 batches, x8.
+    expect(load('bisenet_cls_42nd')).toMatchObject({
+      model: { backbone: 'bisenet_r18' },
+      data: { imgSize: 768, maskDilation: 96 },
+      folds: { use: [0, 1, 2, 3, 4] },
+      sampler: { enabled: true, mode: 'balanced' },
+      loss: { kind: 'bce-lovasz', labelWeight: 0.1, auxWeight: 0.4 },
+      optimizer: { kind: 'radam', lr: 5e-4 },
+      training: { batchSize: 6, accumulation: 8 },
+    });
     expect(load('unetpp_ef4')).toMatchObject({ model: { backbone: 'unetpp_ef4' }, augment: { preset: 'unetpp' } });
     expect(load('synthetic', 'small.yaml')).toMatchObject({ model: { backbone: 'tiny_unet_r18' }, data: { imgSize: 256 }, folds: { use: [0] } });
   });
