@@ -148,7 +148,7 @@ export function plan() {
     { name: 'libtorch-1.13-cuda', cuda: true, args: [...base, ...turbo, '-DPN_WITH_CUDA=1', ...torchIncludes('/usr/include'), `-isystem${macros}`, unity] },
   ];
   const plain = [
-    { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), join(root, 'native', 'binding.cc')] },
+    { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), join(root, 'native', 'binding.cc'), join(root, 'native', 'binding_store.cc')] },
     ...PLAIN_SOURCES.map((s) => ({ name: `plain:${s}`, args: [...base, ...(s.endsWith('png_decode.cpp') && existsSync('/usr/include/png.h') ? ['-DPN_WITH_LIBPNG=1'] : []), join(root, s)] })),
   ];
   return { checks, plain, work, torchSources };

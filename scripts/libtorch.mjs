@@ -135,9 +135,9 @@ function cxxAbi(cmakeDir) {
   return m ? Number(m[1]) : 1;
 }
 
-/** Every source file of the addon (for binding.gyp): native/binding.cc and native/**\/*.cpp. */
+/** Every source file of the addon (for binding.gyp): the N-API .cc files and native/**\/*.cpp. */
 export function addonSources(root) {
-  const out = ['native/binding.cc'];
+  const out = ['native/binding.cc', 'native/binding_store.cc'];
   const walk = (dir) => {
     for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const rel = `${dir}/${entry.name}`;
@@ -157,12 +157,14 @@ export function addonSources(root) {
  * PN_UNITY_BATCH=1 lists the files separately.
  */
 export function gypSources(root) {
-  const [binding, ...torchSide] = addonSources(root);
+  const all = addonSources(root);
+  const binding = all.filter((f) => f.endsWith('.cc'));
+  const torchSide = all.filter((f) => !f.endsWith('.cc'));
   const perUnit = process.env.PN_UNITY_BATCH && process.env.PN_UNITY_BATCH !== 'auto' ? Number(process.env.PN_UNITY_BATCH) : Math.ceil(torchSide.length / Math.max(1, availableParallelism()));
-  if (!(perUnit > 1)) return [binding, ...torchSide];
+  if (!(perUnit > 1)) return [...binding, ...torchSide];
   const dir = join(root, 'build', 'unity');
   mkdirSync(dir, { recursive: true });
-  const out = [binding];
+  const out = [...binding];
   for (let i = 0; i * perUnit < torchSide.length; i++) {
     const rel = `build/unity/torch_${i}.cpp`;
     const body = torchSide.slice(i * perUnit, (i + 1) * perUnit).map((f) => `#include "${join(root, f)}"\n`).join('');
