@@ -32,7 +32,7 @@ import { napiIncludeDirs } from './libtorch.mjs';
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** Sources kept out of the unity file and the torch headers (as in CMakeLists.txt). */
-const PLAIN_SOURCES = ['native/inference/thresholds.cpp', 'native/data/dicom_scan.cpp', 'native/data/png_decode.cpp'];
+const PLAIN_SOURCES = ['native/inference/thresholds.cpp', 'native/data/dicom_scan.cpp', 'native/data/png_decode.cpp', 'native/data/crc32.cpp'];
 const MIRROR = process.env.PNEUMO_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
 const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
@@ -149,7 +149,7 @@ export function plan() {
   ];
   const plain = [
     { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), join(root, 'native', 'binding.cc'), join(root, 'native', 'binding_store.cc')] },
-    ...PLAIN_SOURCES.map((s) => ({ name: `plain:${s}`, args: [...base, ...(s.endsWith('png_decode.cpp') && existsSync('/usr/include/png.h') ? ['-DPN_WITH_LIBPNG=1'] : []), join(root, s)] })),
+    ...PLAIN_SOURCES.map((s) => ({ name: `plain:${s}`, args: [...base, ...(s.endsWith('png_decode.cpp') && existsSync('/usr/include/png.h') ? ['-DPN_WITH_LIBPNG=1'] : []), ...(s.endsWith('crc32.cpp') && existsSync('/usr/include/zlib.h') ? ['-DPN_WITH_ZLIB=1'] : []), join(root, s)] })),
   ];
   return { checks, plain, work, torchSources };
 }

@@ -129,6 +129,12 @@ export function libPng() {
   return dirs.some((d) => existsSync(join(d, 'png.h')));
 }
 
+/** Whether zlib's development files are installed (for binding.gyp; CMake finds it itself). */
+export function zlib() {
+  const dirs = ['/usr/include', '/usr/local/include', '/opt/homebrew/include'];
+  return dirs.some((d) => existsSync(join(d, 'zlib.h')));
+}
+
 /** The C++ ABI LibTorch was built with, read from TorchConfig.cmake (1 when not stated). */
 function cxxAbi(cmakeDir) {
   const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(readFileSync(join(cmakeDir, 'TorchConfig.cmake'), 'utf8'));
@@ -253,8 +259,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (flag === '--cmake-dir') process.stdout.write(found.cmakeDir);
   else if (flag === '--include-dirs') process.stdout.write(found.includeDirs.join(' '));
   else if (flag === '--lib-dirs') process.stdout.write(found.libDirs.join(' '));
-  else if (flag === '--gyp-libraries') process.stdout.write(found.libDirs.flatMap((d) => [`-L${d}`, `-Wl,-rpath,${d}`]).concat(['-ltorch', '-ltorch_cpu', '-lc10'], turboJpeg() ? ['-lturbojpeg'] : [], libPng() ? ['-lpng'] : []).join(' '));
-  else if (flag === '--gyp-defines') process.stdout.write([turboJpeg() ? 'PN_WITH_TURBOJPEG=1' : 'PN_WITHOUT_TURBOJPEG=1', libPng() ? 'PN_WITH_LIBPNG=1' : 'PN_WITHOUT_LIBPNG=1'].join(' '));
+  else if (flag === '--gyp-libraries') process.stdout.write(found.libDirs.flatMap((d) => [`-L${d}`, `-Wl,-rpath,${d}`]).concat(['-ltorch', '-ltorch_cpu', '-lc10'], turboJpeg() ? ['-lturbojpeg'] : [], libPng() ? ['-lpng'] : [], zlib() ? ['-lz'] : []).join(' '));
+  else if (flag === '--gyp-defines') process.stdout.write([turboJpeg() ? 'PN_WITH_TURBOJPEG=1' : 'PN_WITHOUT_TURBOJPEG=1', libPng() ? 'PN_WITH_LIBPNG=1' : 'PN_WITHOUT_LIBPNG=1', zlib() ? 'PN_WITH_ZLIB=1' : 'PN_WITHOUT_ZLIB=1'].join(' '));
   else if (flag === '--cxx-abi') process.stdout.write(String(found.cxxAbi));
   else if (flag === '--sources') process.stdout.write(gypSources(packageRootDir).join(' '));
   else process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);

@@ -425,26 +425,6 @@ FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptio
 
 namespace {
 
-/** Slicing-by-8 tables of the reflected zip/PNG polynomial 0xEDB88320. */
-struct Crc32Tables {
-  uint32_t t[8][256];
-  Crc32Tables() {
-    for (uint32_t n = 0; n < 256; ++n) {
-      uint32_t c = n;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[0][n] = c;
-    }
-    for (uint32_t n = 0; n < 256; ++n) {
-      for (int k = 1; k < 8; ++k) t[k][n] = (t[k - 1][n] >> 8) ^ t[0][t[k - 1][n] & 0xFF];
-    }
-  }
-};
-
-const Crc32Tables& crcTables() {
-  static const Crc32Tables tables;
-  return tables;
-}
-
 std::string hex32(uint32_t v) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "0x%08x", v);
@@ -452,27 +432,6 @@ std::string hex32(uint32_t v) {
 }
 
 }  // namespace
-
-uint32_t crc32(const uint8_t* p, size_t n, uint32_t crc) {
-  const auto& t = crcTables().t;
-  uint32_t c = ~crc;
-  while (n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0) {
-    c = t[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-    --n;
-  }
-  while (n >= 8) {
-    uint32_t lo, hi;
-    std::memcpy(&lo, p, 4);
-    std::memcpy(&hi, p + 4, 4);
-    lo ^= c;  // little endian (x86, arm64)
-    c = t[7][lo & 0xFF] ^ t[6][(lo >> 8) & 0xFF] ^ t[5][(lo >> 16) & 0xFF] ^ t[4][lo >> 24] ^ t[3][hi & 0xFF] ^ t[2][(hi >> 8) & 0xFF] ^
-        t[1][(hi >> 16) & 0xFF] ^ t[0][hi >> 24];
-    p += 8;
-    n -= 8;
-  }
-  while (n-- > 0) c = t[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
-  return ~c;
-}
 
 class ImageStoreFile {
  public:
