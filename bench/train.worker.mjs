@@ -1,14 +1,14 @@
 // One native measurement in a fresh process, for bench/train.bench.mjs:
-// node train.worker.mjs <backbone> <weights.pt> <size> <batch> <reps>. A full training step through
+// node train.worker.mjs <backbone> <weights.pt> <size> <batch> <reps> [precision]. A full training step through
 // TrainEngine (forward, fused combo loss (3,1,4), backward, clip 0.1, Adam lr 1e-4 wd 5e-6, zero
 // grad: one native call), like bench/python/train_baseline.py. Prints one JSON line.
 import { Tensor, TrainEngine, getThreads, models } from '../dist/index.js';
 
-const [backbone, weights, sizeArg, batchArg, repsArg] = process.argv.slice(2);
+const [backbone, weights, sizeArg, batchArg, repsArg, precision = 'fp32'] = process.argv.slice(2);
 const size = Number(sizeArg);
 const batch = Number(batchArg);
 const reps = Number(repsArg);
-const model = await models.Model.create({ backbone, seed: 1 });
+const model = await models.Model.create({ backbone, seed: 1, precision });
 await model.loadStateDict(weights, { strict: true });
 const engine = TrainEngine.create(model, {
   optimizer: { algorithm: 'adam', lr: 1e-4, weightDecay: 5e-6 },
@@ -31,7 +31,7 @@ let loss = 0;
 for (let i = 0; i < reps; i++) loss = (await engine.step(x, t)).loss;
 const msPerStep = (ms() - start) / reps;
 process.stdout.write(
-  `${JSON.stringify({ msPerStep, imagesPerSecond: (batch * 1000) / msPerStep, loss, peakRssMb: process.resourceUsage().maxRSS / 1024, threads: getThreads() })}\n`,
+  `${JSON.stringify({ msPerStep, imagesPerSecond: (batch * 1000) / msPerStep, loss, peakRssMb: process.resourceUsage().maxRSS / 1024, threads: getThreads(), precision: model.spec.precision })}\n`,
 );
 engine.dispose();
 model.dispose();

@@ -19,6 +19,8 @@
 //   libtorch-1.13-cuda  this machine's 1.13 headers + CUDA headers, PN_WITH_CUDA=1 (1.13 CPU is the
 //                       real build; Debian has no 1.13 CUDA package, so its one CUDA-only header,
 //                       c10/cuda/impl/cuda_cmake_macros.h, is written here)
+//   distributed-*       native/distributed/ with c10d enabled (PN_WITH_DISTRIBUTED): 2.6 CPU with
+//                       Gloo, 2.6 CUDA and 1.13 CUDA with NCCL (trixie's libgloo-dev/libnccl-dev)
 //   nvcc                every .cu file with the machine's nvcc for every architecture the build
 //                       requests (scripts/cuda-arch.mjs)
 import { execFileSync, spawn } from 'node:child_process';
@@ -33,6 +35,16 @@ const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** Sources kept out of the unity file and the torch headers (as in CMakeLists.txt). */
 const PLAIN_SOURCES = ['native/inference/thresholds.cpp', 'native/data/dicom_scan.cpp', 'native/data/png_decode.cpp', 'native/data/crc32.cpp'];
+/** The c10d sources (as CMakeLists.txt's PN_DISTRIBUTED_SOURCES). */
+const DISTRIBUTED_SOURCES = ['native/distributed/process_group.cpp', 'native/distributed/sync_batch_norm.cpp'];
+/** Stand-ins for CUDA library headers (declarations ATen's CUDA headers name; nothing here links). */
+const CUDA_LIBRARY_STANDINS = {
+  'cublas_v2.h': 'typedef struct cublasContext* cublasHandle_t;\ntypedef enum { CUBLAS_STATUS_SUCCESS = 0 } cublasStatus_t;',
+  'cublasLt.h': '#include "cublas_v2.h"\ntypedef struct cublasLtContext* cublasLtHandle_t;',
+  'cusparse.h': 'typedef struct cusparseContext* cusparseHandle_t;\ntypedef enum { CUSPARSE_STATUS_SUCCESS = 0 } cusparseStatus_t;',
+  'cusolver_common.h': 'typedef enum { CUSOLVER_STATUS_SUCCESS = 0 } cusolverStatus_t;',
+  'cusolverDn.h': '#include "cusolver_common.h"\ntypedef struct cusolverDnContext* cusolverDnHandle_t;',
+};
 const MIRROR = process.env.PNEUMO_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
 const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
@@ -147,6 +159,24 @@ export function plan() {
     { name: 'libtorch-2.6-cuda', cuda: true, args: [...base, ...turbo, '-DPN_WITH_CUDA=1', ...torchIncludes(trixieCuda), unity] },
     { name: 'libtorch-1.13-cuda', cuda: true, args: [...base, ...turbo, '-DPN_WITH_CUDA=1', ...torchIncludes('/usr/include'), `-isystem${macros}`, unity] },
   ];
+  // Data-parallel training (native/distributed/): the sources CMake compiles with c10d (outside the
+  // unity batches), with PN_WITH_DISTRIBUTED and, on CUDA, NCCL, against trixie's gloo and NCCL
+  // headers. Gloo's and NCCL's own headers come first (-isystem) so 2.6 sees the gloo it was built with.
+  const distUnity = join(work, 'distributed.cpp');
+  writeFileSync(distUnity, DISTRIBUTED_SOURCES.map((f) => `#include "${join(root, f)}"\n`).join(''));
+  const gloo = `-isystem${join(cache, 'libgloo-dev-trixie', 'usr', 'include')}`;
+  const nccl = `-isystem${join(cache, 'libnccl-dev-trixie', 'usr', 'include')}`;
+  const distFlags = ['-DPN_WITH_DISTRIBUTED=1', `-idirafter${join(root, 'native', 'distributed', 'compat')}`];
+  // CUDA library headers this check may not have (the local toolkit can lack cuBLAS/cuSPARSE/
+  // cuSOLVER, which ATen/cuda/CUDAContext.h includes): handle types only, after every real folder.
+  const cudaLibs = join(work, 'cuda-libs');
+  mkdirSync(cudaLibs, { recursive: true });
+  for (const [file, text] of Object.entries(CUDA_LIBRARY_STANDINS)) writeFileSync(join(cudaLibs, file), `#pragma once\n${text}\n`);
+  checks.push(
+    { name: 'distributed-2.6-cpu', args: [...base, ...distFlags, gloo, ...torchIncludes(trixieCpu), distUnity] },
+    { name: 'distributed-2.6-cuda-nccl', cuda: true, args: [...base, ...distFlags, '-DPN_WITH_CUDA=1', '-DPN_WITH_NCCL=1', gloo, nccl, ...torchIncludes(trixieCuda), `-idirafter${cudaLibs}`, distUnity] },
+    { name: 'distributed-1.13-cuda-nccl', cuda: true, args: [...base, ...distFlags, '-DPN_WITH_CUDA=1', '-DPN_WITH_NCCL=1', nccl, ...torchIncludes('/usr/include'), `-isystem${macros}`, `-idirafter${cudaLibs}`, distUnity] },
+  );
   const plain = [
     { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), join(root, 'native', 'binding.cc'), join(root, 'native', 'binding_store.cc')] },
     ...PLAIN_SOURCES.map((s) => ({ name: `plain:${s}`, args: [...base, ...(s.endsWith('png_decode.cpp') && existsSync('/usr/include/png.h') ? ['-DPN_WITH_LIBPNG=1'] : []), ...(s.endsWith('crc32.cpp') && existsSync('/usr/include/zlib.h') ? ['-DPN_WITH_ZLIB=1'] : []), join(root, s)] })),
@@ -160,8 +190,10 @@ export async function compileCheck({ only } = {}) {
     [
       { pkg: 'libtorch-dev', dir: 'libtorch-dev-2.6' },
       { pkg: 'libtorch-cuda-dev', dir: 'libtorch-cuda-dev-2.6' },
+      { pkg: 'libgloo-dev', dir: 'libgloo-dev-trixie' },
+      { pkg: 'libnccl-dev', dir: 'libnccl-dev-trixie' },
     ],
-    ['trixie main contrib'],
+    ['trixie main contrib non-free'],
   );
   const { checks, plain, work } = plan();
   let cudaInc = null;

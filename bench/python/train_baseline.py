@@ -5,7 +5,10 @@ place's combo loss as a plain composition (weights 3, 1, 4; 1 - p as sigmoid(-x)
 stays finite), backward, clip_grad_norm_(0.1), Adam (lr 1e-4, weight decay 5e-6 off for biases and
 norms), zero_grad.
 
-  train_baseline.py <arch> <encoder> <weights.pt> <size> <batch> <reps> [--threads N]
+  train_baseline.py <arch> <encoder> <weights.pt> <size> <batch> <reps> [--threads N] [--bf16]
+
+--bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16), as a PyTorch script
+trains in bfloat16 on a CPU.
 
 Prints {"msPerStep", "imagesPerSecond", "loss", "peakRssMb", "threads"} on one line.
 """
@@ -51,9 +54,12 @@ def main():
     disk = (((yy - size / 2) ** 2 + (xx - size / 3) ** 2) < (size / 6) ** 2).float()
     t = disk.expand(batch, 1, size, size).contiguous()
 
+    bf16 = '--bf16' in sys.argv
+
     def step():
-        logits = model(x)
-        loss = combo(logits, t)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        loss = combo(logits.float(), t)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
         optimizer.step()

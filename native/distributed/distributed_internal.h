@@ -20,9 +20,14 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1  // ProcessGroupGloo.hpp is empty without it (LibTorch's CMake config usually sets it)
 #endif
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if PN_WITH_NCCL
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL 1  // as USE_C10D_GLOO: ProcessGroupNCCL.hpp is empty without it on LibTorch 2.x
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #endif
@@ -35,7 +40,10 @@ struct ProcessGroup::Impl {
   std::mutex mutex;
 #if PN_WITH_DISTRIBUTED
   c10::intrusive_ptr<c10d::Store> store;
+  /** The spec's backend: gradients, model broadcasts, SyncBatchNorm. */
   c10::intrusive_ptr<c10d::ProcessGroup> group;
+  /** CPU values (loss checks, epoch figures, barriers): `group` itself for Gloo, a Gloo group beside NCCL. */
+  c10::intrusive_ptr<c10d::ProcessGroup> cpuGroup;
 #endif
 };
 

@@ -5,8 +5,9 @@
 //
 // LibTorch versions: the code is written against LibTorch 1.13 (Debian bookworm), where
 // ProcessGroupGloo *is* a c10d::ProcessGroup. LibTorch 2.x made the backends c10d::Backend objects
-// held by a c10d::ProcessGroup; that difference is confined to makeProcessGroup() below, behind
-// TORCH_VERSION_MAJOR, and that 2.x branch has not been compiled here (only 1.13 was available).
+// held by a c10d::ProcessGroup; that difference is confined to wrapBackend() below. The 2.x and
+// NCCL branches are compiled by scripts/compile-check.mjs against Debian trixie's LibTorch 2.6
+// (CPU and CUDA) with its gloo and NCCL headers; they have not run on GPUs here.
 #include "distributed_internal.h"
 
 #include <algorithm>
@@ -14,6 +15,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "../core/torch_internal.h"
 #include "../models/model_internal.h"
@@ -86,36 +90,67 @@ std::shared_ptr<::gloo::transport::Device> glooDevice(const std::string& masterA
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
-/** The one place where LibTorch 1.x and 2.x differ: building the process group around a backend. */
-c10::intrusive_ptr<c10d::ProcessGroup> makeProcessGroup(const ProcessGroupSpec& spec, const c10::intrusive_ptr<c10d::Store>& store) {
-  const auto timeout = timeoutOf(spec);
-  const int rank = static_cast<int>(spec.rank);
-  const int size = static_cast<int>(spec.worldSize);
-#if PN_WITH_NCCL
-  if (spec.backend == "nccl") {
-    auto options = c10d::ProcessGroupNCCL::Options::create();
-    options->timeout = timeout;
+/**
+ * A c10d::ProcessGroup around one backend. LibTorch 1.x: the backend *is* the process group. 2.x:
+ * backends are c10d::Backend objects held by a c10d::ProcessGroup, registered per device type; the
+ * group's constructor took an Options object until 2.5 and takes none from 2.6 (both are handled by
+ * the `if constexpr` below, so the code compiles against either).
+ */
+template <typename Group = c10d::ProcessGroup, typename Backend>
+c10::intrusive_ptr<c10d::ProcessGroup> wrapBackend(const c10::intrusive_ptr<Backend>& backend, const c10::intrusive_ptr<c10d::Store>& store, int rank,
+                                                  int size, const std::string& name, std::chrono::milliseconds timeout) {
 #if TORCH_VERSION_MAJOR >= 2
-    auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
-    auto group = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size, c10::make_intrusive<c10d::ProcessGroup::Options>("nccl", timeout));
-    group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, backend);
-    return group;
-#else
-    return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, options);
-#endif
+  c10::intrusive_ptr<Group> group;
+  if constexpr (std::is_constructible_v<Group, const c10::intrusive_ptr<c10d::Store>&, int, int>) {
+    group = c10::make_intrusive<Group>(store, rank, size);
+  } else {
+    group = c10::make_intrusive<Group>(store, rank, size, c10::make_intrusive<typename Group::Options>(name, timeout));
   }
-#endif
-  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-  options->devices.push_back(glooDevice(spec.masterAddr));
-#if TORCH_VERSION_MAJOR >= 2
-  // 2.x (not compiled here): ProcessGroupGloo is a c10d::Backend inside a c10d::ProcessGroup.
-  auto backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
-  auto group = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size, c10::make_intrusive<c10d::ProcessGroup::Options>("gloo", timeout));
-  group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, backend);
+  const auto type = name == "nccl" ? Group::BackendType::NCCL : Group::BackendType::GLOO;
+  // Gloo serves CPU tensors and, as torch.distributed registers it, CUDA tensors too; NCCL serves CUDA.
+  if (name != "nccl") group->setBackend(c10::DeviceType::CPU, type, backend);
+  group->setBackend(c10::DeviceType::CUDA, type, backend);
+  group->setDefaultBackend(type);
   return group;
 #else
-  return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options);
+  (void)store, (void)rank, (void)size, (void)name, (void)timeout;
+  return backend;
 #endif
+}
+
+/** Gloo over `store` (a prefix of it when another backend shares the store). */
+c10::intrusive_ptr<c10d::ProcessGroup> makeGloo(const ProcessGroupSpec& spec, const c10::intrusive_ptr<c10d::Store>& store) {
+  const auto timeout = timeoutOf(spec);
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  options->devices.push_back(glooDevice(spec.masterAddr));
+  const int rank = static_cast<int>(spec.rank);
+  const int size = static_cast<int>(spec.worldSize);
+  return wrapBackend(c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, options), store, rank, size, "gloo", timeout);
+}
+
+/**
+ * The process groups of `spec`: the main one (the spec's backend: gradients, model broadcasts,
+ * SyncBatchNorm) and the one for the few CPU values the trainer exchanges (loss checks, epoch
+ * figures, barriers): the same group for Gloo, a Gloo group beside NCCL (NCCL has no CPU
+ * tensors), as torch.distributed's "cpu:gloo,cuda:nccl".
+ */
+std::pair<c10::intrusive_ptr<c10d::ProcessGroup>, c10::intrusive_ptr<c10d::ProcessGroup>> makeProcessGroups(const ProcessGroupSpec& spec,
+                                                                                                              const c10::intrusive_ptr<c10d::Store>& store) {
+#if PN_WITH_NCCL
+  if (spec.backend == "nccl") {
+    const auto timeout = timeoutOf(spec);
+    const int rank = static_cast<int>(spec.rank);
+    const int size = static_cast<int>(spec.worldSize);
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = timeout;
+    auto ncclStore = c10::make_intrusive<c10d::PrefixStore>("nccl", store);
+    auto nccl = wrapBackend(c10::make_intrusive<c10d::ProcessGroupNCCL>(ncclStore, rank, size, options), ncclStore, rank, size, "nccl", timeout);
+    auto cpu = makeGloo(spec, c10::make_intrusive<c10d::PrefixStore>("gloo", store));
+    return {nccl, cpu};
+  }
+#endif
+  auto gloo = makeGloo(spec, store);
+  return {gloo, gloo};
 }
 
 ProcessGroup::Impl& groupOf(const ProcessGroup& group) {
@@ -215,7 +250,7 @@ class DdpHook final : public TrainStepHook {
   bool agreeFinite(bool finite) override {
     ProcessGroup::Impl& g = *group_;
     std::vector<at::Tensor> flag{at::full({1}, finite ? 0.0 : 1.0, at::TensorOptions().dtype(at::kDouble))};
-    waitFor(g, g.group->allreduce(flag), "all_reduce of the loss check");
+    waitFor(g, g.cpuGroup->allreduce(flag), "all_reduce of the loss check");
     return flag[0].item<double>() == 0.0;
   }
 
@@ -303,7 +338,7 @@ ProcessGroup createProcessGroup(const ProcessGroupSpec& spec) {
     options.waitWorkers = true;
     options.timeout = timeoutOf(spec);
     impl->store = c10::make_intrusive<c10d::TCPStore>(spec.masterAddr, options);
-    impl->group = makeProcessGroup(spec, impl->store);
+    std::tie(impl->group, impl->cpuGroup) = makeProcessGroups(spec, impl->store);
   } catch (const c10::Error& e) {
     throw Error("could not join the process group as " + where(*impl) + ": " + e.what_without_backtrace());
   } catch (const std::exception& e) {
@@ -319,7 +354,7 @@ std::string processGroupBackend(const ProcessGroup& group) { return dist_detail:
 void processGroupBarrier(const ProcessGroup& group) {
   ProcessGroup::Impl& g = dist_detail::groupOf(group);
   std::lock_guard<std::mutex> lock(g.mutex);
-  dist_detail::waitFor(g, g.group->barrier(), "barrier");
+  dist_detail::waitFor(g, g.cpuGroup->barrier(), "barrier");
 }
 
 std::vector<std::vector<uint8_t>> processGroupAllGatherBytes(const ProcessGroup& group, const std::vector<uint8_t>& bytes) {
@@ -332,7 +367,7 @@ std::vector<std::vector<uint8_t>> processGroupAllGatherBytes(const ProcessGroup&
     std::vector<at::Tensor> length{at::full({1}, static_cast<int64_t>(bytes.size()), i64)};
     std::vector<std::vector<at::Tensor>> lengths(1);
     for (int64_t r = 0; r < world; ++r) lengths[0].push_back(at::empty({1}, i64));
-    waitFor(g, g.group->allgather(lengths, length), "all_gather of lengths");
+    waitFor(g, g.cpuGroup->allgather(lengths, length), "all_gather of lengths");
     int64_t longest = 1;
     std::vector<int64_t> sizes;
     for (const at::Tensor& t : lengths[0]) {
@@ -344,7 +379,7 @@ std::vector<std::vector<uint8_t>> processGroupAllGatherBytes(const ProcessGroup&
     if (!bytes.empty()) std::memcpy(mine[0].data_ptr<uint8_t>(), bytes.data(), bytes.size());
     std::vector<std::vector<at::Tensor>> all(1);
     for (int64_t r = 0; r < world; ++r) all[0].push_back(at::empty({longest}, u8));
-    waitFor(g, g.group->allgather(all, mine), "all_gather");
+    waitFor(g, g.cpuGroup->allgather(all, mine), "all_gather");
     std::vector<std::vector<uint8_t>> out;
     for (int64_t r = 0; r < world; ++r) {
       const uint8_t* p = all[0][static_cast<size_t>(r)].data_ptr<uint8_t>();
@@ -362,7 +397,7 @@ std::vector<double> processGroupAllReduceSum(const ProcessGroup& group, const st
     if (values.empty()) return std::vector<double>{};
     std::vector<at::Tensor> t{at::empty({static_cast<int64_t>(values.size())}, at::TensorOptions().dtype(at::kDouble))};
     std::memcpy(t[0].data_ptr<double>(), values.data(), values.size() * sizeof(double));
-    waitFor(g, g.group->allreduce(t), "all_reduce");
+    waitFor(g, g.cpuGroup->allreduce(t), "all_reduce");
     const double* p = t[0].data_ptr<double>();
     return std::vector<double>(p, p + values.size());
   });
@@ -410,6 +445,7 @@ void destroyProcessGroup(const ProcessGroup& group) {
   ProcessGroup::Impl& g = *group.impl();
   std::lock_guard<std::mutex> lock(g.mutex);
   g.group.reset();
+  g.cpuGroup.reset();
   g.store.reset();
 }
 

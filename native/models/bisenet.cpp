@@ -124,14 +124,22 @@ Module pam(int64_t channels) {
   return m;
 }
 
-/** Channel attention: softmax(rowmax(E) - E) with E = X X^T over the flattened positions. */
+/**
+ * Channel attention: softmax(rowmax(E) - E) with E = X X^T over the flattened positions. E sums
+ * h*w products (9,216 at stride 8 of 768 px), past float16's 65,504 under fp16 autocast: the
+ * product is taken of X / sqrt(h*w) (a mean, bounded by the activations' square) and scaled back
+ * in float32, where the rest of the softmax runs. In float32 it equals the plain product up to
+ * rounding.
+ */
 Module cam() {
   Module m = newModule("CAM");
   m.register_parameter("gamma", torch::zeros({1}).set_requires_grad(true), false);
   define(m, "def forward(self, x):\n"
             "    b = x.size(0)\n    c = x.size(1)\n    h = x.size(2)\n    w = x.size(3)\n"
             "    q = x.reshape([b, c, h * w])\n"
-            "    energy = torch.bmm(q, q.permute([0, 2, 1]))\n"
+            "    s = float(h * w) ** 0.5\n"
+            "    qs = q / s\n"
+            "    energy = torch.bmm(qs, qs.permute([0, 2, 1])).float() * (s * s)\n"
             "    energy = torch.amax(energy, [-1], True).expand_as(energy) - energy\n"
             "    out = torch.bmm(torch.softmax(energy, -1), q).reshape([b, c, h, w])\n"
             "    return self.gamma * out + x\n");

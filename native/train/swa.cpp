@@ -78,6 +78,8 @@ struct BatchNormLayer {
   at::Tensor sumMean;  // float64
   at::Tensor sumVar;   // float64
   at::Tensor savedMean, savedVar, savedTracked;
+  /** Batches whose forward reached this layer (a layer no forward reaches keeps its statistics). */
+  int64_t visits = 0;
 };
 
 bool isBatchNorm(const torch::jit::Module& m) {
@@ -89,6 +91,12 @@ void resetForBatch(BatchNormLayer& layer) {
   layer.runningMean.zero_();
   layer.runningVar.zero_();
   if (layer.batchesTracked.defined()) layer.batchesTracked.zero_();
+}
+
+/** Whether the forward since resetForBatch updated the layer (it counts batches, or its variance moved). */
+bool updatedSinceReset(const BatchNormLayer& layer) {
+  if (layer.batchesTracked.defined()) return layer.batchesTracked.item<int64_t>() > 0;
+  return layer.runningVar.abs().sum().item<double>() > 0;
 }
 
 }  // namespace swa_detail
@@ -199,11 +207,15 @@ int64_t batchNormRecomputeAdd(const BatchNormRecompute& session, const Tensor& b
     if (x.size(0) < 2) throw Error("Expected batches of at least 2 images for BatchNorm statistics but received a batch of 1");
     // From zeroed statistics, one update leaves factor * (batch mean) and factor * (unbiased batch
     // variance): divided back out and summed, their average is update_bn's cumulative average.
+    // The training forward: models with auxiliary heads (BiSeNet, the dual-attention UNet) run
+    // them there, so their BatchNorm layers are recomputed too, as training would see them.
     for (BatchNormLayer& layer : s.layers) resetForBatch(layer);
-    zoo::runForward(m, m.module, x);
+    zoo::runTrainForward(m, m.module, x);
     for (BatchNormLayer& layer : s.layers) {
+      if (!swa_detail::updatedSinceReset(layer)) continue;
       layer.sumMean.add_(layer.runningMean.to(at::kDouble), 1.0 / layer.factor);
       layer.sumVar.add_(layer.runningVar.to(at::kDouble), 1.0 / layer.factor);
+      ++layer.visits;
     }
     return ++s.batches;
   });
@@ -221,16 +233,25 @@ int64_t finishBatchNormRecompute(const BatchNormRecompute& session) {
       s.done = true;
       throw Error("Expected at least one batch to recompute BatchNorm statistics but received none");
     }
-    const double n = static_cast<double>(s.batches);
+    int64_t recomputed = 0;
     for (BatchNormLayer& layer : s.layers) {
+      if (layer.visits == 0) {
+        // No forward reached it (a head the model does not run): its statistics stay as they were.
+        layer.runningMean.copy_(layer.savedMean);
+        layer.runningVar.copy_(layer.savedVar);
+        if (layer.batchesTracked.defined()) layer.batchesTracked.copy_(layer.savedTracked);
+        continue;
+      }
+      const double n = static_cast<double>(layer.visits);
       layer.runningMean.copy_(layer.sumMean / n);
       layer.runningVar.copy_(layer.sumVar / n);
-      if (layer.batchesTracked.defined()) layer.batchesTracked.fill_(s.batches);
+      if (layer.batchesTracked.defined()) layer.batchesTracked.fill_(layer.visits);
+      ++recomputed;
     }
     m.module.train(false);
     m.inference.reset();
     s.done = true;
-    return static_cast<int64_t>(s.layers.size());
+    return recomputed;
   });
 }
 

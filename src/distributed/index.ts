@@ -209,4 +209,6 @@ export interface DistributedTraining {
   bucketMb?: number;
   /** Broadcast rank 0's BatchNorm statistics before each forward (DDP's broadcast_buffers, default true). */
   broadcastBuffers?: boolean;
+  /** SyncBatchNorm over the group (default: the config's `training.syncBatchNorm`). */
+  syncBatchNorm?: boolean;
 }

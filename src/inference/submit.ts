@@ -6,7 +6,7 @@
  * are smaller; SIIM RLE (column-major, relative, `-1` for empty) in the sample submission's order.
  * With truth, the submission is scored too (mean Dice split into empty and non-empty images).
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { assertInteger, assertNumber, invalidParameterError } from '../core/validate.js';
 import { SubmissionWriter } from '../data/labels.js';
 import { evaluate } from '../data/metrics.js';
@@ -15,6 +15,7 @@ import { encodeRuns, formatRuns } from '../data/rle.js';
 import type { Runs } from '../data/rle.js';
 import type { Triplet } from '../training/config.js';
 import { openMapSet } from './blend.js';
+import { MAP_STORE_MAGIC } from './maps.js';
 import type { BlendInput } from './blend.js';
 import { applyTriplet, assertTriplet, nonEmptyRatio, removeSmallRegions } from './postprocess.js';
 import { resizeMask } from './resize.js';
@@ -40,6 +41,12 @@ export interface SubmitOptions extends PostprocessOptions {
    * probabilities stored with the maps.
    */
   gate?: { probabilities: ReadonlyMap<string, number> | 'maps'; threshold: number };
+  /**
+   * With `nonEmptyRatio`: rank the images by these probabilities (the 42nd place's classifier)
+   * instead of by predicted area; an image outside the top fraction is submitted empty, one inside
+   * keeps its segmentation.
+   */
+  rankBy?: ReadonlyMap<string, number>;
   /** The submission's mask side (default 1024). */
   size?: number;
   /** Truth (`id -> RLE rows` at `size`): scores the submission. */
@@ -100,6 +107,35 @@ export async function readProbabilities(path: string): Promise<Map<string, numbe
   return out;
 }
 
+/**
+ * The classifier probabilities of a probability-map file (`.pnm` from `infer`/`blend` with a model
+ * that has a classification head), or of an `ImageId,probability` CSV: whichever `path` holds.
+ */
+export async function readRankingProbabilities(path: string): Promise<Map<string, number>> {
+  const head = Buffer.alloc(MAP_STORE_MAGIC.length);
+  const file = await open(path, 'r');
+  try {
+    await file.read(head, 0, head.length, 0);
+  } finally {
+    await file.close();
+  }
+  if (!head.equals(MAP_STORE_MAGIC)) return readProbabilities(path);
+  const maps = await openMapSet([path]);
+  try {
+    const out = new Map<string, number>();
+    const none: string[] = [];
+    for (const id of maps.ids) {
+      const p = maps.label(id);
+      if (p === null) none.push(id);
+      else out.set(id, p);
+    }
+    if (none.length > 0) throw new Error(`${path}: ${none.length} map(s) hold no classifier probability (made by a model without a classification head?): ${listSome(none)}`);
+    return out;
+  } finally {
+    await maps.close();
+  }
+}
+
 function listSome(ids: readonly string[]): string {
   return `${ids.slice(0, 5).join(', ')}${ids.length > 5 ? `, ... (${ids.length} in all)` : ''}`;
 }
@@ -120,6 +156,7 @@ export async function makeSubmission(mapPaths: readonly (string | BlendInput)[],
   assertNumber('minArea', minArea, 0);
   if (options.nonEmptyRatio !== undefined) assertNumber('nonEmptyRatio', options.nonEmptyRatio, 0, 1);
   if (options.gate) assertNumber('gate.threshold', options.gate.threshold, 0, 1);
+  if (options.rankBy !== undefined && options.nonEmptyRatio === undefined) throw invalidParameterError('rankBy', 'nonEmptyRatio as well (it ranks images for non_empty_ratio)', 'no nonEmptyRatio');
   const maps = await openMapSet(mapPaths);
   try {
     const sample = new Set(sampleIds);
@@ -150,6 +187,10 @@ export async function makeSubmission(mapPaths: readonly (string | BlendInput)[],
         if (noProb.length > 0) throw new Error(`the classifier probabilities miss ${noProb.length} sample-submission id(s): ${listSome(noProb)}`);
       }
     }
+    if (options.rankBy) {
+      const noProb = sampleIds.filter((id) => !options.rankBy!.has(id));
+      if (noProb.length > 0) throw new Error(`the ranking probabilities miss ${noProb.length} sample-submission id(s): ${listSome(noProb)}`);
+    }
     const { height, width } = maps;
     const post: PostprocessOptions = { triplet, minArea, areaSize: options.areaSize ?? 1024 };
     const gated = (id: string) => gateProbs !== null && !(gateProbs.get(id)! > options.gate!.threshold);
@@ -161,7 +202,7 @@ export async function makeSubmission(mapPaths: readonly (string | BlendInput)[],
       for (let k = 0; k < total; k++) {
         const id = sampleIds[k]!;
         if (!gated(id)) {
-          counts[k] = postprocessMap(await maps.read(id), height, width, post).area;
+          counts[k] = options.rankBy ? options.rankBy.get(id)! : postprocessMap(await maps.read(id), height, width, post).area;
         }
         options.onProgress?.(k + 1, total, 1);
       }

@@ -43,8 +43,12 @@ export interface PipelineSpec {
   folds: { k: number; seed: number };
   prepare: { clahe: { clipLimit: number; tileGrid: number } | null };
   models: PipelineModel[];
-  /** The second place's classifier and stacking gate. */
-  classifier: { parts: string[]; average: AverageSpec; tta: boolean; gate: number } | null;
+  /**
+   * A classifier: `merge: 'gate'` (the second place) stacks its out-of-fold probabilities and keeps a
+   * segmentation only above `gate`; `merge: 'rank'` (the 42nd place) ranks the test images by its
+   * probability for `submit.nonEmptyRatio` instead of by predicted area.
+   */
+  classifier: { parts: string[]; average: AverageSpec; tta: boolean; gate: number; merge: 'gate' | 'rank'; smokeBackbone: string | null } | null;
   /** "search" (the best triplet on out-of-fold maps) or a fixed triplet. */
   thresholds: 'search' | Triplet;
   submit: { minArea: number; nonEmptyRatio: number | null };
@@ -177,8 +181,11 @@ export function readPipeline(path: string): PipelineSpec {
   let classifier: PipelineSpec['classifier'] = null;
   if (raw.classifier !== undefined && raw.classifier !== null) {
     const c = isObject(raw.classifier) ? raw.classifier : {};
-    keys(c, ['parts', 'average', 'tta', 'gate'], 'classifier.');
-    classifier = { parts: parts(c.parts, 'classifier.parts'), average: average(c.average, 'classifier.average'), tta: c.tta !== false, gate: num(c.gate, 'classifier.gate', 0, 1, 0.65) };
+    keys(c, ['parts', 'average', 'tta', 'gate', 'merge', 'smokeBackbone'], 'classifier.');
+    const merge = c.merge === undefined ? 'gate' : c.merge === 'gate' || c.merge === 'rank' ? c.merge : (problems.push(`classifier.merge: expected "gate" or "rank" but got ${JSON.stringify(c.merge)}`), 'gate' as const);
+    if (merge === 'rank' && c.gate !== undefined) problems.push('classifier.gate: a classifier with merge "rank" has no gate (it ranks images for submit.nonEmptyRatio)');
+    const smokeBackbone = c.smokeBackbone === undefined ? null : typeof c.smokeBackbone === 'string' ? c.smokeBackbone : (problems.push(`classifier.smokeBackbone: expected a backbone name but got ${JSON.stringify(c.smokeBackbone)}`), null);
+    classifier = { parts: parts(c.parts, 'classifier.parts'), average: average(c.average, 'classifier.average'), tta: c.tta !== false, gate: num(c.gate, 'classifier.gate', 0, 1, 0.65), merge, smokeBackbone };
   }
   let thresholds: PipelineSpec['thresholds'] = 'search';
   if (raw.thresholds !== undefined && raw.thresholds !== 'search') {
@@ -188,6 +195,9 @@ export function readPipeline(path: string): PipelineSpec {
   }
   const submit = isObject(raw.submit) ? raw.submit : {};
   keys(submit, ['minArea', 'nonEmptyRatio'], 'submit.');
+  if (classifier?.merge === 'rank' && (submit.nonEmptyRatio === undefined || submit.nonEmptyRatio === null)) {
+    problems.push('classifier.merge "rank" ranks images for submit.nonEmptyRatio, which is not set');
+  }
   const smoke = isObject(raw.smoke) ? raw.smoke : {};
   keys(smoke, ['train', 'test', 'size', 'folds', 'epochs', 'backbone', 'maxSteps', 'batchSize', 'average'], 'smoke.');
   const spec: PipelineSpec = {
@@ -243,15 +253,21 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
     file: string;
     config: ExperimentConfig;
     overrides: string[];
+    /** The folds it trains (every fold of the split, or the classifier's own subset of them). */
+    folds: number[];
   }
-  const loadParts = (files_: string[], smokeAverage: AverageSpec, smokeBackbone: string | null = null): Part[] =>
+  // `ownFolds`: the part keeps the folds its recipe names (those of the pipeline's split; the 42nd
+  // place's classifier trains 5 of the 10); smoke runs train every smoke fold.
+  const loadParts = (files_: string[], smokeAverage: AverageSpec, smokeBackbone: string | null = null, ownFolds = false): Part[] =>
     files_.map((file) => {
       const plain = loadConfig(file);
       const size = smoke ? spec.smoke.size : plain.data.imgSize;
+      const folds = ownFolds && !smoke ? plain.folds.use.filter((f) => foldIds.includes(f)) : foldIds;
+      if (folds.length === 0) throw new Error(`${file}: folds.use [${plain.folds.use.join(', ')}] names no fold of the pipeline's ${k}-fold split`);
       const o: Record<string, unknown> = {
         data: { dir: preparedDir(size), folds: foldsFile, ...(smoke ? { imgSize: size } : {}) },
         output: { dir: join(w, 'experiments') },
-        folds: { use: foldIds },
+        folds: { use: folds },
         ...(options.device ? { device: options.device } : {}),
       };
       if (smoke) {
@@ -270,12 +286,12 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
         }
       };
       walk(o, '');
-      return { file, config, overrides: flat };
+      return { file, config, overrides: flat, folds };
     });
 
   const sizes = new Set<number>();
   const modelParts = spec.models.map((m) => ({ model: m, parts: loadParts(m.parts, smoke ? spec.smoke.average : m.average, m.smokeBackbone) }));
-  const classifierParts = spec.classifier ? loadParts(spec.classifier.parts, smoke ? spec.smoke.average : spec.classifier.average) : [];
+  const classifierParts = spec.classifier ? loadParts(spec.classifier.parts, smoke ? spec.smoke.average : spec.classifier.average, spec.classifier.smokeBackbone, true) : [];
   for (const { parts } of modelParts) for (const p of parts) sizes.add(p.config.data.imgSize);
   for (const p of classifierParts) sizes.add(p.config.data.imgSize);
   for (const size of [...sizes].sort((a, b) => a - b)) {
@@ -287,7 +303,7 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
   stages.push({ name: 'folds', argv: ['folds', '--labels', files.labels, '--k', String(k), '--seed', String(spec.folds.seed), '--out', foldsFile] });
 
   /** Training, averaging and inference of one model; returns its map files. */
-  const modelStages = (name: string, parts: Part[], average: AverageSpec, tta: boolean): { oof: string[]; test: string } => {
+  const modelStages = (name: string, parts: Part[], average: AverageSpec, tta: boolean, withOof = true): { oof: string[]; test: string } => {
     let last: Part | undefined;
     for (const p of parts) {
       const stage: PlannedStage = { name: `train-${name}-part${p.config.part}`, argv: ['train', '--config', p.file, ...p.overrides, '--resume'] };
@@ -299,13 +315,14 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
     const avg = smoke ? spec.smoke.average : average;
     const oof: string[] = [];
     const checkpoints: string[] = [];
-    for (const fold of foldIds) {
+    for (const fold of last!.folds) {
       const run = join(w, 'experiments', last!.config.name, `part${last!.config.part}`, `fold${fold}`);
       const ckpt = join(w, 'models', `${name}-fold${fold}.ckpt`);
       checkpoints.push(ckpt);
       const select = 'top' in avg ? ['--top', String(avg.top)] : ['--epochs', ...avg.epochs.map(String), ...(avg.bnRecompute ? ['--data', preparedDir(size), '--folds', foldsFile, '--fold', String(fold)] : [])];
       stages.push({ name: `average-${name}-fold${fold}`, argv: ['swa', '--run', run, ...select, '--out', ckpt, '--quiet'] });
       const maps = join(w, 'maps', `oof-${name}-fold${fold}.pnm`);
+      if (!withOof) continue;
       oof.push(maps);
       stages.push({ name: `infer-oof-${name}-fold${fold}`, argv: ['infer', '--model', ckpt, '--prepared', preparedDir(size), '--split', 'train', '--folds', foldsFile, '--fold', String(fold), ...(tta ? ['--tta'] : []), '--out', maps, '--overwrite', '--quiet'] });
     }
@@ -331,7 +348,11 @@ export function planPipeline(spec: PipelineSpec, options: PipelineOptions): Plan
   }
 
   let gate: string[] = [];
-  if (spec.classifier) {
+  if (spec.classifier?.merge === 'rank') {
+    // The 42nd place: the classifier's test probabilities (its folds averaged) rank the images.
+    const c = modelStages('classifier', classifierParts, spec.classifier.average, spec.classifier.tta, false);
+    gate = ['--rank-by', c.test];
+  } else if (spec.classifier) {
     const c = modelStages('classifier', classifierParts, spec.classifier.average, spec.classifier.tta);
     const gateFile = join(w, 'gate.csv');
     stages.push({ name: 'stack', argv: ['stack', '--train', c.oof.join(','), '--labels', files.labels, '--test', c.test, '--gate', String(spec.classifier.gate), '--out', gateFile] });

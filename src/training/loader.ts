@@ -22,6 +22,7 @@ import { Random, deriveSeed } from '../core/random.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
 import { readImageBatch } from '../data/batch.js';
+import { dilateMasks } from '../data/dilate.js';
 import { ImageStoreReader, storePath } from '../data/image-store.js';
 import { ALWAYS_TRAIN_FOLD, FoldSplit } from '../data/folds.js';
 import type { FoldRow } from '../data/folds.js';
@@ -177,6 +178,11 @@ export interface BatchLoaderOptions {
   device?: string;
   /** The prepared images' size (informational: masks are always thresholded at half way natively). */
   preparedSize?: number;
+  /**
+   * Dilate every mask by a square kernel of this many pixels (at `size`) before augmentation, as the
+   * 42nd place's classifier (0, the default: no dilation). See `data/dilate.ts`.
+   */
+  maskDilation?: number;
 }
 
 function disposeAll(...tensors: (Tensor | undefined)[]): void {
@@ -239,7 +245,9 @@ export class BatchLoader {
     assertInteger('options.batchSize', options.batchSize, 1, 4096);
     const depth = options.depth ?? 2;
     assertInteger('options.depth', depth, 1, 64);
-    this.options = { depth, device: 'cpu', preparedSize: options.size, ...options };
+    const maskDilation = options.maskDilation ?? 0;
+    assertInteger('options.maskDilation', maskDilation, 0, 16384);
+    this.options = { depth, device: 'cpu', preparedSize: options.size, maskDilation, ...options };
   }
 
   /** Seconds the consumer has waited for a batch that was not ready (since the last reset). */
@@ -272,7 +280,26 @@ export class BatchLoader {
     });
     const { size, pipeline, device, channels } = this.options;
     // Masks resized from another size are thresholded back to 0/255 at half way (natively).
-    const [images, masks] = await readSamples(chosen, size, device);
+    const dilate = this.options.maskDilation > 1;
+    // Dilation works on CPU masks: read there, dilate, then move; otherwise read straight to the
+    // device (a store through pinned memory and a side-stream copy).
+    const [raw, rawMasks] = await readSamples(chosen, size, dilate ? 'cpu' : device);
+    let masks = rawMasks;
+    if (dilate) {
+      try {
+        const dilated = dilateMasks(await rawMasks.data('uint8'), chosen.length, size, size, this.options.maskDilation);
+        masks = Tensor.from(dilated, [chosen.length, 1, size, size], { dtype: 'uint8' });
+      } finally {
+        rawMasks.dispose();
+      }
+    }
+    let images = raw;
+    if (dilate && device !== 'cpu') {
+      images = await raw.to(device);
+      const m = await masks.to(device);
+      disposeAll(raw, masks);
+      masks = m;
+    }
     try {
       const plan = pipeline.sample(new Random(seed), chosen.length, size, size);
       const out = await pipeline.apply(images, masks, plan, { channels });

@@ -398,6 +398,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       depth: Math.max(1, config.data.workers),
       device,
       preparedSize: dataset.preparedSize,
+      maskDilation: config.data.maskDilation,
     });
     const valLoader = new BatchLoader(val, {
       size: config.data.imgSize,
@@ -407,6 +408,7 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
       depth: Math.max(1, config.data.workers),
       device,
       preparedSize: dataset.preparedSize,
+      maskDilation: config.data.maskDilation,
     });
     const sampler = new EpochSampler(
       train.map((s: TrainingSample) => s.positive),
@@ -435,7 +437,11 @@ export async function trainFold(config: ExperimentConfig, dataset: PreparedDatas
     if (group) {
       // Every rank starts from rank 0's weights and statistics; c10d's Reducer averages gradients.
       await group.broadcastModel(model, 0);
-      engine.attachDistributed(group, { ...(dist?.bucketMb !== undefined ? { bucketMb: dist.bucketMb } : {}), broadcastBuffers: dist?.broadcastBuffers ?? true });
+      const syncBatchNorm = dist?.syncBatchNorm ?? config.training.syncBatchNorm;
+      const synced = engine.attachDistributed(group, { ...(dist?.bucketMb !== undefined ? { bucketMb: dist.bucketMb } : {}), broadcastBuffers: dist?.broadcastBuffers ?? true, syncBatchNorm });
+      if (syncBatchNorm) log(`SyncBatchNorm: ${synced} BatchNorm layers normalise over the global batch of ${group.worldSize} ranks`);
+    } else if (config.training.syncBatchNorm) {
+      log('training.syncBatchNorm: one process, so BatchNorm is unchanged (it synchronises only in a data-parallel run)');
     }
     const worldSize = group?.worldSize ?? 1;
     const rank = group?.rank ?? 0;

@@ -130,6 +130,23 @@ describe.runIf(distributedInfo().available)('train, data-parallel over Gloo', ()
     expect(metricsOf(runDir('split'))).toEqual(metricsOf(runDir('full')));
   }, 600_000);
 
+  it('--sync-bn normalises over both ranks: the log counts the layers and the losses differ from per-rank BatchNorm', async () => {
+    const plain = await runCli(trainArgs('bn', 1, ['--fold', '0', '--nproc', '2']), { env: ENV, timeoutMs: 280_000 });
+    expect(plain.code, plain.stderr).toBe(0);
+    const synced = await runCli(trainArgs('syncbn', 1, ['--fold', '0', '--nproc', '2', '--sync-bn']), { env: ENV, timeoutMs: 280_000 });
+    expect(synced.code, synced.stderr).toBe(0);
+    const log = readFileSync(join(runDir('syncbn'), 'train.log'), 'utf8');
+    const layers = Number(/SyncBatchNorm: (\d+) BatchNorm layers normalise over the global batch of 2 ranks/.exec(log)?.[1] ?? 0);
+    expect(layers, log).toBeGreaterThan(0);
+    expect(readFileSync(join(runDir('bn'), 'train.log'), 'utf8')).not.toMatch(/SyncBatchNorm/);
+    // The recipe key is the same switch as the flag.
+    expect(JSON.parse(readFileSync(join(runDir('syncbn'), 'config.json'), 'utf8')).training.syncBatchNorm).toBe(true);
+    const [a] = metricsOf(runDir('bn')) as { loss: number }[];
+    const [b] = metricsOf(runDir('syncbn')) as { loss: number }[];
+    expect(Number.isFinite(b!.loss)).toBe(true);
+    expect(b!.loss).not.toBe(a!.loss);
+  }, 600_000);
+
   it('a killed rank ends the run with an error within the timeout, never a hang', async () => {
     const port = await freePort();
     const args = trainArgs('killed', 200, ['--fold', '0']);

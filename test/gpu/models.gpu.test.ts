@@ -81,6 +81,20 @@ describe.skipIf(!run)('models on CUDA', () => {
     ref.dispose();
   });
 
+  it('fp16: the channel attention of BiSeNet and the dual-attention UNet stays finite at 768 px with large inputs', async () => {
+    // E = X X^T over 96 x 96 positions exceeds float16's range unless it is scaled (bisenet.cpp cam()).
+    manualSeed(9);
+    const x = await (await Tensor.randn([1, 3, 768, 768], { device: 'cuda' })).mul(Tensor.from([40], [1], { device: 'cuda' }));
+    for (const backbone of ['bisenet_r18', 'daunet_r18']) {
+      const m = await Model.create({ backbone, seed: 3, device: 'cuda', precision: 'fp16' });
+      const p = await values((await m.predict(x)).mask);
+      let finite = 0;
+      for (let i = 0; i < p.length; i++) if (Number.isFinite(p[i]!)) finite++;
+      expect(finite, backbone).toBe(p.length);
+      m.dispose();
+    }
+  });
+
   it('a checkpoint saved on CUDA loads on the CPU and back; TorchScript export runs on CUDA', async () => {
     const m = await Model.create({ backbone: 'albunet34', seed: 5, device: 'cuda', precision: 'bf16' });
     const path = join(dir, 'cuda.ckpt');

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../../src/data/rle.js';
 import { resizeMask } from '../../src/inference/resize.js';
 import { MapWriter } from '../../src/inference/maps.js';
-import { makeSubmission, postprocessMap, readProbabilities } from '../../src/inference/submit.js';
+import { makeSubmission, postprocessMap, readProbabilities, readRankingProbabilities } from '../../src/inference/submit.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'pn-submit-'));
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -83,6 +83,24 @@ describe('submit', () => {
     const n = await makeSubmission([join(dir, 'maps.pnm')], ids, out, { triplet: [0.5, 1, 0.5], nonEmptyRatio: 0.4, size: S });
     expect(n).toMatchObject({ positives: 2, ratioRemoved: 2 });
     expect((await rows(out)).slice(1).map((row) => row[1] !== '-1')).toEqual([false, false, false, true, true]);
+  });
+
+  it('ranks by a classifier for non_empty_ratio (42nd place): its top fraction keeps the segmentation', async () => {
+    const out = join(dir, 'sub-rank.csv');
+    // The classifier prefers b and c (small squares) over d and e (large): with the ratio 0.4 those
+    // two keep their masks and d, e go empty, the reverse of ranking by area.
+    const probs = new Map(ids.map((id, i) => [id, [0.05, 0.9, 0.8, 0.2, 0.1][i]!]));
+    const r = await makeSubmission([join(dir, 'maps.pnm')], ids, out, { triplet: [0.5, 1, 0.5], nonEmptyRatio: 0.4, rankBy: probs, size: S });
+    expect(r).toMatchObject({ positives: 2, ratioRemoved: 2 });
+    expect((await rows(out)).slice(1).map((row) => row[1] !== '-1')).toEqual([false, true, true, false, false]);
+    // The probabilities may come from a classifier's maps (their stored probability, i / 4 here).
+    const fromMaps = await readRankingProbabilities(join(dir, 'maps.pnm'));
+    expect([...fromMaps.entries()]).toEqual(ids.map((id, i) => [id, i / 4]));
+    const csv = join(dir, 'rank.csv');
+    await writeFile(csv, 'ImageId,p\na,0.5\nb,0.25\n');
+    expect([...(await readRankingProbabilities(csv)).entries()]).toEqual([['a', 0.5], ['b', 0.25]]);
+    await expect(makeSubmission([join(dir, 'maps.pnm')], ids, out, { nonEmptyRatio: 0.4, rankBy: new Map([['a', 1]]) })).rejects.toThrow(/ranking probabilities miss 4 sample-submission id\(s\): b, c, d, e/);
+    await expect(makeSubmission([join(dir, 'maps.pnm')], ids, out, { rankBy: probs })).rejects.toThrow(/nonEmptyRatio/);
   });
 
   it('rejects maps that miss sample-submission ids or hold others, listing them', async () => {

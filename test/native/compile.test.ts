@@ -62,7 +62,7 @@ describe('compile check against LibTorch 2.6 and CUDA headers', () => {
       const failed = results.filter((r) => !r.ok);
       expect(failed.map((r) => `${r.name}:\n${[...(r.errors ?? []), ...(r.warnings ?? [])].join('\n') || r.output}`)).toEqual([]);
       const names = results.map((r) => r.name);
-      for (const name of ['libtorch-2.6-cpu', 'libtorch-2.6-cuda', 'libtorch-1.13-cuda', 'napi-layer']) expect(names).toContain(name);
+      for (const name of ['libtorch-2.6-cpu', 'libtorch-2.6-cuda', 'libtorch-1.13-cuda', 'distributed-2.6-cpu', 'distributed-2.6-cuda-nccl', 'distributed-1.13-cuda-nccl', 'napi-layer']) expect(names).toContain(name);
       for (const r of results) console.log(`${r.name}: ${r.skipped ?? `ok in ${r.seconds.toFixed(0)} s`}${r.architectures ? ` (${r.architectures.join(' ')})` : ''}`);
     },
     900_000,

@@ -124,6 +124,14 @@ describe('pipeline --smoke', () => {
         expect(result.stages.find((st) => st.name === 'train-unet_r18_42nd-part0')!.argv).toEqual(expect.arrayContaining(['--model.backbone', 'tiny_daunet_r18']));
         expect(result.stages.find((st) => st.name === 'train-bisenet_42nd-part0')!.argv).toEqual(expect.arrayContaining(['--model.backbone', 'tiny_bisenet_r18']));
         expect(result.stages.map((st) => st.name)).toEqual(expect.arrayContaining(['infer-test-bisenet_42nd', 'blend-test']));
+        // The BiSeNet classifier on dilated masks ranks the images for non_empty_ratio (no stacking, no out-of-fold maps).
+        const cls = result.stages.find((st) => st.name === 'train-classifier-part0')!.argv;
+        expect(cls).toEqual(expect.arrayContaining(['--model.backbone', 'tiny_bisenet_r18']));
+        expect(result.stages.map((st) => st.name)).not.toContain('stack');
+        expect(result.stages.map((st) => st.name)).not.toContain('infer-oof-classifier-fold0');
+        expect(result.stages.find((st) => st.name === 'submit')!.argv).toEqual(expect.arrayContaining(['--rank-by', join(workdir, 'maps', 'test-classifier.pnm')]));
+        const clsConfig = JSON.parse(readFileSync(join(workdir, 'experiments', 'bisenet_cls_42nd', 'part0', 'fold0', 'config.json'), 'utf8'));
+        expect(clsConfig).toMatchObject({ data: { maskDilation: 96 }, sampler: { mode: 'balanced' } });
       }
       if (name === 'unetpp-efficientnet') {
         // A second run reuses every stage.

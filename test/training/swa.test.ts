@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { manualSeed } from '../../src/core/runtime.js';
 import { Tensor } from '../../src/core/tensor.js';
 import { loadBinding } from '../../src/native/binding.js';
 import { Model } from '../../src/models/model.js';
@@ -182,6 +183,28 @@ describe('Model.recomputeBatchNorm', () => {
     }
     expect(checked).toBeGreaterThan(20);
     expect(worst, `worst at ${worstName}`).toBeLessThan(1e-4);
+    model.dispose();
+  });
+
+  it('recomputes the auxiliary heads of BiSeNet too (the training forward runs them), leaving no variance at zero', async () => {
+    const model = await Model.create({ backbone: 'tiny_bisenet_r18', seed: 46 });
+    const before = await model.stateDict();
+    const auxVars = [...before.keys()].filter((k) => /aux/.test(k) && k.endsWith('running_var'));
+    expect(auxVars.length).toBeGreaterThan(0);
+    manualSeed(47);
+    const batches = [await Tensor.randn([2, 3, 64, 64]), await Tensor.randn([3, 3, 64, 64])];
+    expect(await model.recomputeBatchNorm(batches)).toBe(2);
+    const after = await model.stateDict();
+    for (const [name, t] of after) {
+      if (!name.endsWith('running_var')) continue;
+      const v = await t.data('float32');
+      expect(Math.min(...v), name).toBeGreaterThan(0);
+    }
+    // Recomputed from the data, not left at their initial ones.
+    for (const name of auxVars) {
+      const v = Array.from(await after.get(name)!.data('float32'));
+      expect(v.some((x) => Math.abs(x - 1) > 1e-3), name).toBe(true);
+    }
     model.dispose();
   });
 

@@ -9,6 +9,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dilateMasks } from '../../src/data/dilate.js';
 import { Model } from '../../src/models/model.js';
 import { AugmentPipeline } from '../../src/training/augment/pipeline.js';
 import { validateConfig } from '../../src/training/config.js';
@@ -169,6 +170,27 @@ describe('BatchLoader', () => {
     expect(a.ids.flat()).toEqual(train.map((s) => s.id));
     expect(b.sums).toEqual(a.sums);
     expect(loader.batchesLoaded).toBe(6);
+  });
+
+  it('maskDilation dilates the masks before augmentation (the 42nd place classifier)', async () => {
+    const dataset = await openPreparedDataset(fixture.data, 'folds.csv');
+    const positives = splitFold(dataset, 0).train.filter((s) => s.positive).slice(0, 2);
+    const order = Int32Array.from({ length: positives.length }, (_, i) => i);
+    const masksOf = async (maskDilation: number): Promise<Float32Array> => {
+      const loader = new BatchLoader(positives, { size: 64, batchSize: 2, pipeline: AugmentPipeline.preset('none'), channels: 3, depth: 1, maskDilation });
+      for await (const b of loader.epoch(order, 1)) {
+        const m = Float32Array.from(await b.masks.data('float32'));
+        b.dispose();
+        return m;
+      }
+      throw new Error('no batch');
+    };
+    const plain = await masksOf(0);
+    const dilated = await masksOf(9);
+    const expected = dilateMasks(Uint8Array.from(plain, (v) => (v > 0.5 ? 255 : 0)), 2, 64, 64, 9);
+    expect(Array.from(dilated)).toEqual(Array.from(expected, (v) => (v ? 1 : 0)));
+    expect(dilated.reduce((a, v) => a + v, 0)).toBeGreaterThan(plain.reduce((a, v) => a + v, 0));
+    expect(() => new BatchLoader(positives, { size: 64, batchSize: 2, pipeline: AugmentPipeline.preset('none'), channels: 3, maskDilation: -1 })).toThrow(/maskDilation/);
   });
 });
 

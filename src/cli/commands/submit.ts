@@ -4,7 +4,7 @@ import type { CommandModule } from 'yargs';
 import { readSampleSubmission, readTrainLabels } from '../../data/labels.js';
 import { assertTriplet } from '../../inference/postprocess.js';
 import { parseWeighted } from '../../inference/blend.js';
-import { DEFAULT_SUBMIT_TRIPLET, makeSubmission, readProbabilities } from '../../inference/submit.js';
+import { DEFAULT_SUBMIT_TRIPLET, makeSubmission, readProbabilities, readRankingProbabilities } from '../../inference/submit.js';
 import type { SubmitResult } from '../../inference/submit.js';
 import type { Triplet } from '../../training/config.js';
 import { ProgressBar } from '../progress.js';
@@ -21,6 +21,7 @@ interface SubmitArgs extends JsonOption {
   'non-empty-ratio'?: number;
   classifier?: string;
   gate?: number;
+  'rank-by'?: string;
   truth?: string;
   size: number;
   'area-size': number;
@@ -92,6 +93,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
         'non-empty-ratio': { type: 'number', describe: 'Keep only this fraction of images positive, ranked by predicted area (42nd place)' },
         classifier: { type: 'string', describe: 'CSV of ImageId,probability (e.g. from `stack`) for the gate; without it --gate uses the maps\' stored classifier probabilities' },
         gate: { type: 'number', describe: 'Keep a segmentation only where the classifier probability is above this (second place: 0.65)' },
+        'rank-by': { type: 'string', describe: "With --non-empty-ratio: rank images by a classifier's probabilities (its test maps from `infer`, or an ImageId,probability CSV) instead of by predicted area (42nd place)" },
         truth: { type: 'string', describe: 'Truth labels (e.g. test-rle.csv): also score the submission' },
         size: { type: 'number', default: 1024, describe: 'Mask side of the submission' },
         'area-size': { type: 'number', default: 1024, describe: 'The side areas are counted at' },
@@ -105,6 +107,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
         if (r !== undefined && !(r >= 0 && r <= 1)) throw new CliError(`--non-empty-ratio must be between 0 and 1 (got ${r})`, 2);
         if (argv.gate !== undefined && !(argv.gate >= 0 && argv.gate <= 1)) throw new CliError(`--gate must be between 0 and 1 (got ${argv.gate})`, 2);
         if (argv.classifier !== undefined && argv.gate === undefined) throw new CliError('--classifier needs --gate (the threshold, e.g. 0.65)', 2);
+        if (argv['rank-by'] !== undefined && r === undefined) throw new CliError('--rank-by needs --non-empty-ratio (it ranks images for it)', 2);
         if (argv.triplet !== undefined && argv.thresholds !== undefined) throw new CliError('give --triplet or --thresholds, not both', 2);
         return true;
       }),
@@ -113,6 +116,12 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
     const sampleIds = await readSampleSubmission(argv.sample);
     const truth = argv.truth ? await readTrainLabels(argv.truth) : undefined;
     const gate = argv.gate === undefined ? undefined : { probabilities: argv.classifier ? await readProbabilities(argv.classifier) : ('maps' as const), threshold: argv.gate };
+    let rankBy: Map<string, number> | undefined;
+    try {
+      rankBy = argv['rank-by'] !== undefined ? await readRankingProbabilities(argv['rank-by']) : undefined;
+    } catch (err) {
+      throw new CliError(`--rank-by: ${(err as Error).message}`, 2);
+    }
     const bar = new ProgressBar('submit', sampleIds.length, { unit: 'images', silent: argv.quiet });
     let result: SubmitResult;
     try {
@@ -121,6 +130,7 @@ export const submitCommand: CommandModule<object, SubmitArgs> = {
         minArea: argv['min-area'],
         nonEmptyRatio: argv['non-empty-ratio'],
         gate,
+        ...(rankBy ? { rankBy } : {}),
         size: argv.size,
         areaSize: argv['area-size'],
         truth,

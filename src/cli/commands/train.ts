@@ -35,6 +35,7 @@ export const SHORT_FLAGS: Record<string, { path: string; describe: string }> = {
   seed: { path: 'seed', describe: 'Seed of everything random' },
   device: { path: 'device', describe: 'auto, cpu, cuda or cuda:N' },
   task: { path: 'task', describe: 'segment, or classify (the second place classifier: balanced batches, label from the mask)' },
+  'sync-bn': { path: 'training.syncBatchNorm', describe: 'SyncBatchNorm in a data-parallel run: BatchNorm statistics over the global batch of all ranks' },
 };
 
 interface TrainArgs extends JsonOption {
