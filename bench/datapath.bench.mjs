@@ -6,12 +6,15 @@
 //    - native PNG: the same PNG folder through libpng on the native decode threads;
 //    - image store: train.pnimg (uint8 bytes at fixed offsets, no decoding).
 // 2. Store read + uint8 -> normalised batch at 512 (the loader with normalisation only, two batches
-//    in flight) against the same from the PNG folder with sharp.
-// PNEUMO_BENCH_IMAGES (default 24), PNEUMO_BENCH_BATCH (default 4).
+//    in flight): the native store reader (positional reads straight into the batch on a native
+//    worker) against, in the same run, the PNG folder (native libpng) and the JavaScript store
+//    reader the loader used before (fs.read per image, CRC-32 in JS, a copy into the batch).
+// PNEUMO_BENCH_IMAGES (default 24), PNEUMO_BENCH_BATCH (default 4); PNEUMO_BENCH_DATAPATH=512
+// runs part 2 only.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { augment, folds, labels, prepare, synth, trainingData, Tensor } from '../dist/index.js';
-import { Random } from '../dist/core/random.js';
+import { Random, deriveSeed } from '../dist/core/random.js';
 import { decodeBatch, imageSource } from '../dist/data/batch.js';
 import { convertToStore } from '../dist/data/image-store.js';
 
@@ -61,6 +64,13 @@ export async function run({ tmpDir, quick, log }) {
   const entries = [];
   const pipeline = augment.AugmentPipeline.preset('first-place');
 
+  if (process.env.PNEUMO_BENCH_DATAPATH !== '512') entries.push(...(await part1024({ tmpDir, n, batch, log, pipeline })));
+  entries.push(...(await part512({ tmpDir, n, quick, log })));
+  return entries;
+}
+
+async function part1024({ tmpDir, n, batch, log, pipeline }) {
+  const entries = [];
   // 1. Loader at 1024 with the first-place augmentation.
   const data = await dataset(tmpDir, n, 1024);
   const fromPng = await trainingData.openPreparedDataset(data, 'folds.csv', { store: 'png' });
@@ -92,26 +102,76 @@ export async function run({ tmpDir, quick, log }) {
     });
   }
   await fromStore.store?.close();
+  return entries;
+}
 
+/**
+ * The loader's epoch before the native store reader (depth 2): ImageStoreReader.readBatch (one
+ * fs.read per image and mask, CRC-32 in JS), Tensor.from copies, then the same pipeline.
+ */
+async function* epochBefore(samples, reader, pipeline, channels, batchSize, seed) {
+  const count = Math.ceil(samples.length / batchSize);
+  const load = async (b) => {
+    const chunk = samples.slice(b * batchSize, (b + 1) * batchSize);
+    const n = chunk.length;
+    const { images, masks } = await reader.readBatch(chunk.map((s) => s.store.index));
+    const img = Tensor.from(images, [n, 1, reader.size, reader.size]);
+    const msk = Tensor.from(masks, [n, 1, reader.size, reader.size]);
+    const plan = pipeline.sample(new Random(deriveSeed(seed, b)), n, reader.size, reader.size);
+    const out = await pipeline.apply(img, msk, plan, { channels });
+    img.dispose();
+    msk.dispose();
+    const labels = Tensor.from(Float32Array.from(chunk, (s) => (s.positive ? 1 : 0)), [n, 1]);
+    return { dispose: () => [out.images, out.masks, labels].forEach((t) => t.dispose()) };
+  };
+  const pending = [];
+  let next = 0;
+  const schedule = () => {
+    while (next < count && pending.length < 2) pending.push(load(next++));
+  };
+  schedule();
+  while (pending.length > 0) {
+    const batch = await pending.shift();
+    schedule();
+    yield batch;
+  }
+}
+
+async function part512({ tmpDir, n, quick, log }) {
+  const entries = [];
   // 2. Store read + uint8 -> normalised batch at 512, two batches in flight (the loader's epoch).
   const data512 = await dataset(tmpDir, n, 512);
   const png512 = await trainingData.openPreparedDataset(data512, 'folds.csv', { store: 'png' });
   const store512 = await trainingData.openPreparedDataset(data512, 'folds.csv');
   const normalizeOnly = (channels) =>
     channels === 3 ? augment.AugmentPipeline.preset('none') : new augment.AugmentPipeline([{ type: 'Normalize', mean: [0.485], std: [0.229], max_pixel_value: 255 }]);
-  const epochRate = async (samples, channels) => {
+  const rounds = quick ? 2 : 6;
+  const epochRate = async (samples, channels, before = false) => {
     const loader = new trainingData.BatchLoader(samples, { size: 512, batchSize: 8, pipeline: normalizeOnly(channels), channels, depth: 2 });
     const order = Int32Array.from({ length: samples.length }, (_, i) => i);
-    for await (const b of loader.epoch(order, 1)) b.dispose(); // warm-up
+    const epoch = (seed) => (before ? epochBefore(samples, store512.store, normalizeOnly(channels), channels, 8, seed) : loader.epoch(order, seed));
+    for await (const b of epoch(1)) b.dispose(); // warm-up
     const t0 = performance.now();
-    const rounds = quick ? 2 : 6;
-    for (let r = 0; r < rounds; r++) for await (const b of loader.epoch(order, r)) b.dispose();
+    for (let r = 0; r < rounds; r++) for await (const b of epoch(r)) b.dispose();
     return (rounds * samples.length) / ((performance.now() - t0) / 1000);
   };
   for (const channels of [1, 3]) {
     const fromStoreRate = await epochRate(store512.samples, channels);
     const fromPngRate = await epochRate(png512.samples, channels);
-    log(`store read + normalise @512, ${channels} channel(s): ${fromStoreRate.toFixed(0)} images/s vs ${fromPngRate.toFixed(0)} from PNGs (native libpng)`);
+    const beforeRate = await epochRate(store512.samples, channels, true);
+    log(
+      `store read + normalise @512, ${channels} channel(s): ${fromStoreRate.toFixed(0)} images/s (native store reader) vs ${fromPngRate.toFixed(0)} from PNGs (native libpng), ` +
+        `${beforeRate.toFixed(0)} with the JavaScript store reader (before); store/PNG ${(fromStoreRate / fromPngRate).toFixed(2)}x`,
+    );
+    entries.push({
+      group: 'data path',
+      name: `native store reader vs JavaScript store reader, normalised [B, ${channels}, 512, 512] with masks`,
+      unit: 'images/s',
+      value: fromStoreRate,
+      baseline: { name: 'before: JS reader (fs.read per image, CRC-32 in JS, copy into the batch)', value: beforeRate },
+      higherIsBetter: true,
+      notes: `batch 8, two batches in flight, ${n} images x ${rounds} epochs`,
+    });
     entries.push({
       group: 'data path',
       name: `image store read + uint8 -> normalised float32 [B, ${channels}, 512, 512] with masks`,

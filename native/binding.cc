@@ -31,6 +31,8 @@
 #define PN_VERSION "0.0.0"
 #endif
 
+void InitStore(Napi::Env env, Napi::Object exports);  // native/binding_store.cc
+
 namespace {
 
 // ---- counters visible from JS ---------------------------------------------------------------
@@ -2222,6 +2224,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterTraining(env, exports);
   RegisterInference(env, exports);
   RegisterDistributed(env, exports);
+  InitStore(env, exports);
   return exports;
 }
 

@@ -34,7 +34,7 @@ import { napiIncludeDirs } from './libtorch.mjs';
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** Sources kept out of the unity file and the torch headers (as in CMakeLists.txt). */
-const PLAIN_SOURCES = ['native/inference/thresholds.cpp', 'native/data/dicom_scan.cpp', 'native/data/png_decode.cpp'];
+const PLAIN_SOURCES = ['native/inference/thresholds.cpp', 'native/data/dicom_scan.cpp', 'native/data/png_decode.cpp', 'native/data/crc32.cpp'];
 /** The c10d sources (as CMakeLists.txt's PN_DISTRIBUTED_SOURCES). */
 const DISTRIBUTED_SOURCES = ['native/distributed/process_group.cpp', 'native/distributed/sync_batch_norm.cpp'];
 /** Stand-ins for CUDA library headers (declarations ATen's CUDA headers name; nothing here links). */
@@ -178,8 +178,8 @@ export function plan() {
     { name: 'distributed-1.13-cuda-nccl', cuda: true, args: [...base, ...distFlags, '-DPN_WITH_CUDA=1', '-DPN_WITH_NCCL=1', nccl, ...torchIncludes('/usr/include'), `-isystem${macros}`, `-idirafter${cudaLibs}`, distUnity] },
   );
   const plain = [
-    { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), join(root, 'native', 'binding.cc')] },
-    ...PLAIN_SOURCES.map((s) => ({ name: `plain:${s}`, args: [...base, ...(s.endsWith('png_decode.cpp') && existsSync('/usr/include/png.h') ? ['-DPN_WITH_LIBPNG=1'] : []), join(root, s)] })),
+    { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), join(root, 'native', 'binding.cc'), join(root, 'native', 'binding_store.cc')] },
+    ...PLAIN_SOURCES.map((s) => ({ name: `plain:${s}`, args: [...base, ...(s.endsWith('png_decode.cpp') && existsSync('/usr/include/png.h') ? ['-DPN_WITH_LIBPNG=1'] : []), ...(s.endsWith('crc32.cpp') && existsSync('/usr/include/zlib.h') ? ['-DPN_WITH_ZLIB=1'] : []), join(root, s)] })),
   ];
   return { checks, plain, work, torchSources };
 }

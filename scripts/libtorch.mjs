@@ -129,15 +129,21 @@ export function libPng() {
   return dirs.some((d) => existsSync(join(d, 'png.h')));
 }
 
+/** Whether zlib's development files are installed (for binding.gyp; CMake finds it itself). */
+export function zlib() {
+  const dirs = ['/usr/include', '/usr/local/include', '/opt/homebrew/include'];
+  return dirs.some((d) => existsSync(join(d, 'zlib.h')));
+}
+
 /** The C++ ABI LibTorch was built with, read from TorchConfig.cmake (1 when not stated). */
 function cxxAbi(cmakeDir) {
   const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(readFileSync(join(cmakeDir, 'TorchConfig.cmake'), 'utf8'));
   return m ? Number(m[1]) : 1;
 }
 
-/** Every source file of the addon (for binding.gyp): native/binding.cc and native/**\/*.cpp. */
+/** Every source file of the addon (for binding.gyp): the N-API .cc files and native/**\/*.cpp. */
 export function addonSources(root) {
-  const out = ['native/binding.cc'];
+  const out = ['native/binding.cc', 'native/binding_store.cc'];
   const walk = (dir) => {
     for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const rel = `${dir}/${entry.name}`;
@@ -157,12 +163,14 @@ export function addonSources(root) {
  * PN_UNITY_BATCH=1 lists the files separately.
  */
 export function gypSources(root) {
-  const [binding, ...torchSide] = addonSources(root);
+  const all = addonSources(root);
+  const binding = all.filter((f) => f.endsWith('.cc'));
+  const torchSide = all.filter((f) => !f.endsWith('.cc'));
   const perUnit = process.env.PN_UNITY_BATCH && process.env.PN_UNITY_BATCH !== 'auto' ? Number(process.env.PN_UNITY_BATCH) : Math.ceil(torchSide.length / Math.max(1, availableParallelism()));
-  if (!(perUnit > 1)) return [binding, ...torchSide];
+  if (!(perUnit > 1)) return [...binding, ...torchSide];
   const dir = join(root, 'build', 'unity');
   mkdirSync(dir, { recursive: true });
-  const out = [binding];
+  const out = [...binding];
   for (let i = 0; i * perUnit < torchSide.length; i++) {
     const rel = `build/unity/torch_${i}.cpp`;
     const body = torchSide.slice(i * perUnit, (i + 1) * perUnit).map((f) => `#include "${join(root, f)}"\n`).join('');
@@ -251,8 +259,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (flag === '--cmake-dir') process.stdout.write(found.cmakeDir);
   else if (flag === '--include-dirs') process.stdout.write(found.includeDirs.join(' '));
   else if (flag === '--lib-dirs') process.stdout.write(found.libDirs.join(' '));
-  else if (flag === '--gyp-libraries') process.stdout.write(found.libDirs.flatMap((d) => [`-L${d}`, `-Wl,-rpath,${d}`]).concat(['-ltorch', '-ltorch_cpu', '-lc10'], turboJpeg() ? ['-lturbojpeg'] : [], libPng() ? ['-lpng'] : []).join(' '));
-  else if (flag === '--gyp-defines') process.stdout.write([turboJpeg() ? 'PN_WITH_TURBOJPEG=1' : 'PN_WITHOUT_TURBOJPEG=1', libPng() ? 'PN_WITH_LIBPNG=1' : 'PN_WITHOUT_LIBPNG=1'].join(' '));
+  else if (flag === '--gyp-libraries') process.stdout.write(found.libDirs.flatMap((d) => [`-L${d}`, `-Wl,-rpath,${d}`]).concat(['-ltorch', '-ltorch_cpu', '-lc10'], turboJpeg() ? ['-lturbojpeg'] : [], libPng() ? ['-lpng'] : [], zlib() ? ['-lz'] : []).join(' '));
+  else if (flag === '--gyp-defines') process.stdout.write([turboJpeg() ? 'PN_WITH_TURBOJPEG=1' : 'PN_WITHOUT_TURBOJPEG=1', libPng() ? 'PN_WITH_LIBPNG=1' : 'PN_WITHOUT_LIBPNG=1', zlib() ? 'PN_WITH_ZLIB=1' : 'PN_WITHOUT_ZLIB=1'].join(' '));
   else if (flag === '--cxx-abi') process.stdout.write(String(found.cxxAbi));
   else if (flag === '--sources') process.stdout.write(gypSources(packageRootDir).join(' '));
   else process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);

@@ -11,10 +11,24 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include "../core/torch_internal.h"
 #include "data_api.h"
 #include "dicom_scan.h"
 #include "png_decode.h"
+#include "store_api.h"
+
+#ifdef PN_WITH_CUDA
+// c10/cuda and the CUDA runtime only (as core/runtime.cpp): no ATen/cuda/CUDAContext.h.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#endif
 
 #ifdef PN_WITH_TURBOJPEG
 #include <turbojpeg.h>
@@ -404,6 +418,253 @@ FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptio
     }
     if (!into) result.images = wrap(out);
     return result;
+  });
+}
+
+// ---- the prepared image store (store_api.h) --------------------------------------------------
+
+namespace {
+
+std::string hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+}  // namespace
+
+class ImageStoreFile {
+ public:
+  std::string path;
+  StoreLayout layout;
+  std::vector<uint32_t> checksums;
+  std::vector<uint8_t> written;
+  std::mutex mutex;  // guards fd against close() during a read
+  int fd = -1;
+  int readers = 0;
+  std::condition_variable idle;
+
+  ~ImageStoreFile() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::shared_ptr<ImageStoreFile> openImageStore(const std::string& path, const StoreLayout& layout, std::vector<uint32_t> checksums,
+                                               std::vector<uint8_t> written) {
+  const int64_t plane = layout.size * layout.size;
+  if (layout.size < 1 || layout.count < 0 || layout.images < 16 || (layout.masks >= 0 && layout.masks < layout.images + layout.count * plane)) {
+    throw Error(path + ": the image store layout is not valid (size " + std::to_string(layout.size) + ", " + std::to_string(layout.count) + " images)");
+  }
+  if (static_cast<int64_t>(checksums.size()) != layout.count || static_cast<int64_t>(written.size()) != layout.count) {
+    throw Error(path + ": expected " + std::to_string(layout.count) + " checksums and written flags");
+  }
+  auto store = std::make_shared<ImageStoreFile>();
+  store->path = path;
+  store->layout = layout;
+  store->checksums = std::move(checksums);
+  store->written = std::move(written);
+  store->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (store->fd < 0) throw Error(path + ": cannot open the image store (" + std::strerror(errno) + ")");
+  struct stat st {};
+  if (::fstat(store->fd, &st) != 0) throw Error(path + ": cannot stat the image store (" + std::strerror(errno) + ")");
+  const int64_t end = (layout.masks >= 0 ? layout.masks : layout.images) + layout.count * plane;
+  if (st.st_size < end) {
+    throw Error(path + ": the image store is truncated (" + std::to_string(st.st_size) + " bytes, its header needs " + std::to_string(end) +
+                "); re-create it (rerun `pneumo-native store`)");
+  }
+  return store;
+}
+
+void closeImageStore(ImageStoreFile& store) {
+  std::unique_lock<std::mutex> lock(store.mutex);
+  store.idle.wait(lock, [&] { return store.readers == 0; });
+  if (store.fd >= 0) ::close(store.fd);
+  store.fd = -1;
+}
+
+namespace {
+
+/** Reads exactly `length` bytes at `position`; a short file is an error naming the byte. */
+void preadExactly(const ImageStoreFile& store, int fd, uint8_t* dst, size_t length, int64_t position) {
+  size_t done = 0;
+  while (done < length) {
+    const ssize_t n = ::pread(fd, dst + done, length - done, static_cast<off_t>(position + static_cast<int64_t>(done)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(store.path + ": cannot read the image store at byte " + std::to_string(position + static_cast<int64_t>(done)) + " (" + std::strerror(errno) + ")");
+    if (n == 0) {
+      throw Error(store.path + ": the image store ends early (truncated at byte " + std::to_string(position + static_cast<int64_t>(done)) + ", expected " +
+                  std::to_string(position + static_cast<int64_t>(length)) + "); re-create it (rerun `pneumo-native store`)");
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+/** Holds the store's descriptor open for the duration of a read. */
+struct ReadLease {
+  ImageStoreFile& store;
+  int fd;
+  explicit ReadLease(ImageStoreFile& s) : store(s) {
+    std::lock_guard<std::mutex> lock(store.mutex);
+    if (store.fd < 0) throw Error(store.path + ": the image store is closed");
+    fd = store.fd;
+    ++store.readers;
+  }
+  ~ReadLease() {
+    {
+      std::lock_guard<std::mutex> lock(store.mutex);
+      --store.readers;
+    }
+    store.idle.notify_all();
+  }
+  ReadLease(const ReadLease&) = delete;
+  ReadLease& operator=(const ReadLease&) = delete;
+};
+
+at::Tensor hostBatch(int64_t rows, int size, at::ScalarType dtype, bool pinned) {
+  return at::empty({rows, 1, size, size}, at::TensorOptions().dtype(dtype).pinned_memory(pinned));
+}
+
+#ifdef PN_WITH_CUDA
+/**
+ * Copies the host batches to `device` with non_blocking copies on a side stream, then waits (on
+ * this worker thread, never the compute thread) for an event recorded after them. The device
+ * tensors are allocated on the side stream and recorded on the device's default and current
+ * streams, where the training step uses them.
+ */
+std::vector<at::Tensor> stageToDevice(const std::vector<at::Tensor>& host, const at::Device& device) {
+  c10::cuda::CUDAGuard deviceGuard(device);
+  const c10::cuda::CUDAStream consumer = c10::cuda::getCurrentCUDAStream(device.index());
+  const c10::cuda::CUDAStream fallback = c10::cuda::getDefaultCUDAStream(device.index());
+  const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device.index());
+  std::vector<at::Tensor> out;
+  {
+    c10::cuda::CUDAStreamGuard streamGuard(side);
+    for (const at::Tensor& h : host) {
+      at::Tensor d = at::empty(h.sizes(), h.options().device(device).pinned_memory(false));
+      d.copy_(h, /*non_blocking=*/h.is_pinned());
+      out.push_back(std::move(d));
+    }
+    cudaEvent_t event = nullptr;
+    if (cudaEventCreateWithFlags(&event, cudaEventDisableTiming) != cudaSuccess) throw Error("cudaEventCreate failed staging a batch");
+    cudaError_t status = cudaEventRecord(event, side.stream());
+    if (status == cudaSuccess) status = cudaEventSynchronize(event);
+    cudaEventDestroy(event);
+    if (status != cudaSuccess) throw Error(std::string("copying a batch to ") + device.str() + " failed: " + cudaGetErrorString(status));
+  }
+  for (at::Tensor& d : out) {
+    d.record_stream(consumer);
+    if (fallback != consumer) d.record_stream(fallback);
+  }
+  return out;
+}
+#endif
+
+}  // namespace
+
+StoreBatch readStoreBatch(ImageStoreFile& store, const std::vector<int64_t>& indices, const StoreReadOptions& options) {
+  return guard([&] {
+    const StoreLayout& layout = store.layout;
+    const int stored = static_cast<int>(layout.size);
+    const int size = options.size > 0 ? options.size : stored;
+    if (size > 16384) throw Error("size must be between 1 and 16384, got " + std::to_string(size));
+    if (options.normalize && !(options.std > 0)) throw Error("std must be > 0");
+    if (options.masks && layout.masks < 0) throw Error(store.path + ": the image store holds no masks (a test split's store?)");
+    for (const int64_t i : indices) {
+      if (i < 0 || i >= layout.count) {
+        throw Error(store.path + ": image index " + std::to_string(i) + " is out of range (the store holds " + std::to_string(layout.count) + " images)");
+      }
+      if (store.written[static_cast<size_t>(i)] != 1) {
+        throw Error(store.path + ": image " + std::to_string(i) + " was never written (an interrupted conversion? rerun `pneumo-native store` to resume)");
+      }
+    }
+    const at::Device device = parseDevice(options.device);
+    const bool pinned = device.is_cuda() && options.pinned;
+    const auto rows = static_cast<int64_t>(indices.size());
+    at::Tensor images = hostBatch(rows, size, options.normalize ? at::kFloat : at::kByte, pinned);
+    at::Tensor masks = options.masks ? hostBatch(rows, size, at::kByte, pinned) : at::Tensor();
+    const size_t plane = static_cast<size_t>(stored) * stored;
+    const size_t outPlane = static_cast<size_t>(size) * size;
+    // The image bytes can go straight into their row when nothing is resized or converted.
+    const bool directImage = size == stored && !options.normalize;
+    const bool directMask = size == stored;
+    BatchOptions imageOptions;
+    imageOptions.size = size;
+    imageOptions.normalize = options.normalize;
+    imageOptions.mean = options.mean;
+    imageOptions.std = options.std;
+    BatchOptions maskOptions;
+    maskOptions.size = size;
+    maskOptions.threshold = true;
+    ReadLease lease(store);
+    const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(numThreads(), rows));
+    std::vector<Scratch> scratch(static_cast<size_t>(threads));
+    std::vector<std::vector<uint8_t>> maskScratch(static_cast<size_t>(threads));
+    std::mutex errorMutex;
+    std::string firstError;
+    int64_t firstErrorRow = -1;
+    forEachImage(rows, threads, [&](int64_t worker, int64_t k) {
+      try {
+        const int64_t i = indices[static_cast<size_t>(k)];
+        Scratch& s = scratch[static_cast<size_t>(worker)];
+        uint8_t* imageSlot = static_cast<uint8_t*>(images.data_ptr()) + static_cast<size_t>(k) * outPlane * (options.normalize ? sizeof(float) : 1);
+        uint8_t* image = imageSlot;
+        if (!directImage) {
+          s.file.resize(plane);
+          image = s.file.data();
+        }
+        preadExactly(store, lease.fd, image, plane, layout.images + i * static_cast<int64_t>(plane));
+        uint8_t* mask = nullptr;
+        uint8_t* maskSlot = nullptr;
+        if (options.masks || options.verify) {
+          if (layout.masks >= 0) {
+            maskSlot = options.masks ? static_cast<uint8_t*>(masks.data_ptr()) + static_cast<size_t>(k) * outPlane : nullptr;
+            mask = maskSlot;
+            if (!(options.masks && directMask)) {
+              auto& m = maskScratch[static_cast<size_t>(worker)];
+              m.resize(plane);
+              mask = m.data();
+            }
+            preadExactly(store, lease.fd, mask, plane, layout.masks + i * static_cast<int64_t>(plane));
+          }
+        }
+        if (options.verify) {
+          uint32_t c = crc32(image, plane);
+          if (mask) c = crc32(mask, plane, c);
+          const uint32_t expected = store.checksums[static_cast<size_t>(i)];
+          if (c != expected) {
+            throw Error(store.path + ": image " + std::to_string(i) + " is damaged: checksum " + hex32(c) + " where the file records " + hex32(expected) +
+                        "; re-create the store (rerun `pneumo-native store`)");
+          }
+        }
+        if (!directImage) storeImage(s, image, plane, false, stored, stored, 0, 0, imageOptions, imageSlot);
+        if (options.masks && !directMask) storeImage(s, mask, plane, false, stored, stored, 0, 0, maskOptions, maskSlot);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(errorMutex);
+        if (firstErrorRow < 0 || k < firstErrorRow) {
+          firstErrorRow = k;
+          firstError = e.what();
+        }
+      }
+    });
+    if (firstErrorRow >= 0) throw Error(firstError);
+    StoreBatch out;
+    if (device.is_cuda()) {
+#ifdef PN_WITH_CUDA
+      std::vector<at::Tensor> host{images};
+      if (masks.defined()) host.push_back(masks);
+      std::vector<at::Tensor> staged = stageToDevice(host, device);
+      images = staged[0];
+      if (masks.defined()) masks = staged[1];
+#else
+      throw Error("this build of pneumo-native has no CUDA support: cannot read a batch to " + device.str());
+#endif
+    } else if (!device.is_cpu()) {
+      images = images.to(device);
+      if (masks.defined()) masks = masks.to(device);
+    }
+    out.images = wrap(images);
+    if (masks.defined()) out.masks = wrap(masks);
+    return out;
   });
 }
 

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, join } from 'node:path';
 import { packageRoot, packageVersion } from '../core/package-info.js';
+import type { NativeStoreBinding } from './store.js';
 
 /** Element type names shared with the native side. */
 export type NativeDType = 'uint8' | 'int8' | 'int16' | 'int32' | 'int64' | 'float16' | 'bfloat16' | 'float32' | 'float64' | 'bool';
@@ -260,6 +261,9 @@ export interface NativeOptimizerGroup {
 export interface NativeOptimizerHandle {
   readonly __brand: 'NativeOptimizerHandle';
 }
+
+// The prepared image store's reader: src/native/store.ts (native/binding_store.cc).
+export interface NativeBinding extends NativeStoreBinding {}
 
 export interface NativeBinding {
   version: string;

@@ -21,7 +21,7 @@ import sharp from 'sharp';
 import { Random, deriveSeed } from '../core/random.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
-import { decodeBatch, readImageBatch } from '../data/batch.js';
+import { readImageBatch } from '../data/batch.js';
 import { dilateMasks } from '../data/dilate.js';
 import { ImageStoreReader, storePath } from '../data/image-store.js';
 import { ALWAYS_TRAIN_FOLD, FoldSplit } from '../data/folds.js';
@@ -190,30 +190,21 @@ function disposeAll(...tensors: (Tensor | undefined)[]): void {
 }
 
 /**
- * The uint8 images and 0/255 masks [B, 1, size, size] of `samples`: from their image store when
- * they all have one (bytes read at fixed offsets; resized natively only when the store's size is
- * not `size`), else decoded from the PNGs (natively with libpng). Either way masks are thresholded
- * at 128 after a resize, so both sources give the same batch.
+ * The uint8 images and 0/255 masks [B, 1, size, size] of `samples`, on `device`: from their image
+ * store when they all have one (read natively: positional reads straight into the batch, resized
+ * only when the store's size is not `size`; on a CUDA device through pinned memory and an
+ * asynchronous copy on a side stream), else decoded from the PNGs (natively with libpng) and then
+ * moved to `device`. Either way masks are thresholded at 128 after a resize, so both sources give
+ * the same batch.
  */
-export async function readSamples(samples: readonly TrainingSample[], size: number): Promise<[Tensor, Tensor]> {
+export async function readSamples(samples: readonly TrainingSample[], size: number, device = 'cpu'): Promise<[Tensor, Tensor]> {
   const reader = samples[0]?.store?.reader;
   if (reader && samples.every((s) => s.store?.reader === reader)) {
-    const n = samples.length;
-    const { images, masks } = await reader.readBatch(samples.map((s) => s.store!.index));
-    const stored = reader.size;
-    if (stored === size) {
-      return [Tensor.from(images, [n, 1, size, size]), Tensor.from(masks!, [n, 1, size, size])];
-    }
-    const plane = stored * stored;
-    const raw = (buffer: Buffer) => Array.from({ length: n }, (_, k) => ({ data: buffer.subarray(k * plane, (k + 1) * plane), jpeg: false as const, width: stored, height: stored }));
-    const names = samples.map((s) => `${reader.path} (${s.id})`);
-    const img = await decodeBatch(raw(images), { size }, names);
-    try {
-      return [img, await decodeBatch(raw(masks!), { size, threshold: true }, names)];
-    } catch (err) {
-      img.dispose();
-      throw err;
-    }
+    const { images, masks } = await reader.readTensors(
+      samples.map((s) => s.store!.index),
+      { size, masks: true, device },
+    );
+    return [images, masks!];
   }
   const [images, masks] = await Promise.allSettled([readImageBatch(samples.map((s) => s.image), { size }), readImageBatch(samples.map((s) => s.mask), { size, threshold: true })]);
   if (images.status === 'rejected' || masks.status === 'rejected') {
@@ -221,7 +212,18 @@ export async function readSamples(samples: readonly TrainingSample[], size: numb
     if (masks.status === 'fulfilled') masks.value.dispose();
     throw images.status === 'rejected' ? images.reason : (masks as PromiseRejectedResult).reason;
   }
-  return [images.value, masks.value];
+  if (device === 'cpu') return [images.value, masks.value];
+  try {
+    const onDevice = await images.value.to(device);
+    try {
+      return [onDevice, await masks.value.to(device)];
+    } catch (err) {
+      onDevice.dispose();
+      throw err;
+    }
+  } finally {
+    disposeAll(images.value, masks.value);
+  }
 }
 
 /**
@@ -278,9 +280,12 @@ export class BatchLoader {
     });
     const { size, pipeline, device, channels } = this.options;
     // Masks resized from another size are thresholded back to 0/255 at half way (natively).
-    const [raw, rawMasks] = await readSamples(chosen, size);
+    const dilate = this.options.maskDilation > 1;
+    // Dilation works on CPU masks: read there, dilate, then move; otherwise read straight to the
+    // device (a store through pinned memory and a side-stream copy).
+    const [raw, rawMasks] = await readSamples(chosen, size, dilate ? 'cpu' : device);
     let masks = rawMasks;
-    if (this.options.maskDilation > 1) {
+    if (dilate) {
       try {
         const dilated = dilateMasks(await rawMasks.data('uint8'), chosen.length, size, size, this.options.maskDilation);
         masks = Tensor.from(dilated, [chosen.length, 1, size, size], { dtype: 'uint8' });
@@ -289,7 +294,7 @@ export class BatchLoader {
       }
     }
     let images = raw;
-    if (device !== 'cpu') {
+    if (dilate && device !== 'cpu') {
       images = await raw.to(device);
       const m = await masks.to(device);
       disposeAll(raw, masks);

@@ -1,0 +1,248 @@
+// The N-API glue of the prepared image store's native reader (native/data/store_api.h): an
+// `openImageStore` that returns a handle whose `readBatch` reads records straight into batch
+// tensors on a libuv worker (never the event loop, never the compute thread), optionally staged
+// to a CUDA device. Includes only napi.h and torch-free headers. Its TypeScript counterpart is
+// src/native/store.ts.
+//
+// Kept apart from binding.cc (one Init line there): the tensor wrapper is reached through the
+// exported NativeTensor class, and the few helpers it needs (a Promise worker on the pool, argument
+// checks) are small copies of binding.cc's Task<R> (RunOn::Pool) and arg* helpers.
+#include <napi.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/api.h"
+#include "data/store_api.h"
+
+void InitStore(Napi::Env env, Napi::Object exports);
+
+namespace {
+
+/** Per-environment references: the NativeTensor class (to wrap results) and the store handle class. */
+struct StoreAddonData {
+  Napi::FunctionReference tensorConstructor;
+  Napi::FunctionReference storeConstructor;
+};
+
+[[noreturn]] void throwType(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
+
+Napi::Object wrapTensor(Napi::Env env, StoreAddonData* data, pn::Tensor tensor) {
+  return data->tensorConstructor.Value().New({Napi::External<pn::Tensor>::New(env, &tensor)});
+}
+
+/** A Promise settled from work on a libuv worker (binding.cc's Task<R> with RunOn::Pool). */
+template <typename R>
+class PoolTask final : public Napi::AsyncWorker {
+ public:
+  using Work = std::function<R()>;
+  using Done = std::function<Napi::Value(Napi::Env, R&)>;
+
+  static Napi::Promise Run(Napi::Env env, const char* name, Work work, Done done) {
+    auto* task = new PoolTask(env, name, std::move(work), std::move(done));
+    Napi::Promise promise = task->deferred_.Promise();
+    task->Queue();
+    return promise;
+  }
+
+ private:
+  PoolTask(Napi::Env env, const char* name, Work work, Done done)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
+
+  void Execute() override {
+    try {
+      pn::useSerialThread();
+      result_.emplace(work_());
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    } catch (...) {
+      SetError("unknown native error");
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    try {
+      deferred_.Resolve(done_(env, *result_));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (const std::exception& e) {
+      deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+    }
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+  Napi::Promise::Deferred deferred_;
+  Work work_;
+  Done done_;
+  std::optional<R> result_;
+};
+
+int64_t integerField(const Napi::Object& o, const char* key, bool optional = false, int64_t fallback = 0) {
+  const Napi::Value v = o.Get(key);
+  if (optional && (v.IsUndefined() || v.IsNull())) return fallback;
+  if (!v.IsNumber()) throwType(o.Env(), std::string("Expected an integer for layout.") + key);
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (d != static_cast<double>(static_cast<int64_t>(d))) throwType(o.Env(), std::string("Expected an integer for layout.") + key);
+  return static_cast<int64_t>(d);
+}
+
+/** A store open for reading: a JS object owning the native file; closed by close() or its finalizer. */
+class NativeImageStore final : public Napi::ObjectWrap<NativeImageStore> {
+ public:
+  static Napi::Function Define(Napi::Env env, StoreAddonData* data) {
+    return DefineClass(env, "NativeImageStore",
+                       {
+                           InstanceMethod<&NativeImageStore::ReadBatch>("readBatch"),
+                           InstanceMethod<&NativeImageStore::Close>("close"),
+                           InstanceAccessor<&NativeImageStore::Closed>("closed"),
+                       },
+                       data);
+  }
+
+  /** new NativeImageStore(path, layout, checksums, written) (through openImageStore). */
+  explicit NativeImageStore(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<NativeImageStore>(info), data_(static_cast<StoreAddonData*>(info.Data())) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsString()) throwType(env, "Expected a string for path");
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    if (!info[1].IsObject()) throwType(env, "Expected an object for layout");
+    const auto l = info[1].As<Napi::Object>();
+    pn::data::StoreLayout layout;
+    layout.size = integerField(l, "size");
+    layout.count = integerField(l, "count");
+    layout.images = integerField(l, "images");
+    layout.masks = integerField(l, "masks", true, -1);
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) throwType(env, "Expected a Uint32Array for checksums");
+    if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) throwType(env, "Expected a Uint8Array for written");
+    const auto sums = info[2].As<Napi::Uint32Array>();
+    const auto flags = info[3].As<Napi::Uint8Array>();
+    std::vector<uint32_t> checksums(sums.Data(), sums.Data() + sums.ElementLength());
+    std::vector<uint8_t> written(flags.Data(), flags.Data() + flags.ElementLength());
+    try {
+      store_ = pn::data::openImageStore(path, layout, std::move(checksums), std::move(written));
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+  }
+
+ private:
+  /** readBatch(indices, { size?, masks?, normalize?, mean?, std?, verify?, device?, pinned? }): resolves with { images, masks? }. */
+  Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!store_) throw Napi::Error::New(env, "the image store is closed");
+    if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Expected an array of image indices for indices");
+    const auto list = info[0].As<Napi::Array>();
+    std::vector<int64_t> indices;
+    indices.reserve(list.Length());
+    for (uint32_t k = 0; k < list.Length(); ++k) {
+      const Napi::Value v = list.Get(k);
+      const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -0.5;
+      if (d != static_cast<double>(static_cast<int64_t>(d))) throwType(env, "Expected an array of integers for indices (indices[" + std::to_string(k) + "])");
+      indices.push_back(static_cast<int64_t>(d));
+    }
+    pn::data::StoreReadOptions options;
+    if (info.Length() > 1 && info[1].IsObject()) {
+      const auto o = info[1].As<Napi::Object>();
+      const auto flag = [&](const char* key, bool fallback) {
+        const Napi::Value v = o.Get(key);
+        if (v.IsUndefined() || v.IsNull()) return fallback;
+        if (!v.IsBoolean()) throwType(env, std::string("Expected a boolean for options.") + key);
+        return v.As<Napi::Boolean>().Value();
+      };
+      const auto number = [&](const char* key, double fallback) {
+        const Napi::Value v = o.Get(key);
+        if (v.IsUndefined() || v.IsNull()) return fallback;
+        if (!v.IsNumber()) throwType(env, std::string("Expected a number for options.") + key);
+        return v.As<Napi::Number>().DoubleValue();
+      };
+      const double size = number("size", 0);
+      if (size != static_cast<double>(static_cast<int>(size)) || size < 0) throwType(env, "Expected a non-negative integer for options.size");
+      options.size = static_cast<int>(size);
+      options.masks = flag("masks", options.masks);
+      options.normalize = flag("normalize", options.normalize);
+      options.mean = static_cast<float>(number("mean", options.mean));
+      options.std = static_cast<float>(number("std", options.std));
+      options.verify = flag("verify", options.verify);
+      options.pinned = flag("pinned", options.pinned);
+      const Napi::Value device = o.Get("device");
+      if (!device.IsUndefined() && !device.IsNull()) {
+        if (!device.IsString()) throwType(env, "Expected a string for options.device");
+        options.device = device.As<Napi::String>().Utf8Value();
+      }
+    }
+    std::shared_ptr<pn::data::ImageStoreFile> store = store_;
+    StoreAddonData* data = data_;
+    return PoolTask<pn::data::StoreBatch>::Run(
+        env, "pneumo.imageStoreRead", [store, indices, options] { return pn::data::readStoreBatch(*store, indices, options); },
+        [data](Napi::Env e, pn::data::StoreBatch& r) -> Napi::Value {
+          auto out = Napi::Object::New(e);
+          out.Set("images", wrapTensor(e, data, std::move(r.images)));
+          out.Set("masks", r.masks.defined() ? static_cast<Napi::Value>(wrapTensor(e, data, std::move(r.masks))) : e.Null());
+          return out;
+        });
+  }
+
+  /** close(): resolves once reads in flight are done and the descriptor is closed. */
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    std::shared_ptr<pn::data::ImageStoreFile> store = std::move(store_);
+    store_.reset();
+    if (!store) {
+      auto deferred = Napi::Promise::Deferred::New(info.Env());
+      deferred.Resolve(info.Env().Undefined());
+      return deferred.Promise();
+    }
+    return PoolTask<int>::Run(
+        info.Env(), "pneumo.imageStoreClose",
+        [store] {
+          pn::data::closeImageStore(*store);
+          return 0;
+        },
+        [](Napi::Env e, int&) -> Napi::Value { return e.Undefined(); });
+  }
+
+  Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !store_); }
+
+  StoreAddonData* data_;
+  std::shared_ptr<pn::data::ImageStoreFile> store_;  // its descriptor closes with the last holder
+};
+
+/** openImageStore(path, layout, checksums, written): a NativeImageStore. */
+Napi::Value OpenImageStore(const Napi::CallbackInfo& info) {
+  std::vector<napi_value> args;
+  for (size_t k = 0; k < info.Length(); ++k) args.push_back(info[k]);
+  return static_cast<StoreAddonData*>(info.Data())->storeConstructor.Value().New(args);
+}
+
+/** storeCrc32(bytes, crc?): the native CRC-32 (tests compare it with the JS one). */
+Napi::Value StoreCrc32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) throwType(env, "Expected a Uint8Array for bytes");
+  const auto bytes = info[0].As<Napi::Uint8Array>();
+  const uint32_t crc = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 0;
+  return Napi::Number::New(env, pn::data::crc32(bytes.Data(), bytes.ByteLength(), crc));
+}
+
+}  // namespace
+
+/** Registers the store exports; call after exports.NativeTensor is set (binding.cc's Init). */
+void InitStore(Napi::Env env, Napi::Object exports) {
+  const Napi::Value tensorClass = exports.Get("NativeTensor");
+  if (!tensorClass.IsFunction()) throw Napi::Error::New(env, "InitStore: exports.NativeTensor must be set first");
+  auto* data = new StoreAddonData();
+  data->tensorConstructor = Napi::Persistent(tensorClass.As<Napi::Function>());
+  Napi::Function storeClass = NativeImageStore::Define(env, data);
+  data->storeConstructor = Napi::Persistent(storeClass);
+  // Freed with the environment (the main thread's or a worker's).
+  napi_add_env_cleanup_hook(env, [](void* arg) { delete static_cast<StoreAddonData*>(arg); }, data);
+  exports.Set("NativeImageStore", storeClass);
+  exports.Set("openImageStore", Napi::Function::New(env, OpenImageStore, "openImageStore", data));
+  exports.Set("storeCrc32", Napi::Function::New(env, StoreCrc32, "storeCrc32"));
+}
