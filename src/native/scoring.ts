@@ -2,6 +2,9 @@
  * The scoring slice of the N-API boundary: native/binding/scoring.cc over
  * native/inference/thresholds_api.h (the threshold search).
  */
+import type { NativeModel } from './model.js';
+import type { NativeTensor } from './tensor.js';
+
 /** Per-map cumulative counts over threshold levels: `above[m * levels + k]` = #(p > level k). */
 export interface NativeMapSummaries {
   levels: number;
@@ -9,6 +12,16 @@ export interface NativeMapSummaries {
   /** #(p > level k and truth); present when summarised with truth. */
   truthAbove?: Int32Array;
   truthArea?: Int32Array;
+}
+
+/** What `predictSummaries` returns: one batch's summaries (with truth) and the maps' size. */
+export interface NativePredictedSummaries extends NativeMapSummaries {
+  /** Maps: batch x classes. */
+  count: number;
+  height: number;
+  width: number;
+  truthAbove: Int32Array;
+  truthArea: Int32Array;
 }
 
 /** The threshold-search exports. */
@@ -30,4 +43,9 @@ export interface ScoringBinding {
     bottoms: Int32Array,
     scale: number,
   ): Promise<Float64Array>;
+  /**
+   * Validation in one crossing: modelPredict(model, images, tta), then the maps and the masks
+   * (> 0.5) summarised over the sorted float32 `thresholds`, in one task on the compute thread.
+   */
+  predictSummaries(model: NativeModel, images: NativeTensor, masks: NativeTensor, tta: boolean, thresholds: Float64Array, threads: number): Promise<NativePredictedSummaries>;
 }
