@@ -29,7 +29,7 @@ import { availableParallelism, homedir, tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cudaArchitectures, gencodeFlags } from './cuda-arch.mjs';
-import { napiIncludeDirs } from './libtorch.mjs';
+import { napiIncludeDirs, napiSources } from './libtorch.mjs';
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 
@@ -178,7 +178,8 @@ export function plan() {
     { name: 'distributed-1.13-cuda-nccl', cuda: true, args: [...base, ...distFlags, '-DPN_WITH_CUDA=1', '-DPN_WITH_NCCL=1', nccl, ...torchIncludes('/usr/include'), `-isystem${macros}`, `-idirafter${cudaLibs}`, distUnity] },
   );
   const plain = [
-    { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), join(root, 'native', 'binding.cc'), join(root, 'native', 'binding_store.cc')] },
+    // The N-API layer: every slice, native/binding/*.cc (napi.h + torch-free headers), in one g++.
+    { name: 'napi-layer', args: [...base, '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DPN_VERSION="check"', ...Object.values(napiIncludeDirs(root)).map((d) => `-isystem${d}`), ...napiSources(root).map((f) => join(root, f))] },
     ...PLAIN_SOURCES.map((s) => ({ name: `plain:${s}`, args: [...base, ...(s.endsWith('png_decode.cpp') && existsSync('/usr/include/png.h') ? ['-DPN_WITH_LIBPNG=1'] : []), ...(s.endsWith('crc32.cpp') && existsSync('/usr/include/zlib.h') ? ['-DPN_WITH_ZLIB=1'] : []), join(root, s)] })),
   ];
   return { checks, plain, work, torchSources };

@@ -15,5 +15,7 @@ export const packageRootDir: string;
 export function resolvePackageDir(name: string, root?: string): string;
 export function resolveBin(name: string, bin?: string, root?: string): string;
 export function napiIncludeDirs(root?: string): { nodeAddonApi: string; nodeApiHeaders: string };
+/** native/binding/*.cc, the N-API layer (one slice per concept). */
+export function napiSources(root: string): string[];
 export function addonSources(root: string): string[];
 export function turboJpeg(): boolean;

@@ -141,9 +141,17 @@ function cxxAbi(cmakeDir) {
   return m ? Number(m[1]) : 1;
 }
 
-/** Every source file of the addon (for binding.gyp): the N-API .cc files and native/**\/*.cpp. */
+/** The N-API layer's sources: native/binding/*.cc (napi.h + torch-free headers, one per concept). */
+export function napiSources(root) {
+  return readdirSync(join(root, 'native', 'binding'))
+    .filter((f) => f.endsWith('.cc'))
+    .sort()
+    .map((f) => `native/binding/${f}`);
+}
+
+/** Every source file of the addon (for binding.gyp): native/binding/*.cc, then native/**\/*.cpp. */
 export function addonSources(root) {
-  const out = ['native/binding.cc', 'native/binding_store.cc'];
+  const out = napiSources(root);
   const walk = (dir) => {
     for (const entry of readdirSync(join(root, dir), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const rel = `${dir}/${entry.name}`;
@@ -156,21 +164,21 @@ export function addonSources(root) {
 }
 
 /**
- * The sources node-gyp compiles: binding.cc plus the torch-side files grouped into one unity file
+ * The sources node-gyp compiles: native/binding/*.cc (each on its own: they are light) plus the
+ * torch-side files grouped into one unity file
  * per core, written to `<root>/build/unity/` (node-gyp has no precompiled headers, and every
  * torch-side file parses ~25 s of LibTorch headers: two unity files on two cores build in about
  * 2 minutes where 17 separate ones took 8-13). CMakeLists.txt does the same with UNITY_BUILD.
  * PN_UNITY_BATCH=1 lists the files separately.
  */
 export function gypSources(root) {
-  const all = addonSources(root);
-  const binding = all.filter((f) => f.endsWith('.cc'));
-  const torchSide = all.filter((f) => !f.endsWith('.cc'));
+  const napi = napiSources(root);
+  const torchSide = addonSources(root).slice(napi.length);
   const perUnit = process.env.PN_UNITY_BATCH && process.env.PN_UNITY_BATCH !== 'auto' ? Number(process.env.PN_UNITY_BATCH) : Math.ceil(torchSide.length / Math.max(1, availableParallelism()));
-  if (!(perUnit > 1)) return [...binding, ...torchSide];
+  if (!(perUnit > 1)) return [...napi, ...torchSide];
   const dir = join(root, 'build', 'unity');
   mkdirSync(dir, { recursive: true });
-  const out = [...binding];
+  const out = [...napi];
   for (let i = 0; i * perUnit < torchSide.length; i++) {
     const rel = `build/unity/torch_${i}.cpp`;
     const body = torchSide.slice(i * perUnit, (i + 1) * perUnit).map((f) => `#include "${join(root, f)}"\n`).join('');

@@ -1,4 +1,4 @@
-// The torch-free API of the batch augmentation (native/augment/*.cpp), for binding.cc.
+// The torch-free API of the batch augmentation (native/augment/*.cpp), for the N-API layer (native/binding/).
 //
 // TypeScript draws every random parameter of every image (src/training/augment/) and sends one
 // plan per batch, encoded as doubles (see decodePlan in batch.cpp for the layout, and

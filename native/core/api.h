@@ -1,6 +1,6 @@
 // The torch-free C++ API of pneumo-native's native core.
 //
-// The N-API layer (binding.cc) includes only this header and napi.h, so it compiles in seconds;
+// The N-API layer (native/binding/*.cc) includes only this header and napi.h, so it compiles in seconds;
 // everything that includes <torch/torch.h> lives in the core/*.cpp files behind it. Every function
 // here either succeeds or throws pn::Error carrying LibTorch's message (never c10::Error, never
 // an abort), so callers need to catch one exception type.
@@ -110,7 +110,7 @@ Tensor normalizeU8(const Tensor& images, float mean, float std);
 
 // ---- runtime ------------------------------------------------------------------------------------
 
-/** Sets the intra-op thread count of the compute thread (see binding.cc's ComputeThread). */
+/** Sets the intra-op thread count of the compute thread (see native/binding/task.cc's ComputeThread). */
 void setNumThreads(int threads);
 int numThreads();
 /** Applies the requested thread count to the calling thread (cheap; call before torch work). */

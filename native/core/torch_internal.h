@@ -1,4 +1,4 @@
-// Shared by the torch-side translation units only (never include from binding.cc).
+// Shared by the torch-side translation units only (never include from native/binding/).
 #pragma once
 
 #include <torch/torch.h>

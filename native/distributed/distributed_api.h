@@ -1,4 +1,4 @@
-// The torch-free API of pneumo-native's data-parallel training, for binding.cc (napi.h + torch-free
+// The torch-free API of pneumo-native's data-parallel training, for native/binding/ (napi.h + torch-free
 // headers only). The torch side (native/distributed/process_group.cpp) is PyTorch's c10d: a
 // TCPStore rendezvous (rank 0 serves it at MASTER_ADDR:MASTER_PORT, as torchrun), ProcessGroupGloo
 // (every build) or ProcessGroupNCCL (LibTorch with CUDA + NCCL), and c10d's Reducer for the

@@ -1,5 +1,5 @@
 // Torch side of native/distributed/, shared by process_group.cpp (the c10d group, collectives and
-// the DDP hook) and sync_batch_norm.cpp (SyncBatchNorm). Never include from binding.cc.
+// the DDP hook) and sync_batch_norm.cpp (SyncBatchNorm). Never include from the N-API layer (native/binding/).
 //
 // Both files are compiled with PN_WITH_DISTRIBUTED (and PN_WITH_NCCL) when CMake found c10d and
 // gloo's headers; the compile check (scripts/compile-check.mjs) also checks them with both set

@@ -1,4 +1,4 @@
-// The torch-free API of pneumo-native's losses, for binding.cc (napi.h + torch-free headers only).
+// The torch-free API of pneumo-native's losses, for native/binding/ (napi.h + torch-free headers only).
 // The trainer uses the torch-side API in losses.h directly; this wrapper runs one forward and
 // backward for JS (tests, benchmarks, tools). Every function succeeds or throws pn::Error.
 #pragma once

@@ -1,5 +1,5 @@
 // The losses that autograd differentiates through ATen ops (soft Dice, class-balanced BCE, the
-// symmetric Lovasz hinge), and the torch-free wrapper that binding.cc calls (loss_api.h).
+// symmetric Lovasz hinge), and the torch-free wrapper that the N-API layer (native/binding/) calls (loss_api.h).
 #include "../core/torch_internal.h"
 #include "loss_api.h"
 #include "losses.h"

@@ -3,7 +3,7 @@
 // any float/integer/bool dtype: it is converted to the logits' dtype), returns a 0-dim tensor and
 // is differentiable with respect to the logits under autograd. half/bfloat16 logits are computed
 // in float32 (the cast is part of the graph). Errors are c10::Error (wrap calls in pn::guard at the
-// boundary). The torch-free wrapper for binding.cc is loss_api.h.
+// boundary). The torch-free wrapper for the N-API layer (native/binding/) is loss_api.h.
 #pragma once
 
 #include <torch/torch.h>

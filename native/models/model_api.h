@@ -1,6 +1,6 @@
 // The torch-free C++ API of pneumo-native's model zoo (encoders, decoders, checkpoints).
 //
-// binding.cc includes this header (never torch): every function succeeds or throws pn::Error.
+// The N-API layer (native/binding/) includes this header (never torch): every function succeeds or throws pn::Error.
 // The torch side of a model (the torch::jit::Module, for issue 5's trainer) is reached through
 // model_internal.h.
 #pragma once

@@ -1,5 +1,5 @@
 // Torch side of the model zoo, shared by native/models/*.cpp (and issue 5's trainer, which takes
-// the torch::jit::Module of a pn::Model from here). Never include from binding.cc.
+// the torch::jit::Module of a pn::Model from here). Never include from the N-API layer (native/binding/).
 //
 // Every block is a torch::jit::Module built in C++: parameters and buffers registered under the
 // Python source's names, and a forward written in TorchScript. The model is therefore a

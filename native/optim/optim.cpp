@@ -75,7 +75,7 @@ torch::Tensor RAdam::step(LossClosure closure) {
 namespace {
 
 std::unique_ptr<torch::optim::OptimizerOptions> groupOptions(const OptimizerOptions& o, double lr, double decay) {
-  switch (o.algorithm) {
+  switch (o.kind) {
     case Algorithm::Adam:
       return std::make_unique<torch::optim::AdamOptions>(
           torch::optim::AdamOptions(lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(decay).amsgrad(o.amsgrad));
@@ -101,11 +101,11 @@ void checkOptions(const OptimizerOptions& o) {
   TORCH_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
               "optimizer: nesterov needs momentum > 0 and dampening 0 (got momentum ", o.momentum, ", dampening ",
               o.dampening, ")");
-  TORCH_CHECK(!o.amsgrad || o.algorithm == Algorithm::Adam || o.algorithm == Algorithm::AdamW,
+  TORCH_CHECK(!o.amsgrad || o.kind == Algorithm::Adam || o.kind == Algorithm::AdamW,
               "optimizer: amsgrad applies to adam and adamw only");
   for (const auto& rule : o.lrRules) {
-    TORCH_CHECK(std::isfinite(rule.lr) && rule.lr >= 0, "optimizer: the lr of prefix '", rule.prefix,
-                "' must be a finite number >= 0, got ", rule.lr);
+    TORCH_CHECK(std::isfinite(rule.second) && rule.second >= 0, "optimizer: the lr of prefix '", rule.first,
+                "' must be a finite number >= 0, got ", rule.second);
   }
 }
 
@@ -164,7 +164,7 @@ Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters,
     TORCH_CHECK(seen.insert(name).second, "optimizer: parameter name '", name, "' appears twice");
     int rule = -1;
     for (size_t r = 0; r < options_.lrRules.size(); ++r) {
-      if (name.compare(0, options_.lrRules[r].prefix.size(), options_.lrRules[r].prefix) == 0) {
+      if (name.compare(0, options_.lrRules[r].first.size(), options_.lrRules[r].first) == 0) {
         rule = static_cast<int>(r);
         break;
       }
@@ -174,8 +174,8 @@ Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters,
     auto it = groupOf.find(key);
     if (it == groupOf.end()) {
       GroupInfo g;
-      g.name = (rule >= 0 ? options_.lrRules[rule].prefix : std::string()) + (decay ? "" : "/no_decay");
-      g.lr = g.initialLr = rule >= 0 ? options_.lrRules[rule].lr : options_.lr;
+      g.name = (rule >= 0 ? options_.lrRules[rule].first : std::string()) + (decay ? "" : "/no_decay");
+      g.lr = g.initialLr = rule >= 0 ? options_.lrRules[rule].second : options_.lr;
       g.weightDecay = decay ? options_.weightDecay : 0.0;
       it = groupOf.emplace(key, groups_.size()).first;
       groups_.push_back(std::move(g));
@@ -188,7 +188,7 @@ Optimizer::Optimizer(std::vector<std::pair<std::string, at::Tensor>> parameters,
   for (size_t g = 0; g < groups_.size(); ++g) {
     torchGroups.emplace_back(members[g], groupOptions(options_, groups_[g].lr, groups_[g].weightDecay));
   }
-  switch (options_.algorithm) {
+  switch (options_.kind) {
     case Algorithm::Adam:
       impl_ = std::make_unique<torch::optim::Adam>(torchGroups, torch::optim::AdamOptions(options_.lr));
       break;
@@ -339,7 +339,7 @@ void Optimizer::loadStateDict(const std::vector<std::pair<std::string, at::Tenso
       return it->second.item<int64_t>();
     };
     std::unique_ptr<torch::optim::OptimizerParamState> s;
-    switch (options_.algorithm) {
+    switch (options_.kind) {
       case Algorithm::Adam: {
         auto a = std::make_unique<torch::optim::AdamParamState>();
         a->step(step());
@@ -421,18 +421,8 @@ optim::Algorithm parseAlgorithm(const std::string& name) {
 
 Optimizer createOptimizer(const std::vector<std::pair<std::string, Tensor>>& parameters, const OptimizerSpec& spec) {
   optim::OptimizerOptions o;
-  o.algorithm = parseAlgorithm(spec.algorithm);
-  o.lr = spec.lr;
-  o.weightDecay = spec.weightDecay;
-  o.decayBiasesAndNorms = spec.decayBiasesAndNorms;
-  o.beta1 = spec.beta1;
-  o.beta2 = spec.beta2;
-  o.eps = spec.eps;
-  o.amsgrad = spec.amsgrad;
-  o.momentum = spec.momentum;
-  o.dampening = spec.dampening;
-  o.nesterov = spec.nesterov;
-  for (const auto& [prefix, lr] : spec.lrRules) o.lrRules.push_back({prefix, lr});
+  static_cast<OptimizerSpec&>(o) = spec;
+  o.kind = parseAlgorithm(spec.algorithm);
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& [name, t] : parameters) named.emplace_back(name, unwrap(t));
   auto impl = std::make_shared<Optimizer::Impl>();

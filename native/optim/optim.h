@@ -2,10 +2,10 @@
 // LibTorch and RAdam (not in LibTorch 1.13), over named parameters grouped by name prefix (separate
 // encoder/decoder learning rates) with weight decay off for 1-D parameters (biases, norm weights).
 // Gradient accumulation: call backward N times, then clipGradNorm (optional), step, zeroGrad.
-// The torch-free wrapper for binding.cc is optim_api.h.
+// The torch-free wrapper for the N-API layer (native/binding/train.cc) is optim_api.h.
 //
 //   pn::optim::OptimizerOptions o;
-//   o.algorithm = pn::optim::Algorithm::Adam;
+//   o.kind = pn::optim::Algorithm::Adam;
 //   o.lr = 1e-4;
 //   o.weightDecay = 5e-6;
 //   o.lrRules = {{"encoder.", 1e-5}};
@@ -22,32 +22,22 @@
 #include <utility>
 #include <vector>
 
+#include "optim_api.h"
+
 namespace pn::optim {
 
 enum class Algorithm { Adam, AdamW, SGD, RAdam };
 
-/** Parameters whose name starts with `prefix` get learning rate `lr` (the first matching rule wins). */
-struct LrRule {
-  std::string prefix;
-  double lr = 0;
-};
-
-struct OptimizerOptions {
-  Algorithm algorithm = Algorithm::Adam;
-  /** Learning rate of parameters no rule matches. */
-  double lr = 1e-3;
-  /** L2 penalty (Adam, SGD, RAdam: added to the gradient) or decoupled decay (AdamW). */
-  double weightDecay = 0;
-  /** Also decay 1-D parameters (biases, BatchNorm/GroupNorm weights); off by default. */
-  bool decayBiasesAndNorms = false;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  bool amsgrad = false;
-  double momentum = 0;
-  double dampening = 0;
-  bool nesterov = false;
-  std::vector<LrRule> lrRules;
+/**
+ * The torch side's options: every field and default is pn::OptimizerSpec's (optim_api.h, the one
+ * declaration of the optimizer's options in C++), plus the algorithm parsed from its name.
+ * lrRules: parameters whose name starts with a rule's prefix get its lr (the first match wins); lr
+ * is the learning rate of parameters no rule matches; weightDecay is an L2 penalty (Adam, SGD,
+ * RAdam: added to the gradient) or decoupled decay (AdamW); decayBiasesAndNorms also decays 1-D
+ * parameters (biases, BatchNorm/GroupNorm weights), off by default.
+ */
+struct OptimizerOptions : public pn::OptimizerSpec {
+  Algorithm kind = Algorithm::Adam;
 };
 
 /** One parameter group: parameters sharing a learning rate and a weight decay. */

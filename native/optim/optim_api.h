@@ -1,4 +1,4 @@
-// The torch-free API of pneumo-native's optimizers, for binding.cc (napi.h + torch-free headers
+// The torch-free API of pneumo-native's optimizers, for native/binding/ (napi.h + torch-free headers
 // only). The trainer owns optimizers natively through optim.h; this wrapper lets JS build one over
 // a list of tensors (tests, tools). Every function succeeds or throws pn::Error.
 #pragma once
@@ -12,6 +12,7 @@
 
 namespace pn {
 
+/** The optimizer's options: their one C++ declaration (optim.h's OptimizerOptions derives from it). */
 struct OptimizerSpec {
   /** "adam", "adamw", "sgd" or "radam". */
   std::string algorithm = "adam";

@@ -9,7 +9,7 @@
 //                                    optimizer step (false on calls that only accumulate)
 // After backward on a sync call the gradients are final (the hook has all-reduced them), and the
 // engine goes on exactly as without a hook: frozen gradients dropped, clip, optimizer step.
-// Never include from binding.cc.
+// Never include from the N-API layer (native/binding/).
 #pragma once
 
 #include <memory>

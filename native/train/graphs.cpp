@@ -47,7 +47,7 @@ std::string join(const std::vector<std::string>& parts) {
   return out;
 }
 
-optim::Algorithm algorithmOf(const TrainEngine::Impl& e) { return torchSide(e.optimizer).options().algorithm; }
+optim::Algorithm algorithmOf(const TrainEngine::Impl& e) { return torchSide(e.optimizer).options().kind; }
 
 }  // namespace
 
@@ -376,7 +376,7 @@ std::unique_ptr<Captured> capture(TrainEngine::Impl& e, Model::Impl& m, const at
 
   optim::Optimizer& ours = torchSide(e.optimizer);
   torch::optim::Optimizer& optimizer = ours.torchOptimizer();
-  const optim::Algorithm algorithm = ours.options().algorithm;
+  const optim::Algorithm algorithm = ours.options().kind;
   c->groups = optimizer.param_groups().size();
   std::unordered_map<const void*, size_t> groupOf;
   for (size_t g = 0; g < c->groups; ++g) {

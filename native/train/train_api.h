@@ -1,4 +1,4 @@
-// The torch-free API of pneumo-native's training engine, for binding.cc (napi.h + torch-free
+// The torch-free API of pneumo-native's training engine, for native/binding/ (napi.h + torch-free
 // headers only): the native training step (forward + loss + backward + clip + optimizer step in one
 // call), eval-mode prediction with flip TTA as one batched forward, and the SWA helpers (weighted
 // state-dict averaging, BatchNorm statistics recomputed over data). Every function succeeds or

@@ -1,8 +1,8 @@
 /**
- * The TypeScript side of `native/binding_store.cc`: the prepared image store's native reader
+ * The TypeScript side of `native/binding/store.cc`: the prepared image store's native reader
  * (merged into NativeBinding by src/native/binding.ts). Keep the two in step.
  */
-import type { NativeTensor } from './binding.js';
+import type { NativeTensor } from './tensor.js';
 
 /** Where a store's regions lie, from its checked JSON header (`src/data/image-store.ts`). */
 export interface NativeStoreLayout {

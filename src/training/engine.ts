@@ -23,7 +23,7 @@ import { ensureRuntime } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
 import type { Model } from '../models/model.js';
-import type { NativeLossTerm, NativeProcessGroupHandle, NativeTrainEngineHandle, NativeTrainEngineSpec } from '../native/binding.js';
+import type { NativeGradScalerSpec, NativeGraphStatus, NativeLossTerm, NativeProcessGroupHandle, NativeTrainEngineHandle, NativeTrainEngineSpec } from '../native/binding.js';
 import { checkLossOptions } from './losses.js';
 import type { LossOptions } from './losses.js';
 import { checkOptimizerSpec } from './optimizers.js';
@@ -42,69 +42,24 @@ export interface LossTerm {
   options?: LossOptions;
 }
 
-export type TrainTask = 'segment' | 'classify';
+export type TrainTask = NonNullable<NativeTrainEngineSpec['task']>;
 
-export interface TrainEngineOptions {
+/**
+ * The engine's options: `NativeTrainEngineSpec` (src/native/train.ts, where every field is
+ * documented) with this module's optimizer spec and loss terms; `loss` is checked here.
+ */
+export interface TrainEngineOptions extends Omit<NativeTrainEngineSpec, 'optimizer' | 'loss' | 'scaler'> {
   optimizer: OptimizerSpec;
   /** Summed: sum(weight * term(logits, masks)). Required for the segment task; ignored by classify. */
   loss?: LossTerm[];
-  /** Optimizer step every N calls (default 1); each call's loss is divided by N before backward. */
-  accumulation?: number;
-  /** Global-norm gradient clip before each optimizer step (0 or undefined: off). */
-  gradClip?: number;
-  /**
-   * 'segment' (default): the loss terms on the mask logits. 'classify' (SPEC 5, second place):
-   * labelWeight * (BCE + focal) on the classification logit against `labels`, plus
-   * maskWeight * BCE on the mask logits. Both need a model with `classificationHead`.
-   */
-  task?: TrainTask;
-  /** classify: weight of the label loss (default 1). segment: adds labelWeight * BCE on the label logit when > 0 (default 0). */
-  labelWeight?: number;
-  /** classify: weight of the mask BCE (default 1). */
-  maskWeight?: number;
-  /**
-   * Models with auxiliary heads (bisenet, daunet): weight of the mask loss on each auxiliary
-   * output (segment: the loss terms; classify: maskWeight x BCE). Default 0.4, the 42nd place's.
-   */
-  auxWeight?: number;
-  /**
-   * Dynamic loss scaling for fp16 (torch.cuda.amp.GradScaler's rule). `mode` 'auto' (default)
-   * turns it on exactly when the model's precision is fp16 on CUDA; 'on' forces it (any
-   * precision, e.g. to test it on a CPU); 'off' is refused with fp16. Defaults: initScale 65536,
-   * growthFactor 2, backoffFactor 0.5, growthInterval 2000. Its state is part of
-   * `optimizerState()` ("scaler/scale", "scaler/growth_tracker").
-   */
   scaler?: GradScalerOptions;
-  /**
-   * Whole-step CUDA graphs. 'auto' (default): on a CUDA model the step (forward, loss, backward,
-   * clip, fused optimizer update) is captured after 3 eager steps at the same batch shape and then
-   * replayed; a different shape runs eagerly (3 in a row recapture), and steps that cannot be
-   * captured (CPU, gradient accumulation, data-parallel, RAdam, LibTorch before 2.4) run eagerly
-   * with the reason in `graphStatus()`. 'on': the same, but a step that cannot be captured
-   * throws, naming the reason. 'off': always eager.
-   */
-  cudaGraphs?: 'auto' | 'on' | 'off';
 }
 
-/** Where an engine's CUDA graph stands (`TrainEngine.graphStatus()`). */
-export interface GraphStatus {
-  mode: 'auto' | 'on' | 'off';
-  /** A captured graph is live: the next step at its batch shape replays it. */
-  active: boolean;
-  captures: number;
-  replays: number;
-  eagerSteps: number;
-  /** Why the last step ran eagerly ('' when it replayed the graph). */
-  reason: string;
-}
+/** Where an engine's CUDA graph stands (`TrainEngine.graphStatus()`): `NativeGraphStatus`. */
+export type GraphStatus = NativeGraphStatus;
 
-export interface GradScalerOptions {
-  mode?: 'auto' | 'on' | 'off';
-  initScale?: number;
-  growthFactor?: number;
-  backoffFactor?: number;
-  growthInterval?: number;
-}
+/** The gradient scaler's options (see `TrainEngineOptions.scaler`): `NativeGradScalerSpec`. */
+export type GradScalerOptions = NativeGradScalerSpec;
 
 export interface StepResult {
   /** This call's loss (before the division by `accumulation`). */

@@ -14,27 +14,8 @@ export type LossKind = NativeLossKind;
 
 export const LOSS_KINDS: readonly LossKind[] = ['combo', 'combo-reference', 'soft-dice', 'balanced-bce', 'lovasz'];
 
-/** Options of every loss; each kind reads its own. */
-export interface LossOptions {
-  /** combo: weight of the BCE term (default 1). */
-  bceWeight?: number;
-  /** combo: weight of the Dice term (default 1). */
-  diceWeight?: number;
-  /** combo: weight of the focal term (default 1). */
-  focalWeight?: number;
-  /** combo: Dice per image then averaged, instead of over the whole batch (default false). */
-  perImageDice?: boolean;
-  /** soft-dice: smoothing added to numerator and denominator (default 0.01). */
-  smooth?: number;
-  /** balanced-bce: weight of the positive pixels' mean BCE (default 0.25). */
-  alpha?: number;
-  /** lovasz: hinge margin of positive pixels (default 5). */
-  positiveMargin?: number;
-  /** lovasz: hinge margin of negative pixels (default 1). */
-  negativeMargin?: number;
-  /** lovasz: average with the loss of the flipped problem (default true). */
-  symmetric?: boolean;
-}
+/** Options of every loss kind; each kind reads its own. One declaration: `NativeLossOptions` (src/native/train.ts). */
+export type LossOptions = NativeLossOptions;
 
 /** The first place's combo-loss weights (bce, dice, focal) by use. */
 export const COMBO_WEIGHTS = {

@@ -16,31 +16,18 @@ import { assertInteger, assertNumber, invalidParameterError, is } from '../core/
 export type OptimizerAlgorithm = NativeOptimizerSpec['algorithm'];
 export const OPTIMIZER_ALGORITHMS: readonly OptimizerAlgorithm[] = ['adam', 'adamw', 'sgd', 'radam'];
 
-export interface OptimizerSpec {
-  algorithm: OptimizerAlgorithm;
-  /** Learning rate of parameters no `lrRules` entry matches (default 1e-3). */
-  lr?: number;
-  /** L2 penalty (adam, sgd, radam) or decoupled decay (adamw); default 0. */
-  weightDecay?: number;
-  /** Also decay 1-D parameters (biases, norm weights); default false. */
-  decayBiasesAndNorms?: boolean;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  amsgrad?: boolean;
-  /** sgd only. */
-  momentum?: number;
-  dampening?: number;
-  nesterov?: boolean;
-  /** [name prefix, lr] pairs, e.g. [['encoder.', 1e-5], ['decoder.', 1e-4]]; the first match wins. */
-  lrRules?: [string, number][];
-}
+/** The optimizer's options: one declaration, `NativeOptimizerSpec` (src/native/train.ts). */
+export type OptimizerSpec = NativeOptimizerSpec;
 
 /** A parameter group: parameters sharing a learning rate and a weight decay. */
 export type OptimizerGroup = NativeOptimizerGroup;
 
-const NUMBER_KEYS = ['lr', 'weightDecay', 'beta1', 'beta2', 'eps', 'momentum', 'dampening'] as const;
-const BOOLEAN_KEYS = ['decayBiasesAndNorms', 'amsgrad', 'nesterov'] as const;
+const NUMBER_KEYS = ['lr', 'weightDecay', 'beta1', 'beta2', 'eps', 'momentum', 'dampening'] as const satisfies readonly (keyof OptimizerSpec)[];
+const BOOLEAN_KEYS = ['decayBiasesAndNorms', 'amsgrad', 'nesterov'] as const satisfies readonly (keyof OptimizerSpec)[];
+/** Every option is checked: adding one to NativeOptimizerSpec without a key list entry fails to compile. */
+type UncheckedKey = Exclude<keyof OptimizerSpec, 'algorithm' | 'lrRules' | (typeof NUMBER_KEYS)[number] | (typeof BOOLEAN_KEYS)[number]>;
+const allKeysChecked: [UncheckedKey] extends [never] ? true : never = true;
+void allKeysChecked;
 
 function checkSpec(spec: unknown): NativeOptimizerSpec {
   if (typeof spec !== 'object' || spec === null) throw invalidParameterError('spec', 'an object', spec);

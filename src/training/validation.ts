@@ -2,16 +2,19 @@
  * Validation of a fold: predict every validation image (`Model.predict`, optionally with flip TTA)
  * and score the probability maps against the masks.
  *
- * Segmentation: each map is summarised natively once (pixels above every threshold level and
- * those inside the truth) and every triplet of `config.validation.triplets` is scored from the
+ * Segmentation: each batch crosses the native boundary once (`predictBatchSummaries`): predict,
+ * the truth thresholded, and each map summarised natively (pixels above every threshold level and
+ * those inside the truth); every triplet of `config.validation.triplets` is scored from the
  * summaries (src/inference); the epoch's score is the best triplet's mean per-image Dice. Also
  * reported: the Dice on positive and on empty images at that triplet, and the all-empty baseline
  * (the share of empty images: what predicting nothing scores).
  *
  * Classification: ROC AUC of the label probability (the score) and accuracy at 0.5.
  */
+import { ensureRuntime } from '../core/runtime.js';
+import type { Tensor } from '../core/tensor.js';
 import type { Model } from '../models/model.js';
-import { bestTriplet, scoreTriplets, summariseMaps } from '../scoring/thresholds.js';
+import { bestTriplet, scoreTriplets } from '../scoring/thresholds.js';
 import { MapSummaries } from '../scoring/thresholds.js';
 import { shardRange } from '../distributed/index.js';
 import type { Triplet } from '../scoring/triplet.js';
@@ -79,6 +82,17 @@ function bytesParts(bytes: Uint8Array): Uint8Array[] {
   return out;
 }
 
+/**
+ * One batch of segmentation validation in one native call: prediction (sigmoid, flip TTA with
+ * `tta`), the masks thresholded at 0.5 and every map summarised over `thresholds` (sorted and
+ * distinct in float32), in C++ on the compute thread; neither maps nor masks enter JS. Equals
+ * `summariseMaps(predict(images).mask data, h, w, { truth: masks > 0.5, thresholds })`.
+ */
+export async function predictBatchSummaries(model: Model, images: Tensor, masks: Tensor, tta: boolean, thresholds: readonly number[]): Promise<MapSummaries> {
+  const s = await ensureRuntime().predictSummaries(model.native, images.native, masks.native, tta, Float64Array.from(thresholds), 0);
+  return new MapSummaries(s.height, s.width, 'float32', thresholds, s.count, s.above, s.truthAbove, s.truthArea);
+}
+
 /** Predicts and scores every image of `loader` (the validation samples, in order); with `shard`, this rank's share, gathered. */
 export async function validate(model: Model, loader: BatchLoader, config: ExperimentConfig, shard?: ValidationShard): Promise<ValidationRecord> {
   const started = performance.now();
@@ -127,17 +141,12 @@ export async function validate(model: Model, loader: BatchLoader, config: Experi
       };
     }
     const triplets = config.validation.triplets;
-    // Float maps are summarised over exactly the grid's thresholds.
-    const thresholds = [...new Set(triplets.flatMap((t) => [t[0], t[2]]))];
+    // Float maps are summarised over exactly the grid's thresholds (compared in float32, sorted).
+    const thresholds = [...new Set(triplets.flatMap((t) => [Math.fround(t[0]), Math.fround(t[2])]))].sort((a, b) => a - b);
     let summaries: MapSummaries | undefined;
     for await (const batch of loader.epoch(indices, 0)) {
       try {
-        const out = await model.predict(batch.images, { tta });
-        out.label?.dispose();
-        const [height, width] = out.mask.shape.slice(2) as [number, number];
-        const maps = out.mask.takeData('float32');
-        const truth = Uint8Array.from(await batch.masks.data('float32'), (v) => (v > 0.5 ? 1 : 0));
-        const part = await summariseMaps(maps, height, width, { truth, thresholds });
+        const part = await predictBatchSummaries(model, batch.images, batch.masks, tta, thresholds);
         summaries = summaries ? summaries.concat(part) : part;
       } finally {
         batch.dispose();
@@ -150,7 +159,7 @@ export async function validate(model: Model, loader: BatchLoader, config: Experi
       for (const bytes of await shard.gather(mine)) {
         if (bytes.byteLength === 0) continue;
         const [head, above, truthAbove, truthArea] = bytesParts(bytes).map((b) => new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4));
-        parts.push(new MapSummaries(head![1]!, head![2]!, 'float32', [...new Set(thresholds.map((t) => Math.fround(t)))].sort((a, b) => a - b), head![0]!, above!, truthAbove!, truthArea!));
+        parts.push(new MapSummaries(head![1]!, head![2]!, 'float32', thresholds, head![0]!, above!, truthAbove!, truthArea!));
       }
       summaries = parts[0]!.concat(...parts.slice(1));
     }

@@ -1,6 +1,6 @@
 /**
  * The image store's native reader (native/data/image_batch.cpp readStoreBatch through
- * native/binding_store.cc): the same bytes as the JavaScript reader for random indices, resized
+ * native/binding/store.cc): the same bytes as the JavaScript reader for random indices, resized
  * and normalised rows equal to the decoder's, the native CRC-32 equal to the JavaScript one, and
  * errors naming the file and the image (bad path, index out of range, truncated, damaged, never
  * written, closed).

@@ -254,7 +254,7 @@ describe.runIf(LAYOUTS.length > 0)('npm install pneumo-native in another project
   it('the tarball ships what a build needs and nothing of the development tree', () => {
     const r = ok(sh('tar', ['-tzf', tarball], work, userEnv(), 60_000), 'tar');
     const files = r.stdout.split('\n').filter(Boolean);
-    for (const f of ['package/dist/index.js', 'package/dist/cli/main.js', 'package/scripts/setup.mjs', 'package/scripts/libtorch.mjs', 'package/CMakeLists.txt', 'package/binding.gyp', 'package/native/binding.cc']) {
+    for (const f of ['package/dist/index.js', 'package/dist/cli/main.js', 'package/scripts/setup.mjs', 'package/scripts/libtorch.mjs', 'package/CMakeLists.txt', 'package/binding.gyp', 'package/native/binding/init.cc', 'package/native/binding/slices.h', 'package/native/binding/args.h']) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => /^package\/(src|test|build|node_modules|bench)\//.test(f))).toEqual([]);

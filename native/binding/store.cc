@@ -4,9 +4,8 @@
 // to a CUDA device. Includes only napi.h and torch-free headers. Its TypeScript counterpart is
 // src/native/store.ts.
 //
-// Kept apart from binding.cc (one Init line there): the tensor wrapper is reached through the
-// exported NativeTensor class, and the few helpers it needs (a Promise worker on the pool, argument
-// checks) are small copies of binding.cc's Task<R> (RunOn::Pool) and arg* helpers.
+// Reads run as Tasks on libuv's pool (task.h, RunOn::Pool) so that they overlap the compute
+// thread's training step; results are wrapped as NativeTensors (tensor.cc).
 #include <napi.h>
 
 #include <cstdint>
@@ -17,73 +16,19 @@
 #include <utility>
 #include <vector>
 
-#include "core/api.h"
-#include "data/store_api.h"
-
-void InitStore(Napi::Env env, Napi::Object exports);
+#include "../core/api.h"
+#include "../data/store_api.h"
+#include "slices.h"
+#include "task.h"
 
 namespace {
 
-/** Per-environment references: the NativeTensor class (to wrap results) and the store handle class. */
+/** Per-environment references: the store handle class. */
 struct StoreAddonData {
-  Napi::FunctionReference tensorConstructor;
   Napi::FunctionReference storeConstructor;
 };
 
 [[noreturn]] void throwType(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
-
-Napi::Object wrapTensor(Napi::Env env, StoreAddonData* data, pn::Tensor tensor) {
-  return data->tensorConstructor.Value().New({Napi::External<pn::Tensor>::New(env, &tensor)});
-}
-
-/** A Promise settled from work on a libuv worker (binding.cc's Task<R> with RunOn::Pool). */
-template <typename R>
-class PoolTask final : public Napi::AsyncWorker {
- public:
-  using Work = std::function<R()>;
-  using Done = std::function<Napi::Value(Napi::Env, R&)>;
-
-  static Napi::Promise Run(Napi::Env env, const char* name, Work work, Done done) {
-    auto* task = new PoolTask(env, name, std::move(work), std::move(done));
-    Napi::Promise promise = task->deferred_.Promise();
-    task->Queue();
-    return promise;
-  }
-
- private:
-  PoolTask(Napi::Env env, const char* name, Work work, Done done)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)), done_(std::move(done)) {}
-
-  void Execute() override {
-    try {
-      pn::useSerialThread();
-      result_.emplace(work_());
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    } catch (...) {
-      SetError("unknown native error");
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    try {
-      deferred_.Resolve(done_(env, *result_));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    } catch (const std::exception& e) {
-      deferred_.Reject(Napi::Error::New(env, e.what()).Value());
-    }
-  }
-
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
-
-  Napi::Promise::Deferred deferred_;
-  Work work_;
-  Done done_;
-  std::optional<R> result_;
-};
 
 int64_t integerField(const Napi::Object& o, const char* key, bool optional = false, int64_t fallback = 0) {
   const Napi::Value v = o.Get(key);
@@ -179,15 +124,15 @@ class NativeImageStore final : public Napi::ObjectWrap<NativeImageStore> {
       }
     }
     std::shared_ptr<pn::data::ImageStoreFile> store = store_;
-    StoreAddonData* data = data_;
-    return PoolTask<pn::data::StoreBatch>::Run(
+    return pn::binding::Task<pn::data::StoreBatch>::Run(
         env, "pneumo.imageStoreRead", [store, indices, options] { return pn::data::readStoreBatch(*store, indices, options); },
-        [data](Napi::Env e, pn::data::StoreBatch& r) -> Napi::Value {
+        [](Napi::Env e, pn::data::StoreBatch& r) -> Napi::Value {
           auto out = Napi::Object::New(e);
-          out.Set("images", wrapTensor(e, data, std::move(r.images)));
-          out.Set("masks", r.masks.defined() ? static_cast<Napi::Value>(wrapTensor(e, data, std::move(r.masks))) : e.Null());
+          out.Set("images", pn::binding::wrapTensor(e, std::move(r.images)));
+          out.Set("masks", r.masks.defined() ? static_cast<Napi::Value>(pn::binding::wrapTensor(e, std::move(r.masks))) : e.Null());
           return out;
-        });
+        },
+        pn::binding::RunOn::Pool);
   }
 
   /** close(): resolves once reads in flight are done and the descriptor is closed. */
@@ -199,13 +144,13 @@ class NativeImageStore final : public Napi::ObjectWrap<NativeImageStore> {
       deferred.Resolve(info.Env().Undefined());
       return deferred.Promise();
     }
-    return PoolTask<int>::Run(
+    return pn::binding::Task<int>::Run(
         info.Env(), "pneumo.imageStoreClose",
         [store] {
           pn::data::closeImageStore(*store);
           return 0;
         },
-        [](Napi::Env e, int&) -> Napi::Value { return e.Undefined(); });
+        [](Napi::Env e, int&) -> Napi::Value { return e.Undefined(); }, pn::binding::RunOn::Pool);
   }
 
   Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !store_); }
@@ -232,12 +177,9 @@ Napi::Value StoreCrc32(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-/** Registers the store exports; call after exports.NativeTensor is set (binding.cc's Init). */
-void InitStore(Napi::Env env, Napi::Object exports) {
-  const Napi::Value tensorClass = exports.Get("NativeTensor");
-  if (!tensorClass.IsFunction()) throw Napi::Error::New(env, "InitStore: exports.NativeTensor must be set first");
+/** Registers the store exports (after InitTensor: results are NativeTensors). */
+void pn::binding::InitStore(Napi::Env env, Napi::Object exports) {
   auto* data = new StoreAddonData();
-  data->tensorConstructor = Napi::Persistent(tensorClass.As<Napi::Function>());
   Napi::Function storeClass = NativeImageStore::Define(env, data);
   data->storeConstructor = Napi::Persistent(storeClass);
   // Freed with the environment (the main thread's or a worker's).

@@ -1,0 +1,51 @@
+/**
+ * The data slice of the N-API boundary: native/binding/data.cc over native/data/data_api.h.
+ */
+import type { NativeTensor } from './tensor.js';
+
+/** One encoded image: a JPEG stream, or raw 8-bit gray pixels with their size. */
+export type NativeImageSource = { data: Uint8Array; jpeg: true } | { data: Uint8Array; jpeg: false; width: number; height: number };
+
+/** The data exports: image batches decoded natively. */
+export interface DataBinding {
+  /** Whether the addon was built with libjpeg-turbo. */
+  hasTurboJpeg: boolean;
+  /** Whether the addon was built with libpng (gray PNGs decoded natively by readImageFiles). */
+  hasLibPng?: boolean;
+  /** Decodes JPEG streams / resizes raw 8-bit pixels into one [B,1,size,size] tensor. */
+  decodeImageBatch(
+    sources: NativeImageSource[],
+    size: number,
+    normalize: boolean,
+    mean: number,
+    std: number,
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    acceptDamagedJpeg?: boolean | number,
+  ): Promise<NativeTensor>;
+  /** Decodes sources[k] into row rows[k] of `into` (a [B,1,size,size] batch of the options' dtype). */
+  decodeImageBatchInto(
+    into: NativeTensor,
+    rows: number[],
+    sources: NativeImageSource[],
+    size: number,
+    normalize: boolean,
+    mean: number,
+    std: number,
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    acceptDamagedJpeg?: boolean | number,
+  ): Promise<void>;
+  /**
+   * Reads JPEG files and SIIM-like JPEG DICOMs natively into one [B,1,size,size] tensor; the
+   * indices of every other file (zero rows) come back in `fallback` for the full reader.
+   */
+  readImageFiles(
+    paths: string[],
+    size: number,
+    normalize: boolean,
+    mean: number,
+    std: number,
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    acceptDamagedJpeg?: boolean | number,
+    into?: NativeTensor,
+  ): Promise<{ images?: NativeTensor; fallback: number[] }>;
+}
