@@ -10,6 +10,9 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { models, runtimeReport } from '../dist/index.js';
+import { runJson } from './common.mjs';
+
+const runJsonTimed = (cmd, args, env) => runJson(cmd, args, env, 300_000);
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const PYTHON = process.env.PNEUMO_PYTHON ?? 'python3';
@@ -24,11 +27,6 @@ const PEAKS = [
   [/T4/i, { half: 65, tf32: 8.1 }],
 ];
 
-function runJson(cmd, args, env) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024, timeout: 300_000 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal}): ${(r.stderr ?? '').slice(-2000)}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
-}
 
 export async function run({ tmpDir, quick, log }) {
   const report = await runtimeReport();
@@ -57,8 +55,8 @@ export async function run({ tmpDir, quick, log }) {
     const { architecture, encoder } = model.spec;
     model.dispose();
     for (const precision of precisions) {
-      const ours = runJson(process.execPath, [join(here, 'gpu.worker.mjs'), name, weights, String(size), String(batch), precision, String(reps)]);
-      const py = runJson(PYTHON, [join(here, 'python', 'gpu_baseline.py'), architecture, encoder, weights, String(size), String(batch), precision, String(reps)]);
+      const ours = runJsonTimed(process.execPath, [join(here, 'gpu.worker.mjs'), name, weights, String(size), String(batch), precision, String(reps)]);
+      const py = runJsonTimed(PYTHON, [join(here, 'python', 'gpu_baseline.py'), architecture, encoder, weights, String(size), String(batch), precision, String(reps)]);
       const tflops = (imagesPerSecond, factor) => (py.forwardFlopsPerImage * factor * imagesPerSecond) / 1e12;
       const share = (value) => (peak ? ` (${((100 * value) / (precision === 'fp32' ? peak.tf32 : peak.half)).toFixed(1)}% of peak)` : '');
       const trainOurs = tflops(ours.trainImagesPerSecond, 3);

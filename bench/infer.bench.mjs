@@ -10,15 +10,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getThreads, models } from '../dist/index.js';
+import { runJson } from './common.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const PYTHON = process.env.PNEUMO_PYTHON ?? '/usr/bin/python3';
 
-function runJson(cmd, args, env) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop());
-}
 
 export async function run({ tmpDir, quick, log }) {
   if (!existsSync(PYTHON) || spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) {

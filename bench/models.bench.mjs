@@ -14,18 +14,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getThreads, models } from '../dist/index.js';
+import { runJson } from './common.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const PYTHON = process.env.PNEUMO_PYTHON ?? '/usr/bin/python3';
 const FULL = ['unet_r18', 'albunet34', 'unet_r50', 'scseunet_se50', 'unet_se50', 'unet_se101', 'unet_ef3', 'unet_ef5', 'unetpp_ef4', 'deeplab_se50'];
 const QUICK = ['unet_r18', 'albunet34'];
 
-function runJson(cmd, args, env) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  const line = r.stdout.trim().split('\n').pop();
-  return JSON.parse(line);
-}
 
 export async function run({ tmpDir, quick, log }) {
   if (!existsSync(PYTHON) || spawnSync(PYTHON, ['-c', 'import torch, torchvision'], { stdio: 'ignore' }).status !== 0) {

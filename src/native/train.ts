@@ -154,13 +154,21 @@ export interface NativeGradScalerSpec {
   growthInterval?: number;
 }
 
+/** What one engine step reports (`TrainEngine.step`'s `StepResult`). */
 export interface NativeTrainStepResult {
+  /** This call's loss (before the division by `accumulation`). */
   loss: number;
+  /** Global gradient norm before clipping; NaN when the optimizer did not step. */
   gradNorm: number;
+  /** false: the loss (or the gradient norm) was not finite; nothing was applied and gradients were zeroed. */
   finite: boolean;
+  /** Whether the optimizer stepped on this call (every `accumulation` calls). */
   stepped: boolean;
+  /** The loss scale after this call (0 when the gradient scaler is off). */
   lossScale: number;
+  /** The scaler found non-finite gradients: the step was skipped and the scale halved (not a divergence). */
   overflow: boolean;
+  /** This call ran as a replay of the engine's CUDA graph (see `cudaGraphs`). */
   graphed: boolean;
 }
 

@@ -23,7 +23,7 @@ import { ensureRuntime } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
 import type { Model } from '../models/model.js';
-import type { NativeGradScalerSpec, NativeGraphStatus, NativeLossTerm, NativeProcessGroupHandle, NativeTrainEngineHandle, NativeTrainEngineSpec } from '../native/binding.js';
+import type { NativeGradScalerSpec, NativeGraphStatus, NativeLossTerm, NativeProcessGroupHandle, NativeTrainEngineHandle, NativeTrainEngineSpec, NativeTrainStepResult } from '../native/binding.js';
 import { checkLossOptions } from './losses.js';
 import type { LossOptions } from './losses.js';
 import { checkOptimizerSpec } from './optimizers.js';
@@ -61,22 +61,8 @@ export type GraphStatus = NativeGraphStatus;
 /** The gradient scaler's options (see `TrainEngineOptions.scaler`): `NativeGradScalerSpec`. */
 export type GradScalerOptions = NativeGradScalerSpec;
 
-export interface StepResult {
-  /** This call's loss (before the division by `accumulation`). */
-  loss: number;
-  /** Global gradient norm before clipping; NaN when the optimizer did not step. */
-  gradNorm: number;
-  /** false: the loss (or the gradient norm) was not finite; nothing was applied and gradients were zeroed. */
-  finite: boolean;
-  /** Whether the optimizer stepped on this call (every `accumulation` calls). */
-  stepped: boolean;
-  /** The loss scale after this call (0 when the gradient scaler is off). */
-  lossScale: number;
-  /** The scaler found non-finite gradients: the step was skipped and the scale halved (not a divergence). */
-  overflow: boolean;
-  /** This call ran as a replay of the engine's CUDA graph (see `cudaGraphs`). */
-  graphed: boolean;
-}
+/** What one step reports: the native result as it is (src/native/train.ts documents each field). */
+export type StepResult = NativeTrainStepResult;
 
 const OPTION_KEYS = ['optimizer', 'loss', 'accumulation', 'gradClip', 'task', 'labelWeight', 'maskWeight', 'auxWeight', 'scaler', 'cudaGraphs'];
 const SCALER_KEYS = ['mode', 'initScale', 'growthFactor', 'backoffFactor', 'growthInterval'];
