@@ -17,19 +17,38 @@
 namespace pn::binding {
 namespace {
 
+/** info[i] as an array of finite numbers. */
+std::vector<double> numberListArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  if (info.Length() <= i || !info[i].IsArray()) throwType(env, std::string("Expected an array of numbers for ") + name);
+  const auto list = info[i].As<Napi::Array>();
+  std::vector<double> out;
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    const Napi::Value v = list.Get(k);
+    if (!v.IsNumber()) throwType(env, std::string("Expected a number for ") + name + "[" + std::to_string(k) + "]");
+    out.push_back(v.As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
 pn::data::BatchOptions batchOptionsArg(const Napi::CallbackInfo& info, size_t first) {
   pn::data::BatchOptions options;
   options.size = static_cast<int>(argInteger(info, first, "size"));
   options.normalize = info.Length() > first + 1 && info[first + 1].ToBoolean().Value();
-  if (options.normalize) {
+  if (options.normalize && info.Length() > first + 2 && info[first + 2].IsArray()) {
+    // Per output channel statistics (preprocess): arrays of 1 or 3 numbers, checked natively.
+    options.channelMean = numberListArg(info, first + 2, "mean");
+    options.channelStd = numberListArg(info, first + 3, "std");
+  } else if (options.normalize) {
     options.mean = static_cast<float>(argNumber(info, first + 2, "mean"));
     options.std = static_cast<float>(argNumber(info, first + 3, "std"));
   }
-  // ---- datapath: a number here is a flag set (1: accept damaged JPEG, 2: threshold masks) ----
+  // ---- datapath: a number here is a flag set (1: accept damaged JPEG, 2: threshold masks, 4: quantize) ----
   if (info.Length() > first + 4 && info[first + 4].IsNumber()) {
     const int64_t flags = info[first + 4].As<Napi::Number>().Int64Value();
     options.acceptDamagedJpeg = (flags & 1) != 0;
     options.threshold = (flags & 2) != 0;
+    options.quantize = (flags & 4) != 0;
     return options;
   }
   options.acceptDamagedJpeg = info.Length() > first + 4 && info[first + 4].ToBoolean().Value();

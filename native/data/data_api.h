@@ -36,6 +36,24 @@ struct BatchOptions {
    * a 0/255 mask resized bilinearly stays binary. uint8 output only.
    */
   bool threshold = false;
+  /**
+   * Per output channel statistics (1 or 3 values each, the same count): when set, a normalised
+   * batch is [B, channels, size, size], the gray image replicated to every channel and channel c
+   * (x / 255 - mean[c]) / std[c], in the same pass as the decode. Unset: one channel from `mean` /
+   * `std` above.
+   */
+  std::vector<double> channelMean;
+  std::vector<double> channelStd;
+  /**
+   * Normalised batches: round the resized image to 8 bits before normalising, with the constants
+   * 1 / (255 std) and -mean / std computed in double and rounded to float, and one rounding of
+   * x * scale + shift: exactly a uint8 batch normalised by augmentBatch's Normalize (training's
+   * path). Default false: the resized values unrounded, in float arithmetic (as decodeBatch's
+   * normalised batches always were).
+   */
+  bool quantize = false;
+  /** Output channels: channelMean's count, else 1. */
+  int channels() const { return channelMean.empty() ? 1 : static_cast<int>(channelMean.size()); }
 };
 
 /** True when the addon was built with libjpeg-turbo (else JPEG sources are rejected). */
@@ -51,6 +69,7 @@ bool hasLibPng();
  * exact size. Throws pn::Error naming the failing image's index and libjpeg-turbo's reason.
  */
 Tensor decodeImageBatch(const std::vector<ImageSource>& sources, const BatchOptions& options);
+// (With channelMean / channelStd every batch here is [B, channels, size, size], see BatchOptions.)
 
 /**
  * Decodes sources[k] into row rows[k] of `into`, a contiguous CPU [B, 1, size, size] batch of the

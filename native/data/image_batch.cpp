@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <fcntl.h>
@@ -75,29 +77,83 @@ void resizeBilinear(const uint8_t* src, int sw, int sh, float* dst, int size) {
   }
 }
 
+/** Per-channel float scale and shift of a normalised batch: x * scale[c] + shift[c]. */
+struct Affine {
+  std::vector<float> scale, shift;
+};
+
+/**
+ * The constants of each output channel. Quantized batches reproduce a uint8 batch normalised by
+ * augmentBatch's Normalize: 1 / (255 std) and -mean / std computed in double and rounded to float.
+ * Others reproduce the float arithmetic this path has always used (decodeBatch's normalisation).
+ */
+Affine affineOf(const BatchOptions& options) {
+  Affine a;
+  for (int c = 0; c < options.channels(); ++c) {
+    const double mean = options.channelMean.empty() ? options.mean : options.channelMean[static_cast<size_t>(c)];
+    const double std = options.channelStd.empty() ? options.std : options.channelStd[static_cast<size_t>(c)];
+    if (options.quantize) {
+      a.scale.push_back(static_cast<float>(1.0 / (255.0 * std)));
+      a.shift.push_back(static_cast<float>(-mean / std));
+    } else {
+      const float m = static_cast<float>(mean), s = static_cast<float>(std);
+      a.scale.push_back(1.0f / (255.0f * s));
+      a.shift.push_back(-m / s);
+    }
+  }
+  return a;
+}
+
+/** The rounded 8-bit value of a resized pixel (the uint8 batches' rounding). */
+inline uint8_t toByte(float v) { return static_cast<uint8_t>(std::clamp(v + 0.5f, 0.0f, 255.0f)); }
+
+/**
+ * Writes `count` pixel values (float resized, or exact uint8) to the slot's channel planes,
+ * normalised. Quantized: the 8-bit value times scale plus shift rounded once (exact in double for
+ * an 8-bit value), as ATen's vectorised addcmul computes it with FMA; else float multiply and add.
+ */
+template <typename T>
+void storeNormalized(const T* values, size_t count, const BatchOptions& options, void* slot) {
+  const Affine a = affineOf(options);
+  float* out = static_cast<float*>(slot);
+  for (size_t c = 0; c < a.scale.size(); ++c) {
+    const float scale = a.scale[c];
+    const float shift = a.shift[c];
+    float* plane = out + c * count;
+    if (options.quantize) {
+      const double dscale = scale, dshift = shift;
+      for (size_t i = 0; i < count; ++i) {
+        uint8_t byte;
+        if constexpr (std::is_same_v<T, float>) {
+          byte = toByte(values[i]);
+        } else {
+          byte = values[i];
+        }
+        plane[i] = static_cast<float>(static_cast<double>(byte) * dscale + dshift);
+      }
+    } else {
+      for (size_t i = 0; i < count; ++i) plane[i] = static_cast<float>(values[i]) * scale + shift;
+    }
+  }
+}
+
 /** Writes `count` float pixel values to the output slot as uint8 or normalised float32. */
 void store(const float* values, size_t count, const BatchOptions& options, void* slot) {
   if (options.normalize) {
-    const float scale = 1.0f / (255.0f * options.std);
-    const float shift = -options.mean / options.std;
-    float* out = static_cast<float*>(slot);
-    for (size_t i = 0; i < count; ++i) out[i] = values[i] * scale + shift;
+    storeNormalized(values, count, options, slot);
   } else if (options.threshold) {
     // The rounded value (as the uint8 branch below) at or above 128: inside.
     uint8_t* out = static_cast<uint8_t*>(slot);
     for (size_t i = 0; i < count; ++i) out[i] = values[i] + 0.5f >= 128.0f ? 255 : 0;
   } else {
     uint8_t* out = static_cast<uint8_t*>(slot);
-    for (size_t i = 0; i < count; ++i) out[i] = static_cast<uint8_t>(std::clamp(values[i] + 0.5f, 0.0f, 255.0f));
+    for (size_t i = 0; i < count; ++i) out[i] = toByte(values[i]);
   }
 }
 
 void storeExact(const uint8_t* pixels, size_t count, const BatchOptions& options, void* slot) {
   if (options.normalize) {
-    const float scale = 1.0f / (255.0f * options.std);
-    const float shift = -options.mean / options.std;
-    float* out = static_cast<float*>(slot);
-    for (size_t i = 0; i < count; ++i) out[i] = pixels[i] * scale + shift;
+    storeNormalized(pixels, count, options, slot);
   } else if (options.threshold) {
     uint8_t* out = static_cast<uint8_t*>(slot);
     for (size_t i = 0; i < count; ++i) out[i] = pixels[i] >= 128 ? 255 : 0;
@@ -244,6 +300,19 @@ void checkOptions(const BatchOptions& options) {
   if (options.size < 1 || options.size > 16384) throw Error("size must be between 1 and 16384, got " + std::to_string(options.size));
   if (options.normalize && !(options.std > 0)) throw Error("std must be > 0");
   if (options.normalize && options.threshold) throw Error("threshold applies to uint8 (mask) batches, not normalised ones");
+  if (options.channelMean.size() != options.channelStd.size()) {
+    throw Error("mean and std need one value per channel, got " + std::to_string(options.channelMean.size()) + " and " +
+                std::to_string(options.channelStd.size()));
+  }
+  if (!options.channelMean.empty()) {
+    if (!options.normalize) throw Error("per-channel statistics apply to normalised batches only");
+    if (options.channelMean.size() != 1 && options.channelMean.size() != 3) {
+      throw Error("channels must be 1 or 3, got " + std::to_string(options.channelMean.size()));
+    }
+    for (size_t c = 0; c < options.channelStd.size(); ++c) {
+      if (!(options.channelStd[c] > 0) || !std::isfinite(options.channelMean[c])) throw Error("std must be > 0 and mean finite (channel " + std::to_string(c) + ")");
+    }
+  }
 }
 
 /** Decodes (if JPEG), resizes and stores one image into its batch slot. */
@@ -272,13 +341,18 @@ void storeImage(Scratch& scratch, const uint8_t* data, size_t bytes, bool isJpeg
 }
 
 /** The bytes of row `row` of a [B, 1, size, size] batch of the options' dtype. */
+/** The bytes of one batch row: channels x size x size of the options' dtype. */
+size_t slotBytesOf(const BatchOptions& options) {
+  return static_cast<size_t>(options.channels()) * options.size * options.size * (options.normalize ? sizeof(float) : 1);
+}
+
 uint8_t* slotOf(const at::Tensor& out, int64_t row, const BatchOptions& options) {
-  const size_t slotBytes = static_cast<size_t>(options.size) * options.size * (options.normalize ? sizeof(float) : 1);
+  const size_t slotBytes = slotBytesOf(options);
   return static_cast<uint8_t*>(out.data_ptr()) + static_cast<size_t>(row) * slotBytes;
 }
 
 at::Tensor emptyBatch(int64_t batch, const BatchOptions& options) {
-  return at::empty({batch, 1, options.size, options.size}, at::TensorOptions().dtype(options.normalize ? at::kFloat : at::kByte));
+  return at::empty({batch, options.channels(), options.size, options.size}, at::TensorOptions().dtype(options.normalize ? at::kFloat : at::kByte));
 }
 
 /** Decodes sources[k] into row rows[k] of `out`; throws naming the first failing source index. */
@@ -347,9 +421,9 @@ namespace {
 const at::Tensor& checkedInto(const Tensor& into, const BatchOptions& options) {
   const at::Tensor& out = unwrap(into);
   const at::ScalarType dtype = options.normalize ? at::kFloat : at::kByte;
-  if (out.dim() != 4 || out.size(1) != 1 || out.size(2) != options.size || out.size(3) != options.size || out.scalar_type() != dtype ||
+  if (out.dim() != 4 || out.size(1) != options.channels() || out.size(2) != options.size || out.size(3) != options.size || out.scalar_type() != dtype ||
       !out.is_contiguous() || !out.device().is_cpu()) {
-    throw Error("Expected a contiguous CPU [B, 1, " + std::to_string(options.size) + ", " + std::to_string(options.size) + "] " +
+    throw Error("Expected a contiguous CPU [B, " + std::to_string(options.channels()) + ", " + std::to_string(options.size) + ", " + std::to_string(options.size) + "] " +
                 c10::toString(dtype) + " batch to decode into but received " + c10::str(out.sizes()) + " " + c10::toString(out.scalar_type()) +
                 (out.is_contiguous() ? "" : " (not contiguous)") + " on " + out.device().str());
   }
@@ -381,7 +455,7 @@ FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptio
       throw Error("Expected a batch of " + std::to_string(count) + " rows to read " + std::to_string(count) + " files into but received " +
                   std::to_string(out.size(0)));
     }
-    const size_t slotBytes = static_cast<size_t>(options.size) * options.size * (options.normalize ? sizeof(float) : 1);
+    const size_t slotBytes = slotBytesOf(options);
     std::vector<char> fallback(paths.size(), 0);
     const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(numThreads(), count));
     std::vector<Scratch> scratch(static_cast<size_t>(threads));

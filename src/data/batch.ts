@@ -17,6 +17,68 @@ import { sniffImageFormat } from './sniff.js';
 /** ImageNet statistics of the gray channel, as the seeds normalise (mean 0.485, std 0.229). */
 export const IMAGENET_GRAY = { mean: 0.485, std: 0.229 } as const;
 
+/** ImageNet's per-channel statistics (RGB), the training Normalize's defaults. */
+const IMAGENET_RGB = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as const;
+
+/**
+ * How a model's input batch is made from an image: decoded to 8-bit gray, resized to `size` x
+ * `size` (bilinear), replicated to `channels` channels and normalised per channel,
+ * (x / 255 - mean[c]) / std[c]: a float32 [B, channels, size, size] batch, made natively in one
+ * pass by {@link preprocessImages}.
+ */
+export interface Preprocess {
+  /** Output size (square), e.g. 512. */
+  size: number;
+  /** Output channels: 1, or the gray image replicated to the 3 an ImageNet encoder takes. */
+  channels: 1 | 3;
+  /** Per output channel (one value: the same for every channel). */
+  mean: readonly number[];
+  /** Per output channel (one value: the same for every channel), each > 0. */
+  std: readonly number[];
+  /**
+   * Round the resized image to 8 bits before normalising, as training does (its batches are read
+   * as uint8, then normalised by the augmentation Normalize, whose arithmetic this reproduces).
+   * Default true. false: the resized values unrounded, in decodeBatch's float arithmetic, as the
+   * Segmenter has always normalised.
+   */
+  quantize?: boolean;
+}
+
+/**
+ * The training normalisation (the augmentation presets' Normalize: ImageNet statistics, per channel
+ * for 3 channels, the gray channel's for 1) at `size`: what validation and inference feed a model.
+ */
+export function imagenetPreprocess(size: number, channels: 1 | 3): Preprocess {
+  return channels === 3
+    ? { size, channels, mean: IMAGENET_RGB.mean, std: IMAGENET_RGB.std }
+    : { size, channels, mean: [IMAGENET_GRAY.mean], std: [IMAGENET_GRAY.std] };
+}
+
+/** What the native batch path takes for a normalised batch. */
+interface Normalization {
+  /** A number: the one-channel path; an array: per output channel (1 or 3 values). */
+  mean: number | number[];
+  std: number | number[];
+  channels: number;
+  quantize: boolean;
+}
+
+function checkPreprocess(spec: Preprocess): Normalization {
+  if (typeof spec !== 'object' || spec === null) throw invalidParameterError('preprocess', '{ size, channels, mean, std }', spec);
+  assertInteger('preprocess.size', spec.size, 1, 16384);
+  if (spec.channels !== 1 && spec.channels !== 3) throw invalidParameterError('preprocess.channels', '1 or 3', spec.channels);
+  const perChannel = (name: 'mean' | 'std'): number[] => {
+    const values = spec[name];
+    if (!Array.isArray(values) || (values.length !== 1 && values.length !== spec.channels)) {
+      throw invalidParameterError(`preprocess.${name}`, `an array of 1 or ${spec.channels} numbers`, values);
+    }
+    values.forEach((v, i) => (name === 'std' ? assertNumber(`preprocess.std[${i}]`, v, Number.MIN_VALUE) : assertNumber(`preprocess.mean[${i}]`, v)));
+    return Array.from({ length: spec.channels }, (_, c) => values[values.length === 1 ? 0 : c] as number);
+  };
+  if (spec.quantize !== undefined && typeof spec.quantize !== 'boolean') throw invalidParameterError('preprocess.quantize', 'a boolean', spec.quantize);
+  return { mean: perChannel('mean'), std: perChannel('std'), channels: spec.channels, quantize: spec.quantize ?? true };
+}
+
 export interface ImageBatchOptions {
   /** Output size (square), e.g. 512. */
   size: number;
@@ -56,9 +118,9 @@ export function hasNativePng(): boolean {
   return ensureRuntime().hasLibPng === true;
 }
 
-/** The native flag set of the options: 1 accept damaged JPEG, 2 threshold masks. */
-function nativeFlags(options: ImageBatchOptions): number {
-  return (options.acceptDamagedJpeg === true ? 1 : 0) | (options.threshold === true ? 2 : 0);
+/** The native flag set of the options: 1 accept damaged JPEG, 2 threshold masks, 4 quantize before normalising. */
+function nativeFlags(options: ImageBatchOptions, norm: Normalization | undefined): number {
+  return (options.acceptDamagedJpeg === true ? 1 : 0) | (options.threshold === true ? 2 : 0) | (norm?.quantize === true ? 4 : 0);
 }
 
 /**
@@ -107,12 +169,12 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, 
   return out;
 }
 
-function normalization(option: ImageBatchOptions['normalize']): { mean: number; std: number } | undefined {
+function normalization(option: ImageBatchOptions['normalize']): Normalization | undefined {
   if (option === undefined || option === false) return undefined;
-  if (option === true) return IMAGENET_GRAY;
+  if (option === true) return { ...IMAGENET_GRAY, channels: 1, quantize: false };
   assertNumber('normalize.mean', option.mean);
   assertNumber('normalize.std', option.std, Number.MIN_VALUE);
-  return option;
+  return { mean: option.mean, std: option.std, channels: 1, quantize: false };
 }
 
 /**
@@ -121,14 +183,43 @@ function normalization(option: ImageBatchOptions['normalize']): { mean: number; 
  */
 export async function decodeBatch(sources: readonly ImageSource[], options: ImageBatchOptions, names?: readonly string[]): Promise<Tensor> {
   assertInteger('size', options.size, 1, 16384);
-  const norm = normalization(options.normalize);
+  return decodeSources(sources, options, normalization(options.normalize), names);
+}
+
+async function decodeSources(sources: readonly ImageSource[], options: ImageBatchOptions, norm: Normalization | undefined, names?: readonly string[]): Promise<Tensor> {
   if (options.threshold === true && norm !== undefined) throw invalidParameterError('threshold', 'false with normalize (thresholding makes uint8 masks)', true);
   try {
-    const native = await ensureRuntime().decodeImageBatch(sources as ImageSource[], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, nativeFlags(options));
+    const native = await ensureRuntime().decodeImageBatch(sources as ImageSource[], options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, nativeFlags(options, norm));
     return new Tensor(native);
   } catch (err) {
     throw namedDecodeError(err, names);
   }
+}
+
+/** Options of {@link preprocessImages}. */
+export interface PreprocessOptions {
+  /** Files read concurrently (file paths only; default 16). */
+  concurrency?: number;
+  /** As ImageBatchOptions.acceptDamagedJpeg: decode damaged JPEG data instead of rejecting it. */
+  acceptDamagedJpeg?: boolean;
+  /** Prepared sources only: their names in errors (a DicomError naming names[K] for source K). */
+  names?: readonly string[];
+}
+
+/**
+ * The model input of images, natively in one call: files (DICOM, JPEG, PNG; as readImageBatch
+ * reads them) or prepared sources (as decodeBatch takes them) decoded, resized, normalised per
+ * channel and expanded to `spec.channels`: a float32 [B, channels, size, size] batch, equal to a
+ * uint8 batch normalised by the training Normalize (quantize, the default) or to decodeBatch's
+ * normalised gray batch replicated to the channels (quantize false).
+ * @throws DicomError / Error naming the first image that cannot be read
+ */
+export async function preprocessImages(input: readonly string[] | readonly ImageSource[], spec: Preprocess, options: PreprocessOptions = {}): Promise<Tensor> {
+  const norm = checkPreprocess(spec);
+  if (!Array.isArray(input)) throw invalidParameterError('input', 'an array of file paths or image sources', input);
+  const batchOptions: ImageBatchOptions = { size: spec.size, acceptDamagedJpeg: options.acceptDamagedJpeg === true, ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}) };
+  if (input.every((item) => typeof item === 'string')) return readBatch(input as readonly string[], batchOptions, norm);
+  return decodeSources(input as readonly ImageSource[], batchOptions, norm, options.names);
 }
 
 /** The native decoder's "image K of the batch: reason" as a DicomError naming the K-th name. */
@@ -153,11 +244,14 @@ function namedDecodeError(err: unknown, names: readonly string[] | undefined): u
 export async function readImageBatch(paths: readonly string[], options: ImageBatchOptions): Promise<Tensor> {
   if (!Array.isArray(paths) || paths.some((p) => typeof p !== 'string')) throw invalidParameterError('paths', 'an array of file paths', paths);
   assertInteger('size', options?.size, 1, 16384);
+  return readBatch(paths, options, normalization(options.normalize));
+}
+
+async function readBatch(paths: readonly string[], options: ImageBatchOptions, norm: Normalization | undefined): Promise<Tensor> {
   const concurrency = options.concurrency ?? 16;
   assertInteger('concurrency', concurrency, 1, 1024);
-  const norm = normalization(options.normalize);
   if (options.threshold === true && norm !== undefined) throw invalidParameterError('threshold', 'false with normalize (thresholding makes uint8 masks)', true);
-  const flags = nativeFlags(options);
+  const flags = nativeFlags(options, norm);
   const { into } = options;
   if (into !== undefined) checkInto(into, paths.length, options.size, norm !== undefined);
   const runtime = ensureRuntime();
@@ -174,7 +268,7 @@ export async function readImageBatch(paths: readonly string[], options: ImageBat
   if ((!hasNativeJpeg() && !hasNativePng()) || (!hasNativePng() && paths.every((p) => /\.png$/i.test(p)))) {
     if (into === undefined) {
       const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path, { acceptDamagedJpeg: damaged }));
-      return decodeBatch(sources, options, paths);
+      return decodeSources(sources, options, norm, paths);
     }
     await decodeInto(into, paths.map((_, i) => i), [...paths]);
     return into;

@@ -8,11 +8,10 @@
  */
 import { readdir } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { Random } from '../core/random.js';
 import { assertInteger, assertNumber, invalidParameterError } from '../core/validate.js';
-import { readImageBatch } from '../data/batch.js';
+import { imagenetPreprocess, preprocessImages } from '../data/batch.js';
+import type { Tensor } from '../core/tensor.js';
 import { Model } from '../models/model.js';
-import { AugmentPipeline } from '../training/augment/index.js';
 import { MapWriter } from './maps.js';
 import type { MapDType } from './maps.js';
 
@@ -127,8 +126,6 @@ export async function inferMaps(models: readonly InferModel[], images: readonly 
         models: models.map((m, i) => ({ path: m.path, weight: weights[i], backbone: loaded[i]!.model.spec.backbone, fold: loaded[i]!.metadata.fold ?? null, epoch: loaded[i]!.metadata.epoch ?? null })),
       },
     });
-    // Inference input: the training normalisation (ImageNet statistics), no augmentation.
-    const pipeline = AugmentPipeline.preset('none');
     const pixels = size * size;
     let predicted = 0;
     started = performance.now(); // throughput of the prediction loop, without loading models
@@ -139,11 +136,10 @@ export async function inferMaps(models: readonly InferModel[], images: readonly 
       for (let start = 0; start < pending.length; start += batchSize) {
         const indices = pending.slice(start, start + batchSize);
         const n = indices.length;
-        const uint8 = await readImageBatch(
-          indices.map((i) => images[i]!.path),
-          { size, acceptDamagedJpeg: options.acceptDamagedJpeg === true },
-        );
-        const inputs = new Map<number, Awaited<ReturnType<typeof pipeline.apply>>['images']>();
+        const paths = indices.map((i) => images[i]!.path);
+        // Inference input: the training normalisation (ImageNet statistics), no augmentation,
+        // decoded natively once per channel count the models take.
+        const inputs = new Map<number, Tensor>();
         const acc = new Float32Array(n * pixels);
         const labelAcc = new Float64Array(n);
         try {
@@ -152,8 +148,7 @@ export async function inferMaps(models: readonly InferModel[], images: readonly 
             const channels = model.spec.inChannels as 1 | 3;
             let input = inputs.get(channels);
             if (!input) {
-              const plan = pipeline.sample(new Random(0), n, size, size);
-              input = (await pipeline.apply(uint8, undefined, plan, { channels })).images;
+              input = await preprocessImages(paths, imagenetPreprocess(size, channels), { acceptDamagedJpeg: options.acceptDamagedJpeg === true });
               if (model.device !== 'cpu') {
                 const moved = await input.to(model.device);
                 input.dispose();
@@ -178,7 +173,6 @@ export async function inferMaps(models: readonly InferModel[], images: readonly 
             }
           }
         } finally {
-          uint8.dispose();
           for (const t of inputs.values()) t.dispose();
         }
         for (let b = 0; b < n; b++) {

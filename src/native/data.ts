@@ -17,9 +17,10 @@ export interface DataBinding {
     sources: NativeImageSource[],
     size: number,
     normalize: boolean,
-    mean: number,
-    std: number,
-    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    /** One value (one gray channel), or per output channel (1 or 3 values: [B,C,size,size]). */
+    mean: number | readonly number[],
+    std: number | readonly number[],
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath), 4 round to 8 bits before normalising. */
     acceptDamagedJpeg?: boolean | number,
   ): Promise<NativeTensor>;
   /** Decodes sources[k] into row rows[k] of `into` (a [B,1,size,size] batch of the options' dtype). */
@@ -29,9 +30,10 @@ export interface DataBinding {
     sources: NativeImageSource[],
     size: number,
     normalize: boolean,
-    mean: number,
-    std: number,
-    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    /** One value (one gray channel), or per output channel (1 or 3 values: [B,C,size,size]). */
+    mean: number | readonly number[],
+    std: number | readonly number[],
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath), 4 round to 8 bits before normalising. */
     acceptDamagedJpeg?: boolean | number,
   ): Promise<void>;
   /**
@@ -42,9 +44,10 @@ export interface DataBinding {
     paths: string[],
     size: number,
     normalize: boolean,
-    mean: number,
-    std: number,
-    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath). */
+    /** One value (one gray channel), or per output channel (1 or 3 values: [B,C,size,size]). */
+    mean: number | readonly number[],
+    std: number | readonly number[],
+    /** A boolean, or a flag set: 1 accept damaged JPEG, 2 threshold masks at 128 (datapath), 4 round to 8 bits before normalising. */
     acceptDamagedJpeg?: boolean | number,
     into?: NativeTensor,
   ): Promise<{ images?: NativeTensor; fallback: number[] }>;

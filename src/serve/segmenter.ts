@@ -23,7 +23,7 @@ import type { MicroBatch } from '../core/micro-batcher.js';
 import { counters, emptyCpuCache } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
-import { IMAGENET_GRAY, decodeBatch } from '../data/batch.js';
+import { IMAGENET_GRAY, preprocessImages } from '../data/batch.js';
 import { DicomError } from '../data/dicom.js';
 import { EMPTY_RLE, encode as encodeRle, formatRuns } from '../data/rle.js';
 import { Model } from '../models/model.js';
@@ -302,7 +302,6 @@ export class Segmenter {
   #disposed = false;
   /** A batch's decode or forward is running (the model must outlive it). */
   #inferring = false;
-  #channels: Tensor | undefined;
   #batches = 0;
   #batchSizes: number[] = [];
   #bytesPerPixel: number;
@@ -528,8 +527,6 @@ export class Segmenter {
   }
 
   #free(): void {
-    this.#channels?.dispose();
-    this.#channels = undefined;
     this.#model.dispose();
   }
 
@@ -552,10 +549,13 @@ export class Segmenter {
       while (images === undefined && items.length > 0) {
         const t0 = performance.now();
         try {
-          images = await decodeBatch(
+          // One native pass: decode, resize, normalise and replicate the gray image to the
+          // model's input channels (the gray statistics on every channel, unrounded as always).
+          const { mean, std } = this.#options.normalize;
+          images = await preprocessImages(
             items.map((item) => item.value.prepared.source),
-            { size, normalize: this.#options.normalize, acceptDamagedJpeg: this.#options.acceptDamagedJpeg },
-            items.map((_, i) => String(i)),
+            { size, channels: this.#model.spec.inChannels as 1 | 3, mean: [mean], std: [std], quantize: false },
+            { acceptDamagedJpeg: this.#options.acceptDamagedJpeg, names: items.map((_, i) => String(i)) },
           );
         } catch (err) {
           const index = err instanceof DicomError ? Number(err.file) : NaN;
@@ -618,20 +618,13 @@ export class Segmenter {
     }
   }
 
-  /** [B,1,S,S] normalised images -> B x S x S probabilities. */
+  /** [B,C,S,S] normalised images (the model's input channels) -> B x S x S probabilities. */
   async #forward(images: Tensor, tta: boolean): Promise<Float32Array> {
-    let input = images;
     try {
-      if (this.#model.spec.inChannels === 3) {
-        // Gray replicated to the 3 channels the ImageNet encoders take (a broadcast multiply).
-        this.#channels ??= Tensor.from(new Float32Array([1, 1, 1]), [1, 3, 1, 1]);
-        input = await images.mul(this.#channels);
-      }
-      const out = await this.#model.predict(input, { tta });
+      const out = await this.#model.predict(images, { tta });
       out.label?.dispose();
       return out.mask.takeData('float32');
     } finally {
-      if (input !== images) input.dispose();
       images.dispose();
     }
   }
