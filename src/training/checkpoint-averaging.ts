@@ -8,10 +8,9 @@
 import { Random } from '../core/random.js';
 import { assertInteger, assertNumber, invalidParameterError } from '../core/validate.js';
 import type { Tensor } from '../core/tensor.js';
-import { readImageBatch } from '../data/batch.js';
+import { imagenetPreprocess, preprocessImages } from '../data/batch.js';
 import { Model } from '../models/model.js';
 import type { LoadedCheckpoint } from '../models/model.js';
-import { AugmentPipeline } from './augment/index.js';
 import { averageStateDicts } from './swa.js';
 
 export interface SwaOptions {
@@ -121,22 +120,16 @@ export async function averageCheckpoints(paths: readonly string[], out: string, 
       // BatchNorm in training mode needs 2+ images per batch: a lone trailing image is left out.
       const usable = images.length - (images.length % batchSize === 1 ? 1 : 0);
       if (usable < 2) throw new Error(`the BatchNorm pass needs at least 2 images (got ${images.length})`);
-      const pipeline = AugmentPipeline.preset('none');
+      // The inference input (the training normalisation), made natively in one call.
       const channels = model.spec.inChannels as 1 | 3;
       const total = usable;
       async function* batches(): AsyncGenerator<Tensor> {
         for (let start = 0; start < usable; start += batchSize) {
           const chunk = images.slice(start, Math.min(usable, start + batchSize));
-          const uint8 = await readImageBatch(
+          const x = await preprocessImages(
             chunk.map((im) => im.path),
-            { size: size! },
+            imagenetPreprocess(size!, channels),
           );
-          let x: Tensor;
-          try {
-            x = (await pipeline.apply(uint8, undefined, pipeline.sample(new Random(0), chunk.length, size!, size!), { channels })).images;
-          } finally {
-            uint8.dispose();
-          }
           try {
             yield x;
           } finally {
