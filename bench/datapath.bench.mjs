@@ -1,8 +1,10 @@
 // Data path bench (issue 19), every figure against a baseline measured in the same run:
 // 1. The training loader at 1024 px with the first-place augmentation, one batch at a time: images
 //    per CPU-second ("per core": process CPU time, all threads) and per wall second, for
-//    - before: the previous path (each PNG read and decoded by sharp in JavaScript, the bytes
-//      handed to the native batch, masks thresholded in JavaScript when resized), then augmented;
+//    - before: the path when issue 19 was filed (each PNG read and decoded by sharp in JavaScript,
+//      the bytes handed to the native batch, masks thresholded in JavaScript when resized), then
+//      augmented by the ATen path (coordinate tensors and grid_sample, photometric and
+//      normalisation as separate tensor ops), which CPU batches ran then;
 //    - native PNG: the same PNG folder through libpng on the native decode threads;
 //    - image store: train.pnimg (uint8 bytes at fixed offsets, no decoding).
 // 2. Store read + uint8 -> normalised batch at 512 (the loader with normalisation only, two batches
@@ -28,7 +30,7 @@ async function dataset(tmpDir, n, size) {
   return data;
 }
 
-/** The loader's load() before issue 19: sharp in JavaScript, JS threshold on resize. */
+/** The loader's load() before issue 19: sharp in JavaScript, JS threshold on resize, ATen augmentation. */
 async function loadBefore(samples, size, preparedSize, pipeline, seed) {
   const read = async (paths) => decodeBatch(await Promise.all(paths.map(async (p) => imageSource(await readFile(p), p))), { size }, paths);
   const [raw, rawMasks] = await Promise.all([read(samples.map((s) => s.image)), read(samples.map((s) => s.mask))]);
@@ -39,7 +41,7 @@ async function loadBefore(samples, size, preparedSize, pipeline, seed) {
     masks = Tensor.from(data, [samples.length, 1, size, size]);
   }
   const plan = pipeline.sample(new Random(seed), samples.length, size, size);
-  const out = await pipeline.apply(raw, masks, plan, { channels: 3 });
+  const out = await pipeline.apply(raw, masks, plan, { channels: 3, resample: 'aten' });
   raw.dispose();
   masks.dispose();
   out.images.dispose();
@@ -95,7 +97,7 @@ async function part1024({ tmpDir, n, batch, log, pipeline }) {
       name: `loader @1024, first-place augmentation, ${name}, per core`,
       unit: 'images/CPU-s',
       value: m.perCore,
-      baseline: { name: 'before: sharp in JS, JS mask threshold', value: before.perCore },
+      baseline: { name: 'before: sharp in JS, JS mask threshold, ATen augmentation', value: before.perCore },
       higherIsBetter: true,
       goal: 3,
       notes: `batch ${batch}, one batch at a time; wall ${m.wall.toFixed(2)} vs ${before.wall.toFixed(2)} images/s`,

@@ -55,16 +55,52 @@ struct ImagePlan {
   std::vector<PhotometricStep> photometric;
 };
 
+/** An affine map x' = m0 x + m1 y + m2, y' = m3 x + m4 y + m5 (pixel centres at integers). */
+using Matrix = std::array<double, 6>;
+
+/**
+ * An image's geometric steps with identities dropped and neighbouring affine steps merged where
+ * that is exact (the inner one never leaves the frame, or the outer one is a lattice map).
+ */
+std::vector<GeometricStep> simplifySteps(const std::vector<GeometricStep>& steps, int64_t height, int64_t width);
+
+/** True when the map sends the whole frame into the frame (checked at the corners). */
+bool staysInsideFrame(const Matrix& m, int64_t height, int64_t width);
+
+/** A permutation of pixels (flips, quarter turns): a signed permutation with integer offsets. */
+bool isLatticeMap(const Matrix& m, int64_t height, int64_t width);
+
+/** albumentations' grid_distortion table for one axis: where output column/row i samples. */
+std::vector<double> distortionTable(int64_t size, int64_t numSteps, const std::vector<double>& steps);
+
+/**
+ * The composed table (256 levels, linear between them) of an image's photometric steps when they
+ * are all pointwise and none needs the image's mean; false otherwise. No steps: true, empty table.
+ */
+bool pointwiseTable(const std::vector<PhotometricStep>& steps, std::vector<double>& table);
+
+/**
+ * The CPU kernel (cpu_kernel.cpp): resamples, applies the photometric steps and writes `channels`
+ * output channels (x * scale[c] + shift[c] when normalize) in one pass per row. Returns float32
+ * [B, channels, H, W] and float32 0/1 masks [B, 1, H, W] (undefined without masks).
+ */
+std::pair<at::Tensor, at::Tensor> augmentCpu(const at::Tensor& images, const at::Tensor& masks, const std::vector<ImagePlan>& plans, bool maskBilinear,
+                                             int64_t channels, bool normalize, const std::vector<double>& scale, const std::vector<double>& shift);
+
+/** The elastic displacement field [2, H, W] (dx then dy planes) of one step, as float values. */
+std::vector<float> elasticFieldCpu(const GeometricStep& step, int64_t height, int64_t width);
+
 /** Decodes the flat plan of a batch of `batch` images; throws pn::Error naming what is wrong. */
 std::vector<ImagePlan> decodePlan(const std::vector<double>& plan, int64_t batch);
 
 /**
- * Resamples the images (uint8 [B,1,H,W]) and masks (uint8 or undefined) with each image's
- * geometry: identity and lattice maps (flips, 90-degree rotations) by exact gathers, everything
- * else by one grid_sample over the batch. Returns float32 images (0-255) and float32 0/1 masks.
+ * The ATen path (any device): resamples the images (uint8 or float [B,1,H,W]) and masks (or
+ * undefined) with each image's geometry: identity and lattice maps (flips, 90-degree rotations)
+ * by exact gathers, everything else by one grid_sample over the batch. Returns float32 images
+ * (0-255) and float32 0/1 masks.
  */
 std::pair<at::Tensor, at::Tensor> resampleBatch(const at::Tensor& images, const at::Tensor& masks,
-                                                const std::vector<ImagePlan>& plans, bool maskBilinear, bool atenPath = false);
+                                                const std::vector<ImagePlan>& plans, bool maskBilinear);
 
 /** The sampling coordinates (pixel units, [H,W,2] as x,y) of one image's geometry, plus validity. */
 struct CoordinateMap {
@@ -75,7 +111,7 @@ struct CoordinateMap {
 CoordinateMap coordinateMap(const std::vector<GeometricStep>& steps, int64_t height, int64_t width,
                             const at::TensorOptions& options);
 
-/** The smoothed elastic displacement field [2,H,W] (dx, dy) for one image. */
+/** The smoothed elastic displacement field [2,H,W] (dx, dy) for one image (elasticFieldCpu on `options`' device). */
 at::Tensor elasticField(const GeometricStep& step, int64_t height, int64_t width, const at::TensorOptions& options);
 
 /** Applies each image's photometric steps in place on x (float32 [B,1,H,W], 0-255). */

@@ -1,5 +1,6 @@
-// The batch augmentation entry point: decodes the plan TypeScript drew, resamples the batch
-// (geometry.cpp), runs the photometric steps (photometric.cpp) and normalises.
+// The batch augmentation entry point: decodes the plan TypeScript drew; on the CPU runs the
+// one-pass kernel (cpu_kernel.cpp), elsewhere resamples the batch (geometry.cpp), runs the
+// photometric steps (photometric.cpp) and normalises.
 #include <cmath>
 #include <string>
 
@@ -171,20 +172,28 @@ AugmentResult augmentBatch(const Tensor& images, const Tensor& masks, const std:
     };
     at::NoGradGuard noGrad;
     const std::vector<augment::ImagePlan> plans = augment::decodePlan(plan, input.size(0));
-    auto [x, outMasks] = augment::resampleBatch(input.contiguous(), maskInput.defined() ? maskInput.contiguous() : maskInput, plans, options.maskBilinear,
-                                               options.atenPath);
-    augment::applyPhotometric(x, plans);
-    const int64_t batch = x.size(0), channels = options.channels, height = x.size(2), width = x.size(3);
-    at::Tensor out;
+    const int64_t channels = options.channels;
+    std::vector<double> scale, shift;
     if (options.normalize) {
       const std::vector<double> mean = perChannel(options.mean, "mean"), std = perChannel(options.std, "std");
       if (!(options.maxPixelValue > 0)) throw Error("augment: max_pixel_value must be > 0");
-      std::vector<double> scale(mean.size()), shift(mean.size());
       for (size_t c = 0; c < mean.size(); ++c) {
         if (!(std[c] != 0)) throw Error("augment: std must be nonzero");
-        scale[c] = 1.0 / (options.maxPixelValue * std[c]);
-        shift[c] = -mean[c] / std[c];
+        scale.push_back(1.0 / (options.maxPixelValue * std[c]));
+        shift.push_back(-mean[c] / std[c]);
       }
+    }
+    const at::Tensor contiguousMasks = maskInput.defined() ? maskInput.contiguous() : maskInput;
+    if (input.device().is_cpu() && !options.atenPath) {
+      // The CPU kernel: geometry, photometric table, normalisation and channels in one pass per row.
+      auto [out, outMasks] = augment::augmentCpu(input.contiguous(), contiguousMasks, plans, options.maskBilinear, channels, options.normalize, scale, shift);
+      return AugmentResult{wrap(out), outMasks.defined() ? wrap(outMasks) : Tensor()};
+    }
+    auto [x, outMasks] = augment::resampleBatch(input.contiguous(), contiguousMasks, plans, options.maskBilinear);
+    augment::applyPhotometric(x, plans);
+    const int64_t batch = x.size(0), height = x.size(2), width = x.size(3);
+    at::Tensor out;
+    if (options.normalize) {
       const auto column = [&](const std::vector<double>& v) {
         return at::tensor(v, at::TensorOptions().dtype(at::kDouble)).view({1, channels, 1, 1}).to(x.options());
       };

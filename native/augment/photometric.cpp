@@ -128,6 +128,18 @@ at::Tensor medianFilter(const at::Tensor& image, int64_t ksize) {
 
 }  // namespace
 
+bool pointwiseTable(const std::vector<PhotometricStep>& steps, std::vector<double>& table) {
+  table.clear();
+  if (steps.empty()) return true;
+  const std::vector<Stage> stages = stagesOf(steps);
+  if (stages.size() != 1 || stages[0].kind != Kind::Pointwise) return false;
+  for (const PhotometricStep* s : stages[0].steps) {
+    if (!s->betaByMax && s->beta != 0) return false;
+  }
+  table = lookupTable(stages[0], 0.0);
+  return true;
+}
+
 at::Tensor clahe(const at::Tensor& image, double clipLimit, int64_t tileRows, int64_t tileCols) {
   const int64_t height = image.size(0), width = image.size(1);
   const auto options = image.options();

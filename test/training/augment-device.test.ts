@@ -88,6 +88,42 @@ describe('fused CPU resampling vs the ATen (device) path on CPU tensors', () => 
     }
   }
 
+  // The CPU kernel folds pointwise steps into its per-row table and runs steps that need the whole
+  // image (CLAHE, blurs, median, noise, brightness by the image mean) after the resampling.
+  const PHOTOMETRIC = {
+    'pointwise (table in the row pass)': [
+      { type: 'RandomGamma', p: 1, gamma_limit: [70, 130] },
+      { type: 'RandomBrightnessContrast', p: 1, brightness_limit: 0.3, contrast_limit: 0.3 },
+      { type: 'InvertImg', p: 0.5 },
+    ],
+    'brightness by the image mean': [{ type: 'RandomBrightnessContrast', p: 1, brightness_limit: 0.3, contrast_limit: 0.2, brightness_by_max: false }],
+    'CLAHE, blur, median, noise': [
+      { type: 'CLAHE', p: 1, clip_limit: 4, tile_grid_size: [4, 4] },
+      { type: 'OneOf', p: 1, transforms: [{ type: 'Blur', blur_limit: 3 }, { type: 'MotionBlur', blur_limit: 3 }, { type: 'MedianBlur', blur_limit: 3 }] },
+      { type: 'GaussNoise', p: 1, var_limit: [10, 50] },
+    ],
+  } as const;
+  for (const [name, transforms] of Object.entries(PHOTOMETRIC)) {
+    it(`photometric ${name}, after shift-scale-rotate, normalised to 3 channels`, async () => {
+      const pipeline = new AugmentPipeline([
+        { type: 'ShiftScaleRotate', p: 1, shift_limit: 0.1, scale_limit: 0.1, rotate_limit: 30 },
+        ...transforms,
+        { type: 'Normalize', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], max_pixel_value: 255 },
+      ]);
+      for (const seed of [4, 5]) {
+        const plan = pipeline.sample(new Random(seed), 4, size, size);
+        const fused = await pipeline.apply(images, masks, plan, { channels: 3 });
+        const aten = await pipeline.apply(images, masks, plan, { channels: 3, resample: 'aten' });
+        expect(fused.images.shape).toEqual([4, 3, size, size]);
+        const r = stats(fused.images.takeData('float32'), aten.images.takeData('float32'));
+        // Normalised units (std 0.224 at most): 1 level = 1 / (255 * 0.225) or more.
+        expect(r.mean * 255 * 0.225, `seed ${seed} mean`).toBeLessThan(0.05);
+        expect(r.p999 * 255 * 0.225, `seed ${seed} p99.9`).toBeLessThan(1);
+        expect(stats(fused.masks!.takeData('float32'), aten.masks!.takeData('float32')).differ).toBeLessThanOrEqual(5e-4);
+      }
+    });
+  }
+
   it('the first-place preset at 512 px with normalisation (a float32 input too)', async () => {
     const big = 512;
     const img = Tensor.from(pattern(2, big, 5), [2, 1, big, big]);

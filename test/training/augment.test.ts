@@ -330,6 +330,43 @@ describe('geometric transforms', () => {
     }
   });
 
+  it("elastic displacement has Gaussian-smoothed noise's spread and correlation length (alpha 120, sigma 6)", async () => {
+    // On a ramp whose level is the x coordinate, output - x is the field's x displacement.
+    const n = 256;
+    const ramp = Uint8Array.from({ length: n * n }, (_, i) => i % n);
+    const alpha = 120;
+    const sigma = 6;
+    const plan = drawn([{ type: 'ElasticTransform', p: 1, alpha, sigma, alpha_affine: 0 }], 4, n, n, 31);
+    const out = await applyPlan([ramp, ramp, ramp, ramp], n, n, plan);
+    // Smoothed uniform(-1, 1) noise: std = alpha sqrt(1/3) sum(w^2) (2-D separable kernel, scipy's
+    // truncate = 4); correlation at lag d = exp(-d^2 / (4 sigma^2)).
+    const radius = Math.floor(4 * sigma + 0.5);
+    const w1 = Array.from({ length: 2 * radius + 1 }, (_, i) => Math.exp(-0.5 * ((i - radius) / sigma) ** 2));
+    const total = w1.reduce((a, b) => a + b, 0);
+    const sumSq = w1.reduce((a, b) => a + (b / total) ** 2, 0);
+    const expectedStd = alpha * Math.sqrt(1 / 3) * sumSq;
+    const lag = 12;
+    let sq = 0;
+    let cross = 0;
+    let count = 0;
+    const margin = 40; // away from the reflected borders and the 0-255 clamp
+    for (let b = 0; b < 4; b++) {
+      const d = (x: number, y: number) => (out.images[b * n * n + y * n + x] as number) - x;
+      for (let y = margin; y < n - margin; y++) {
+        for (let x = margin; x < n - margin - lag; x++) {
+          sq += d(x, y) ** 2;
+          cross += d(x, y) * d(x + lag, y);
+          count++;
+        }
+      }
+    }
+    const std = Math.sqrt(sq / count);
+    expect(std / expectedStd).toBeGreaterThan(0.8);
+    expect(std / expectedStd).toBeLessThan(1.2);
+    expect(cross / sq).toBeGreaterThan(Math.exp(-1) - 0.12);
+    expect(cross / sq).toBeLessThan(Math.exp(-1) + 0.12);
+  });
+
   it('keeps image and mask aligned through the composed geometry (nearest and bilinear masks)', async () => {
     const n = 64;
     const img = new Uint8Array(n * n).fill(10);
