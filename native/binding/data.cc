@@ -147,6 +147,27 @@ Napi::Value ReadImageFiles(const Napi::CallbackInfo& info) {
       }, RunOn::Pool);
 }
 
+/** stageTensors(tensors, device): resolves with the tensors on `device` (see data_api.h). */
+Napi::Value StageTensors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throwType(env, "Expected an array of tensors for tensors");
+  const auto list = info[0].As<Napi::Array>();
+  std::vector<pn::Tensor> host;
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    const pn::Tensor* t = tensorOf(env, list.Get(k));
+    if (t == nullptr) throwType(env, "Expected a Tensor for tensors[" + std::to_string(k) + "]");
+    host.push_back(*t);
+  }
+  const std::string device = argString(info, 1, "device");
+  return Task<std::vector<pn::Tensor>>::Run(
+      env, "pneumo.stageTensors", [host, device] { return pn::data::stageTensors(host, device); },
+      [](Napi::Env e, std::vector<pn::Tensor>& r) -> Napi::Value {
+        auto out = Napi::Array::New(e, r.size());
+        for (size_t k = 0; k < r.size(); ++k) out.Set(static_cast<uint32_t>(k), wrapTensor(e, std::move(r[k])));
+        return out;
+      }, RunOn::Pool);
+}
+
 }  // namespace
 
 void InitData(Napi::Env env, Napi::Object exports) {
@@ -154,6 +175,7 @@ void InitData(Napi::Env env, Napi::Object exports) {
   exports.Set("decodeImageBatch", Napi::Function::New(env, DecodeImageBatch, "decodeImageBatch"));
   exports.Set("decodeImageBatchInto", Napi::Function::New(env, DecodeImageBatchInto, "decodeImageBatchInto"));
   exports.Set("readImageFiles", Napi::Function::New(env, ReadImageFiles, "readImageFiles"));
+  exports.Set("stageTensors", Napi::Function::New(env, StageTensors, "stageTensors"));
   // ---- datapath: libpng in the batch path ----
   exports.Set("hasLibPng", Napi::Boolean::New(env, pn::data::hasLibPng()));
 }

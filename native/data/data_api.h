@@ -98,4 +98,13 @@ struct FileBatch {
  */
 FileBatch readImageFiles(const std::vector<std::string>& paths, const BatchOptions& options, const Tensor* into = nullptr);
 
+/**
+ * Copies host tensors to `device` the way the image store's reader stages its batches: on a CUDA
+ * device each goes through pinned (page-locked) host memory and a non_blocking copy on a side
+ * stream, waited for on the calling (worker) thread, so that the copy overlaps the training step
+ * instead of queueing behind it; on "cpu" the tensors are returned as they are. Throws naming the
+ * first tensor that is not on the CPU, or a device this build cannot use.
+ */
+std::vector<Tensor> stageTensors(const std::vector<Tensor>& host, const std::string& device);
+
 }  // namespace pn::data

@@ -742,4 +742,35 @@ StoreBatch readStoreBatch(ImageStoreFile& store, const std::vector<int64_t>& ind
   });
 }
 
+std::vector<Tensor> stageTensors(const std::vector<Tensor>& host, const std::string& device) {
+  return guard([&] {
+    const at::Device target = parseDevice(device);
+    std::vector<at::Tensor> inputs;
+    for (size_t k = 0; k < host.size(); ++k) {
+      const at::Tensor& t = unwrap(host[k]);
+      if (!t.device().is_cpu()) throw Error("stageTensors: tensor " + std::to_string(k) + " is on " + t.device().str() + ", not the CPU");
+      inputs.push_back(t);
+    }
+    std::vector<at::Tensor> staged;
+    if (target.is_cpu()) {
+      staged = inputs;
+    } else if (target.is_cuda()) {
+#ifdef PN_WITH_CUDA
+      // Page-locked copies first (a plain memcpy on this worker), so that the device copies are
+      // asynchronous and run on the side stream beside the step.
+      std::vector<at::Tensor> pinned;
+      for (const at::Tensor& t : inputs) pinned.push_back(t.is_pinned() ? t : t.contiguous().pin_memory());
+      staged = stageToDevice(pinned, target);
+#else
+      throw Error("this build of pneumo-native has no CUDA support: cannot stage a batch to " + target.str());
+#endif
+    } else {
+      for (const at::Tensor& t : inputs) staged.push_back(t.to(target));
+    }
+    std::vector<Tensor> out;
+    for (at::Tensor& t : staged) out.push_back(wrap(std::move(t)));
+    return out;
+  });
+}
+
 }  // namespace pn::data

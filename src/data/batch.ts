@@ -196,6 +196,24 @@ async function decodeSources(sources: readonly ImageSource[], options: ImageBatc
   }
 }
 
+/**
+ * Copies CPU batches to `device` as the image store's reader stages its own: on a CUDA device
+ * through pinned host memory and an asynchronous copy on a side stream, waited for on a libuv
+ * pool thread, so the copy overlaps the training step rather than queueing behind it on the
+ * compute thread (as `Tensor.to` would). On "cpu" the tensors come back as they are (new handles
+ * on the same storage). The inputs stay owned by the caller.
+ * @throws Error naming a tensor that is not on the CPU, or a device this build cannot use
+ */
+export async function stageToDevice(tensors: readonly Tensor[], device: string): Promise<Tensor[]> {
+  if (!Array.isArray(tensors) || tensors.some((t) => !(t instanceof Tensor))) throw invalidParameterError('tensors', 'an array of Tensors', tensors);
+  if (typeof device !== 'string' || device === '') throw invalidParameterError('device', 'a device name ("cpu", "cuda", "cuda:1")', device);
+  const staged = await ensureRuntime().stageTensors(
+    tensors.map((t) => t.native),
+    device,
+  );
+  return staged.map((t) => new Tensor(t));
+}
+
 /** Options of {@link preprocessImages}. */
 export interface PreprocessOptions {
   /** Files read concurrently (file paths only; default 16). */

@@ -51,4 +51,9 @@ export interface DataBinding {
     acceptDamagedJpeg?: boolean | number,
     into?: NativeTensor,
   ): Promise<{ images?: NativeTensor; fallback: number[] }>;
+  /**
+   * CPU tensors copied to `device`: on CUDA through pinned host memory and an asynchronous copy on
+   * a side stream (waited for on a pool thread, beside the step); on "cpu" the same tensors.
+   */
+  stageTensors(tensors: NativeTensor[], device: string): Promise<NativeTensor[]>;
 }

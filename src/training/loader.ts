@@ -21,7 +21,7 @@ import sharp from 'sharp';
 import { Random, deriveSeed } from '../core/random.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
-import { readImageBatch } from '../data/batch.js';
+import { readImageBatch, stageToDevice } from '../data/batch.js';
 import { dilateMasks } from '../data/dilate.js';
 import { ImageStoreReader, storePath } from '../data/image-store.js';
 import { ALWAYS_TRAIN_FOLD, FoldSplit } from '../data/folds.js';
@@ -192,9 +192,9 @@ function disposeAll(...tensors: (Tensor | undefined)[]): void {
 /**
  * The uint8 images and 0/255 masks [B, 1, size, size] of `samples`, on `device`: from their image
  * store when they all have one (read natively: positional reads straight into the batch, resized
- * only when the store's size is not `size`; on a CUDA device through pinned memory and an
- * asynchronous copy on a side stream), else decoded from the PNGs (natively with libpng) and then
- * moved to `device`. Either way masks are thresholded at 128 after a resize, so both sources give
+ * only when the store's size is not `size`), else decoded from the PNGs (natively with libpng);
+ * on a CUDA device either way through pinned memory and an asynchronous copy on a side stream
+ * ({@link stageToDevice}). Either way masks are thresholded at 128 after a resize, so both sources give
  * the same batch.
  */
 export async function readSamples(samples: readonly TrainingSample[], size: number, device = 'cpu'): Promise<[Tensor, Tensor]> {
@@ -214,13 +214,9 @@ export async function readSamples(samples: readonly TrainingSample[], size: numb
   }
   if (device === 'cpu') return [images.value, masks.value];
   try {
-    const onDevice = await images.value.to(device);
-    try {
-      return [onDevice, await masks.value.to(device)];
-    } catch (err) {
-      onDevice.dispose();
-      throw err;
-    }
+    // Pinned memory and a side-stream copy on a pool thread, as the store's reader does.
+    const [onDevice, masksOnDevice] = await stageToDevice([images.value, masks.value], device);
+    return [onDevice!, masksOnDevice!];
   } finally {
     disposeAll(images.value, masks.value);
   }
@@ -295,10 +291,12 @@ export class BatchLoader {
     }
     let images = raw;
     if (dilate && device !== 'cpu') {
-      images = await raw.to(device);
-      const m = await masks.to(device);
-      disposeAll(raw, masks);
-      masks = m;
+      const host = [raw, masks];
+      try {
+        [images, masks] = (await stageToDevice(host, device)) as [Tensor, Tensor];
+      } finally {
+        disposeAll(...host);
+      }
     }
     try {
       const plan = pipeline.sample(new Random(seed), chosen.length, size, size);

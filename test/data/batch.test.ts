@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { ensureRuntime } from '../../src/core/runtime.js';
 import { Tensor } from '../../src/core/tensor.js';
-import { decodeBatch, hasNativeJpeg, imageSource, readImageBatch } from '../../src/data/batch.js';
+import { decodeBatch, hasNativeJpeg, imageSource, readImageBatch, stageToDevice } from '../../src/data/batch.js';
 import { read, writeDicom } from '../../src/data/dicom.js';
 
 const SIZE = 256;
@@ -209,5 +209,24 @@ describe('native image batches', () => {
       kept.dispose();
       wrong.dispose();
     });
+  });
+});
+
+describe('stageToDevice', () => {
+  it('returns CPU batches as they are on "cpu" and names what it cannot stage', async () => {
+    const images = Tensor.from(Uint8Array.from([1, 2, 3, 4]), [1, 1, 2, 2]);
+    const masks = Tensor.from(Uint8Array.from([0, 255, 255, 0]), [1, 1, 2, 2]);
+    const [a, b] = await stageToDevice([images, masks], 'cpu');
+    expect([...(await a!.data('uint8'))]).toEqual([1, 2, 3, 4]);
+    expect([...(await b!.data('uint8'))]).toEqual([0, 255, 255, 0]);
+    a!.dispose();
+    b!.dispose();
+    // The inputs stay the caller's.
+    expect([...(await images.data('uint8'))]).toEqual([1, 2, 3, 4]);
+    await expect(stageToDevice([images, 'x' as unknown as Tensor], 'cpu')).rejects.toThrow(/tensors/);
+    await expect(stageToDevice([images], 'tpu')).rejects.toThrow(/tpu/);
+    if (!(await ensureRuntime().runtimeInfo()).cudaAvailable) await expect(stageToDevice([images], 'cuda')).rejects.toThrow(/CUDA/);
+    images.dispose();
+    masks.dispose();
   });
 });

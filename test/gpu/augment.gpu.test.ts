@@ -55,6 +55,17 @@ describe.skipIf(!run)('augmentation on CUDA equals the CPU', () => {
     }, 120_000);
   }
 
+  it('stageToDevice copies CPU batches to cuda through pinned memory (values unchanged)', async () => {
+    const { stageToDevice } = await import('../../src/data/batch.js');
+    const bytes = Uint8Array.from({ length: 2 * 256 * 256 }, (_, i) => (i * 31) & 0xff);
+    const host = Tensor.from(bytes, [2, 1, 256, 256]);
+    const [onDevice] = await stageToDevice([host], 'cuda');
+    expect(onDevice!.device).toMatch(/^cuda/);
+    expect([...(await values(onDevice!))]).toEqual([...bytes]);
+    onDevice!.dispose();
+    host.dispose();
+  });
+
   it('the loader on cuda yields the batches of the loader on the cpu', async () => {
     const fixture = await makeTrainFixture(8, 64, 2);
     try {
