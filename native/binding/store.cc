@@ -18,17 +18,20 @@
 
 #include "../core/api.h"
 #include "../data/store_api.h"
+#include "args.h"
 #include "slices.h"
 #include "task.h"
 
 namespace {
 
+using pn::binding::boolOption;
+using pn::binding::numberOption;
+using pn::binding::throwType;
+
 /** Per-environment references: the store handle class. */
 struct StoreAddonData {
   Napi::FunctionReference storeConstructor;
 };
-
-[[noreturn]] void throwType(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
 
 int64_t integerField(const Napi::Object& o, const char* key, bool optional = false, int64_t fallback = 0) {
   const Napi::Value v = o.Get(key);
@@ -54,7 +57,7 @@ class NativeImageStore final : public Napi::ObjectWrap<NativeImageStore> {
 
   /** new NativeImageStore(path, layout, checksums, written) (through openImageStore). */
   explicit NativeImageStore(const Napi::CallbackInfo& info)
-      : Napi::ObjectWrap<NativeImageStore>(info), data_(static_cast<StoreAddonData*>(info.Data())) {
+      : Napi::ObjectWrap<NativeImageStore>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[0].IsString()) throwType(env, "Expected a string for path");
     const std::string path = info[0].As<Napi::String>().Utf8Value();
@@ -96,18 +99,8 @@ class NativeImageStore final : public Napi::ObjectWrap<NativeImageStore> {
     pn::data::StoreReadOptions options;
     if (info.Length() > 1 && info[1].IsObject()) {
       const auto o = info[1].As<Napi::Object>();
-      const auto flag = [&](const char* key, bool fallback) {
-        const Napi::Value v = o.Get(key);
-        if (v.IsUndefined() || v.IsNull()) return fallback;
-        if (!v.IsBoolean()) throwType(env, std::string("Expected a boolean for options.") + key);
-        return v.As<Napi::Boolean>().Value();
-      };
-      const auto number = [&](const char* key, double fallback) {
-        const Napi::Value v = o.Get(key);
-        if (v.IsUndefined() || v.IsNull()) return fallback;
-        if (!v.IsNumber()) throwType(env, std::string("Expected a number for options.") + key);
-        return v.As<Napi::Number>().DoubleValue();
-      };
+      const auto flag = [&](const char* key, bool fallback) { return boolOption(o, key, fallback); };
+      const auto number = [&](const char* key, double fallback) { return numberOption(o, key, fallback); };
       const double size = number("size", 0);
       if (size != static_cast<double>(static_cast<int>(size)) || size < 0) throwType(env, "Expected a non-negative integer for options.size");
       options.size = static_cast<int>(size);
@@ -155,7 +148,6 @@ class NativeImageStore final : public Napi::ObjectWrap<NativeImageStore> {
 
   Napi::Value Closed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !store_); }
 
-  StoreAddonData* data_;
   std::shared_ptr<pn::data::ImageStoreFile> store_;  // its descriptor closes with the last holder
 };
 
