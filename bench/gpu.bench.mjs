@@ -5,7 +5,9 @@
 // (bench/python/gpu_baseline.py: Python's torch on that machine; fp32, bf16 and fp16+GradScaler
 // peers). Each side's model FLOP/s is reported as a share of the GPU's dense tensor peak.
 // Skipped with one line without CUDA. PNEUMO_BENCH_MODELS, PNEUMO_BENCH_SIZES, PNEUMO_BENCH_BATCH,
-// PNEUMO_BENCH_PRECISIONS (fp32,bf16,fp16) and PNEUMO_BENCH_REPS narrow or widen a run.
+// PNEUMO_BENCH_PRECISIONS (fp32,bf16,fp16) and PNEUMO_BENCH_REPS narrow or widen a run. Last, the
+// data wait of the training loop (bench/loader.bench.mjs on CUDA: unet_se50 mixed precision, image
+// store, first-place augmentation on the GPU; PNEUMO_BENCH_LOADER=0 skips it).
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,6 +80,14 @@ export async function run({ tmpDir, quick, log }) {
         { group: 'gpu memory', name: `${name} ${precision} eval peak`, unit: 'MB', value: ours.evalPeakMb, baseline: baseline(py.evalPeakMb), higherIsBetter: false, goal: 1.0, notes: common },
       );
     }
+  }
+  // The data path's GPU goal: the trainer's loader (image store, first-place augmentation on the
+  // GPU, pinned side-stream copies, two batches ahead) feeding unet_se50 in mixed precision.
+  if (process.env.PNEUMO_BENCH_LOADER !== '0') {
+    const { run: loaderRun } = await import('./loader.bench.mjs');
+    const mixed = major >= 8 ? 'bf16' : 'fp16';
+    const loaderEntries = await loaderRun({ tmpDir, quick, log, config: { device: 'cuda', backbone: 'unet_se50', precision: mixed, size, batch, steps: quick ? 6 : 12, store: true } });
+    entries.push(...loaderEntries.map((e) => ({ ...e, group: 'gpu data path' })));
   }
   return entries;
 }
