@@ -24,11 +24,13 @@
  * checksum on every read; a truncated or damaged store is an error naming the file (and the image).
  */
 import { close as closeFd, open as openFd, read as readFd } from 'node:fs';
-import { readdir, open, stat } from 'node:fs/promises';
+import { readdir, open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { asFileWriteError, cleanStaleTemps, syncFile, writeFully } from '../core/atomic-write.js';
+import { basename, join } from 'node:path';
+import { writeFully } from '../core/atomic-write.js';
 import { crc32 } from '../core/checksum.js';
+import { badHeader as recordBadHeader, openRecordFile, readAt, readRecordHeader, RecordWriter } from '../core/record-file.js';
+import type { RecordFormat } from '../core/record-file.js';
 import { assertInteger, invalidParameterError } from '../core/validate.js';
 import { ensureRuntime } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
@@ -66,15 +68,6 @@ const PAGE = 4096;
 const align = (n: number, to: number) => Math.ceil(n / to) * to;
 const hex = (v: number) => `0x${v.toString(16).padStart(8, '0')}`;
 
-async function readExactly(fh: FileHandle, buffer: Uint8Array, offset: number, length: number, position: number, path: string): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buffer, offset + done, length - done, position + done);
-    if (bytesRead === 0) throw new Error(`${path}: the image store ends early (truncated at byte ${position + done}, expected ${position + length}); re-create it (rerun \`pneumo-native store\`)`);
-    done += bytesRead;
-  }
-}
-
 /** One positional read on a raw descriptor (readers hold a number, never a FileHandle that GC would close). */
 function preadFd(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => readFd(fd, buffer, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
@@ -89,15 +82,24 @@ async function preadExactly(fd: number, buffer: Uint8Array, offset: number, leng
   }
 }
 
-async function readBytes(fh: FileHandle, length: number, position: number, path: string): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
-  await readExactly(fh, buffer, 0, length, position, path);
-  return buffer;
-}
+/** The image store's record format (core/record-file.ts): its magic, messages and header checks. */
+const FORMAT: RecordFormat<ImageStoreHeader> = {
+  magic: IMAGE_STORE_MAGIC,
+  noun: 'image store',
+  expected: 'a .pnimg file written by `pneumo-native store` or `prepare --store`',
+  remedy: 're-create the store (rerun `pneumo-native store`)',
+  truncatedHint: '; re-create it (rerun `pneumo-native store`)',
+  checksumAlways: true,
+  checkVersion(header, path) {
+    if (header.version !== IMAGE_STORE_VERSION) throw new Error(`${path}: image store version ${header.version} is not supported (this pneumo-native reads version ${IMAGE_STORE_VERSION})`);
+  },
+  hasChecksum: () => true,
+  check: (header, path) => checkHeader(header, path),
+};
 
-function badHeader(path: string, what: string): Error {
-  return new Error(`${path}: the image store header is damaged (${what}); re-create the store (rerun \`pneumo-native store\`)`);
-}
+const badHeader = (path: string, what: string): Error => recordBadHeader(FORMAT, path, what);
+
+const readBytes = (fh: FileHandle, length: number, position: number, path: string): Promise<Buffer> => readAt(fh, length, position, path, FORMAT);
 
 function checkHeader(header: ImageStoreHeader, path: string): void {
   const isInt = (v: unknown, min: number, max: number): v is number => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
@@ -119,28 +121,7 @@ function checkHeader(header: ImageStoreHeader, path: string): void {
   }
 }
 
-async function readHeader(fh: FileHandle, path: string): Promise<ImageStoreHeader> {
-  const { size } = await fh.stat();
-  if (size < 16) throw new Error(`${path}: not a pneumo-native image store (shorter than its 16-byte preamble)`);
-  const head = await readBytes(fh, 16, 0, path);
-  if (!head.subarray(0, 8).equals(IMAGE_STORE_MAGIC)) throw new Error(`${path}: not a pneumo-native image store (bad magic; expected a .pnimg file written by \`pneumo-native store\` or \`prepare --store\`)`);
-  const length = head.readUInt32LE(8);
-  if (length > size - 16) throw badHeader(path, `its length ${length} runs past the end of the ${size}-byte file`);
-  const bytes = await readBytes(fh, length, 16, path);
-  const stored = head.readUInt32LE(12);
-  const actual = crc32(bytes);
-  if (stored !== actual) throw badHeader(path, `checksum ${hex(actual)} where the file records ${hex(stored)}`);
-  let header: ImageStoreHeader;
-  try {
-    header = JSON.parse(bytes.toString('utf8')) as ImageStoreHeader;
-  } catch (err) {
-    throw badHeader(path, `not valid JSON: ${(err as Error).message}`);
-  }
-  if (typeof header !== 'object' || header === null) throw badHeader(path, 'not a JSON object');
-  if (header.version !== IMAGE_STORE_VERSION) throw new Error(`${path}: image store version ${header.version} is not supported (this pneumo-native reads version ${IMAGE_STORE_VERSION})`);
-  checkHeader(header, path);
-  return header;
-}
+const readHeader = (fh: FileHandle, path: string): Promise<ImageStoreHeader> => readRecordHeader(fh, path, FORMAT);
 
 function storeEnd(header: ImageStoreHeader): number {
   const { layout, count } = header;
@@ -361,8 +342,8 @@ function buildHeader(options: CreateImageStoreOptions): ImageStoreHeader {
   return header;
 }
 
+/** Images whose index bytes are set together, after one fdatasync (or 64 MiB, whichever first). */
 const FLAG_GROUP_IMAGES = 256;
-const FLAG_GROUP_BYTES = 64 << 20;
 
 /**
  * An image store open for writing. `create` starts a new file or resumes a partial one with the
@@ -370,17 +351,10 @@ const FLAG_GROUP_BYTES = 64 << 20;
  * as written once its bytes and checksum are on disk (index bytes are set in groups after an
  * `fdatasync`, and by `close()`).
  */
-export class ImageStoreWriter {
-  #unflagged: number[] = [];
-  #unflaggedBytes = 0;
-  #failed = false;
-
-  private constructor(
-    readonly path: string,
-    readonly header: ImageStoreHeader,
-    private readonly fh: FileHandle,
-    readonly written: Uint8Array,
-  ) {}
+export class ImageStoreWriter extends RecordWriter<ImageStoreHeader> {
+  private constructor(path: string, header: ImageStoreHeader, fh: FileHandle, written: Uint8Array) {
+    super(path, header, fh, written, FLAG_GROUP_IMAGES);
+  }
 
   /**
    * Creates `path`, or with `resume` (default true) continues a partial store made with the same
@@ -388,95 +362,20 @@ export class ImageStoreWriter {
    * @throws FileWriteError naming `path` when the folder is read-only, missing or full
    */
   static async create(path: string, options: CreateImageStoreOptions & { resume?: boolean; overwrite?: boolean }): Promise<ImageStoreWriter> {
-    const header = buildHeader(options);
-    await cleanStaleTemps(dirname(path));
-    const exists = await stat(path).then(
-      () => true,
-      () => false,
-    );
-    if (exists && (options.resume ?? true)) {
-      let fh: FileHandle;
-      try {
-        fh = await open(path, 'r+');
-      } catch (err) {
-        throw asFileWriteError(err, path);
-      }
-      let reuse: ImageStoreWriter | null = null;
-      try {
-        let old: ImageStoreHeader | null = null;
-        try {
-          old = await readHeader(fh, path);
-        } catch (err) {
-          if (!options.overwrite) throw new Error(`${(err as Error).message}: remove it, choose another --out, or pass --overwrite`);
-        }
-        const same =
-          old !== null &&
-          old.size === header.size &&
-          old.masks === header.masks &&
-          JSON.stringify(old.ids) === JSON.stringify(header.ids) &&
-          JSON.stringify(old.producer) === JSON.stringify(header.producer);
-        if (same) {
-          const { size } = await fh.stat();
-          const end = storeEnd(old!);
-          if (size < end && !options.overwrite) throw new Error(`${path}: the image store is truncated (${size} bytes, its header needs ${end}): remove it, choose another --out, or pass --overwrite`);
-          if (size >= end) reuse = new ImageStoreWriter(path, old!, fh, new Uint8Array(await readBytes(fh, old!.count, old!.layout.index, path)));
-        } else if (!options.overwrite) {
-          throw new Error(`${path} already holds other images (different ids, size, masks or producer): remove it, choose another --out, or pass --overwrite`);
-        }
-      } finally {
-        if (reuse === null) await fh.close();
-      }
-      if (reuse) return reuse;
-    } else if (exists && !options.overwrite) {
-      throw new Error(`${path} already exists: remove it, choose another --out, or pass --overwrite`);
-    }
-    return ImageStoreWriter.#fresh(path, header);
-  }
-
-  static async #fresh(path: string, header: ImageStoreHeader): Promise<ImageStoreWriter> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'w+');
-    } catch (err) {
-      throw asFileWriteError(err, path);
-    }
-    try {
-      const json = Buffer.from(JSON.stringify(header).padEnd(header.layout.index - 16, ' '), 'utf8');
-      const preamble = Buffer.alloc(16);
-      IMAGE_STORE_MAGIC.copy(preamble, 0);
-      preamble.writeUInt32LE(json.length, 8);
-      preamble.writeUInt32LE(crc32(json), 12);
-      await writeFully(fh, preamble, 0, path);
-      await writeFully(fh, json, 16, path);
+    return openRecordFile(path, buildHeader(options), options, {
+      format: FORMAT,
+      end: storeEnd,
+      same: (old, header) =>
+        old.size === header.size &&
+        old.masks === header.masks &&
+        JSON.stringify(old.ids) === JSON.stringify(header.ids) &&
+        JSON.stringify(old.producer) === JSON.stringify(header.producer),
+      differs: (p) => `${p} already holds other images (different ids, size, masks or producer): remove it, choose another --out, or pass --overwrite`,
+      resume: (fh, old, written) => new ImageStoreWriter(path, old, fh, written),
       // Index and checksums written out (not sparse): recording an image never needs a new block.
-      await writeFully(fh, Buffer.alloc(header.layout.images - header.layout.index), header.layout.index, path);
-      // Full length up front (sparse): readers can tell a truncated file from a partial one.
-      await fh.truncate(storeEnd(header));
-      await syncFile(fh, path);
-      return new ImageStoreWriter(path, header, fh, new Uint8Array(header.count));
-    } catch (err) {
-      await fh.close();
-      throw asFileWriteError(err, path);
-    }
-  }
-
-  get ids(): readonly string[] {
-    return this.header.ids;
-  }
-  get count(): number {
-    return this.header.count;
-  }
-  get writtenCount(): number {
-    let n = 0;
-    for (const v of this.written) n += v;
-    return n;
-  }
-  /** Indices not yet written, in order. */
-  pending(): number[] {
-    const waiting = new Set(this.#unflagged);
-    const out: number[] = [];
-    for (let i = 0; i < this.count; i++) if (this.written[i] !== 1 && !waiting.has(i)) out.push(i);
-    return out;
+      initialise: (fh, header) => writeFully(fh, Buffer.alloc(header.layout.images - header.layout.index), header.layout.index, path),
+      fresh: (fh, header) => new ImageStoreWriter(path, header, fh, new Uint8Array(header.count)),
+    });
   }
 
   /**
@@ -490,47 +389,19 @@ export class ImageStoreWriter {
     if (!(image instanceof Uint8Array) || image.length !== layout.imageBytes) throw invalidParameterError('image', `${layout.imageBytes} bytes (${this.header.size} x ${this.header.size})`, image);
     if (this.header.masks && (!(mask instanceof Uint8Array) || mask.length !== layout.imageBytes)) throw invalidParameterError('mask', `${layout.imageBytes} bytes`, mask);
     if (!this.header.masks && mask) throw invalidParameterError('mask', 'nothing (the store has no masks)', mask);
-    if (this.#failed) throw new Error(`${this.path}: an earlier write failed; reopen the store to resume`);
-    const sum = Buffer.alloc(4);
-    sum.writeUInt32LE(recordChecksum(image, this.header.masks ? mask! : null), 0);
-    try {
-      await writeFully(this.fh, image, layout.images + index * layout.imageBytes, this.path);
-      if (this.header.masks) await writeFully(this.fh, mask!, layout.masks! + index * layout.imageBytes, this.path);
-      await writeFully(this.fh, sum, layout.checksums + index * 4, this.path);
-    } catch (err) {
-      this.#failed = true;
-      throw err;
-    }
-    this.#unflagged.push(index);
-    this.#unflaggedBytes += image.length * (this.header.masks ? 2 : 1);
-    if (this.#unflagged.length >= FLAG_GROUP_IMAGES || this.#unflaggedBytes >= FLAG_GROUP_BYTES) await this.flush();
-  }
-
-  /** Flushes what is written (`fdatasync`), then records those images as written. */
-  async flush(): Promise<void> {
-    if (this.#unflagged.length === 0) return;
-    const indices = this.#unflagged;
-    try {
-      await this.fh.datasync();
-      const flags = Buffer.alloc(1, 1);
-      for (const i of indices) await writeFully(this.fh, flags, this.header.layout.index + i, this.path);
-    } catch (err) {
-      this.#failed = true;
-      throw asFileWriteError(err, this.path);
-    }
-    for (const i of indices) this.written[i] = 1;
-    this.#unflagged = [];
-    this.#unflaggedBytes = 0;
-  }
-
-  /** Records every complete image as written, flushes and closes. */
-  async close(): Promise<void> {
-    try {
-      await this.flush();
-      await syncFile(this.fh, this.path);
-    } finally {
-      await this.fh.close();
-    }
+    const bytes = image.length * (this.header.masks ? 2 : 1);
+    await this.flags.record(
+      index,
+      bytes,
+      async () => {
+        const sum = Buffer.alloc(4);
+        sum.writeUInt32LE(recordChecksum(image, this.header.masks ? mask! : null), 0);
+        await writeFully(this.fh, image, layout.images + index * layout.imageBytes, this.path);
+        if (this.header.masks) await writeFully(this.fh, mask!, layout.masks! + index * layout.imageBytes, this.path);
+        await writeFully(this.fh, sum, layout.checksums + index * 4, this.path);
+      },
+      'store',
+    );
   }
 }
 

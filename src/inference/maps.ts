@@ -21,11 +21,12 @@
  * header's checksum on open and each map's checksum on every read; damage is an error naming the
  * file and the map. Version 1 files (no checksums) are still read.
  */
-import { open, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { asFileWriteError, cleanStaleTemps, syncFile, writeFully } from '../core/atomic-write.js';
+import { writeFully } from '../core/atomic-write.js';
 import { crc32 } from '../core/checksum.js';
+import { badHeader as recordBadHeader, openRecordFile, readAt, readRecordHeader, RecordWriter } from '../core/record-file.js';
+import type { RecordFormat } from '../core/record-file.js';
 import { assertInteger, assertOneOf, invalidParameterError } from '../core/validate.js';
 
 export const MAP_STORE_MAGIC = Buffer.from('PNMAPS\0\x01', 'latin1');
@@ -146,21 +147,26 @@ export function decodeMap(bytes: Uint8Array, dtype: MapDType): Float32Array {
 
 // ---- reading -------------------------------------------------------------------------------------
 
-async function readExactly(fh: FileHandle, length: number, position: number, path: string): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buffer, done, length - done, position + done);
-    if (bytesRead === 0) throw new Error(`${path}: the map file ends early (truncated at byte ${position + done}, expected ${position + length})`);
-    done += bytesRead;
-  }
-  return buffer;
-}
+/** The map store's record format (core/record-file.ts): its magic, messages and header checks. */
+const FORMAT: RecordFormat<MapStoreHeader> = {
+  magic: MAP_STORE_MAGIC,
+  noun: 'map file',
+  expected: 'a .pnm file written by infer or blend',
+  remedy: 're-create the file (rerun infer or blend)',
+  truncatedHint: '',
+  // Version 1 had no header checksum: the version is read first.
+  checksumAlways: false,
+  checkVersion(header, path) {
+    if (!READABLE_VERSIONS.includes(header.version)) throw new Error(`${path}: map file version ${header.version} is not supported (this pneumo-native reads versions ${READABLE_VERSIONS.join(' and ')})`);
+  },
+  hasChecksum: (header) => header.version >= 2,
+  check: (header, path) => checkHeader(header, path),
+};
+
+const readExactly = (fh: FileHandle, length: number, position: number, path: string): Promise<Buffer> => readAt(fh, length, position, path, FORMAT);
 
 /** A map file whose header is damaged or inconsistent, named. */
-function badHeader(path: string, what: string): Error {
-  return new Error(`${path}: the map file header is damaged (${what}); re-create the file (rerun infer or blend)`);
-}
+const badHeader = (path: string, what: string): Error => recordBadHeader(FORMAT, path, what);
 
 /** Checks that a parsed header is self-consistent (so that no region lies outside the file's plan). */
 function checkHeader(header: MapStoreHeader, path: string): void {
@@ -182,32 +188,7 @@ function checkHeader(header: MapStoreHeader, path: string): void {
   }
 }
 
-async function readHeader(fh: FileHandle, path: string): Promise<MapStoreHeader> {
-  const head = await readExactly(fh, 16, 0, path).catch(() => {
-    throw new Error(`${path}: not a pneumo-native map file (shorter than its 16-byte preamble)`);
-  });
-  if (!head.subarray(0, 8).equals(MAP_STORE_MAGIC)) throw new Error(`${path}: not a pneumo-native map file (bad magic; expected a .pnm file written by infer or blend)`);
-  const length = head.readUInt32LE(8);
-  const { size } = await fh.stat();
-  if (length > size - 16) throw badHeader(path, `its length ${length} runs past the end of the ${size}-byte file`);
-  const bytes = await readExactly(fh, length, 16, path);
-  const json = bytes.toString('utf8');
-  let header: MapStoreHeader;
-  try {
-    header = JSON.parse(json) as MapStoreHeader;
-  } catch (err) {
-    throw badHeader(path, `not valid JSON: ${(err as Error).message}`);
-  }
-  if (typeof header !== 'object' || header === null) throw badHeader(path, 'not a JSON object');
-  if (!READABLE_VERSIONS.includes(header.version)) throw new Error(`${path}: map file version ${header.version} is not supported (this pneumo-native reads versions ${READABLE_VERSIONS.join(' and ')})`);
-  if (header.version >= 2) {
-    const stored = head.readUInt32LE(12);
-    const actual = crc32(bytes);
-    if (stored !== actual) throw badHeader(path, `checksum ${hex(actual)} where the file records ${hex(stored)}`);
-  }
-  checkHeader(header, path);
-  return header;
-}
+const readHeader = (fh: FileHandle, path: string): Promise<MapStoreHeader> => readRecordHeader(fh, path, FORMAT);
 
 const hex = (v: number) => `0x${v.toString(16).padStart(8, '0')}`;
 
@@ -384,9 +365,8 @@ function buildHeader(options: CreateMapStoreOptions): MapStoreHeader {
   return header;
 }
 
-/** Maps whose index bytes wait for one flush: at most this many, or this many bytes of values. */
+/** Maps whose index bytes are set together, after one fdatasync (or 64 MiB, whichever first). */
 const FLAG_GROUP_MAPS = 64;
-const FLAG_GROUP_BYTES = 64 << 20;
 
 /** The 4 label bytes of a map: the probability, or NaN when there is none. */
 function labelBytesOf(label: number | null | undefined): Buffer {
@@ -401,19 +381,10 @@ function labelBytesOf(label: number | null | undefined): Buffer {
  * written (its index byte set) only once its values, label and checksum are on disk: index bytes
  * are set in groups after an `fdatasync`, and by `close()`.
  */
-export class MapWriter {
-  /** Maps whose bytes are written but whose index byte waits for the next flush. */
-  #unflagged: number[] = [];
-  #unflaggedBytes = 0;
-  #failed = false;
-
-  private constructor(
-    readonly path: string,
-    readonly header: MapStoreHeader,
-    private readonly fh: FileHandle,
-    /** 1 per map recorded as written (from a previous run too). */
-    readonly written: Uint8Array,
-  ) {}
+export class MapWriter extends RecordWriter<MapStoreHeader> {
+  private constructor(path: string, header: MapStoreHeader, fh: FileHandle, written: Uint8Array) {
+    super(path, header, fh, written, FLAG_GROUP_MAPS);
+  }
 
   /**
    * Creates `path`, or with `resume` (default true) continues a partial file made with the same
@@ -422,104 +393,31 @@ export class MapWriter {
    */
   static async create(path: string, options: CreateMapStoreOptions & { resume?: boolean; overwrite?: boolean }): Promise<MapWriter> {
     const header = buildHeader(options);
-    await cleanStaleTemps(dirname(path));
-    const exists = await stat(path).then(
-      () => true,
-      () => false,
-    );
-    if (exists && (options.resume ?? true)) {
-      let fh: FileHandle;
-      try {
-        fh = await open(path, 'r+');
-      } catch (err) {
-        throw asFileWriteError(err, path);
-      }
-      let reuse: MapWriter | null = null;
-      try {
-        let old: MapStoreHeader | null = null;
-        try {
-          old = await readHeader(fh, path);
-        } catch (err) {
-          if (!options.overwrite) throw new Error(`${(err as Error).message}: remove it, choose another --out, or pass --overwrite`);
-        }
-        const same =
-          old !== null &&
-          old.version === header.version &&
-          old.dtype === header.dtype &&
-          old.height === header.height &&
-          old.width === header.width &&
-          JSON.stringify(old.ids) === JSON.stringify(header.ids) &&
-          JSON.stringify(old.producer) === JSON.stringify(header.producer);
-        if (same) {
-          const { size } = await fh.stat();
-          const end = old!.layout.maps + old!.count * old!.layout.mapBytes;
-          if (size < end && !options.overwrite) throw new Error(`${path}: the map file is truncated (${size} bytes, its header needs ${end}): remove it, choose another --out, or pass --overwrite`);
-          if (size >= end) reuse = new MapWriter(path, old!, fh, new Uint8Array(await readExactly(fh, old!.count, old!.layout.index, path)));
-        } else if (!options.overwrite) {
-          throw new Error(
-            old !== null && old.version !== header.version
-              ? `${path} was written by another version of pneumo-native (map file version ${old.version}): remove it, choose another --out, or pass --overwrite`
-              : `${path} already holds other maps (different ids, size, dtype or producer): remove it, choose another --out, or pass --overwrite`,
-          );
-        }
-      } finally {
-        if (reuse === null) await fh.close();
-      }
-      if (reuse) return reuse;
-    } else if (exists && !options.overwrite) {
-      throw new Error(`${path} already exists: remove it, choose another --out, or pass --overwrite`);
-    }
-    return MapWriter.#fresh(path, header);
-  }
-
-  static async #fresh(path: string, header: MapStoreHeader): Promise<MapWriter> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'w+');
-    } catch (err) {
-      throw asFileWriteError(err, path);
-    }
-    try {
-      const json = Buffer.from(JSON.stringify(header).padEnd(header.layout.index - 16, ' '), 'utf8');
-      const preamble = Buffer.alloc(16);
-      MAP_STORE_MAGIC.copy(preamble, 0);
-      preamble.writeUInt32LE(json.length, 8);
-      preamble.writeUInt32LE(crc32(json), 12);
-      await writeFully(fh, preamble, 0, path);
-      await writeFully(fh, json, 16, path);
-      // The index, labels and checksums are written out (not left sparse), so that recording a
-      // map as written never needs a new block of the disk.
-      await writeFully(fh, Buffer.alloc(header.layout.labels - header.layout.index), header.layout.index, path);
-      const labels = Buffer.alloc(header.layout.maps - header.layout.labels);
-      for (let i = 0; i < header.count; i++) labels.writeFloatLE(NaN, i * 4);
-      await writeFully(fh, labels, header.layout.labels, path);
-      // Full length up front (sparse): readers can tell a truncated file from a partial one.
-      await fh.truncate(header.layout.maps + header.count * header.layout.mapBytes);
-      await syncFile(fh, path);
-      return new MapWriter(path, header, fh, new Uint8Array(header.count));
-    } catch (err) {
-      await fh.close();
-      throw asFileWriteError(err, path);
-    }
-  }
-
-  get ids(): readonly string[] {
-    return this.header.ids;
-  }
-  get count(): number {
-    return this.header.count;
-  }
-  /** Maps recorded as written so far (including a previous run's; see `write`). */
-  get writtenCount(): number {
-    let n = 0;
-    for (const v of this.written) n += v;
-    return n;
-  }
-  /** Indices not yet written, in order. */
-  pending(): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.count; i++) if (this.written[i] !== 1 && !this.#unflagged.includes(i)) out.push(i);
-    return out;
+    return openRecordFile(path, header, options, {
+      format: FORMAT,
+      end: (h) => h.layout.maps + h.count * h.layout.mapBytes,
+      same: (old, h) =>
+        old.version === h.version &&
+        old.dtype === h.dtype &&
+        old.height === h.height &&
+        old.width === h.width &&
+        JSON.stringify(old.ids) === JSON.stringify(h.ids) &&
+        JSON.stringify(old.producer) === JSON.stringify(h.producer),
+      differs: (p, old) =>
+        old !== null && old.version !== header.version
+          ? `${p} was written by another version of pneumo-native (map file version ${old.version}): remove it, choose another --out, or pass --overwrite`
+          : `${p} already holds other maps (different ids, size, dtype or producer): remove it, choose another --out, or pass --overwrite`,
+      resume: (fh, old, written) => new MapWriter(path, old, fh, written),
+      async initialise(fh, h) {
+        // The index, labels and checksums are written out (not left sparse), so that recording a
+        // map as written never needs a new block of the disk.
+        await writeFully(fh, Buffer.alloc(h.layout.labels - h.layout.index), h.layout.index, path);
+        const labels = Buffer.alloc(h.layout.maps - h.layout.labels);
+        for (let i = 0; i < h.count; i++) labels.writeFloatLE(NaN, i * 4);
+        await writeFully(fh, labels, h.layout.labels, path);
+      },
+      fresh: (fh, h) => new MapWriter(path, h, fh, new Uint8Array(h.count)),
+    });
   }
 
   /** Stores map `index` (float32 probabilities, height x width) and its optional classifier probability. */
@@ -539,52 +437,19 @@ export class MapWriter {
   async writeRaw(index: number, bytes: Uint8Array, label?: number | null): Promise<void> {
     assertInteger('index', index, 0, this.count - 1);
     if (bytes.length !== this.header.layout.mapBytes) throw invalidParameterError('bytes', `${this.header.layout.mapBytes} bytes`, bytes);
-    if (this.#failed) throw new Error(`${this.path}: an earlier write failed; reopen the file to resume`);
+    const { layout } = this.header;
     const labelBytes = labelBytesOf(label);
-    const sum = Buffer.alloc(4);
-    sum.writeUInt32LE(mapChecksum(bytes, labelBytes), 0);
-    try {
-      await writeFully(this.fh, bytes, this.header.layout.maps + index * this.header.layout.mapBytes, this.path);
-      await writeFully(this.fh, labelBytes, this.header.layout.labels + index * 4, this.path);
-      await writeFully(this.fh, sum, this.header.layout.checksums! + index * 4, this.path);
-    } catch (err) {
-      this.#failed = true;
-      throw err;
-    }
-    this.#unflagged.push(index);
-    this.#unflaggedBytes += bytes.length;
-    if (this.#unflagged.length >= FLAG_GROUP_MAPS || this.#unflaggedBytes >= FLAG_GROUP_BYTES) await this.flush();
-  }
-
-  /**
-   * Flushes the maps written so far to disk (`fdatasync`), then records them as written. Called
-   * by `write` every group and by `close`.
-   */
-  async flush(): Promise<void> {
-    if (this.#unflagged.length === 0) return;
-    const indices = this.#unflagged;
-    try {
-      await this.fh.datasync();
-      for (const i of indices) await writeFully(this.fh, Uint8Array.of(1), this.header.layout.index + i, this.path);
-    } catch (err) {
-      this.#failed = true;
-      throw asFileWriteError(err, this.path);
-    }
-    for (const i of indices) this.written[i] = 1;
-    this.#unflagged = [];
-    this.#unflaggedBytes = 0;
-  }
-
-  /**
-   * Records every complete map as written, flushes to disk and closes. After a failed write, only
-   * the maps written before it are recorded (a rerun resumes from there) and the file is closed.
-   */
-  async close(): Promise<void> {
-    try {
-      await this.flush();
-      await syncFile(this.fh, this.path);
-    } finally {
-      await this.fh.close();
-    }
+    await this.flags.record(
+      index,
+      bytes.length,
+      async () => {
+        const sum = Buffer.alloc(4);
+        sum.writeUInt32LE(mapChecksum(bytes, labelBytes), 0);
+        await writeFully(this.fh, bytes, layout.maps + index * layout.mapBytes, this.path);
+        await writeFully(this.fh, labelBytes, layout.labels + index * 4, this.path);
+        await writeFully(this.fh, sum, layout.checksums! + index * 4, this.path);
+      },
+      'file',
+    );
   }
 }
