@@ -42,8 +42,8 @@ export interface Preprocess {
   /**
    * Round the resized image to 8 bits before normalising, as training does (its batches are read
    * as uint8, then normalised by the augmentation Normalize, whose arithmetic this reproduces).
-   * Default true. false: the resized values unrounded, in decodeBatch's float arithmetic, as the
-   * Segmenter has always normalised.
+   * Default true (what inference and the Segmenter use). false: the resized values unrounded, in
+   * decodeBatch's float arithmetic (readImageBatch's `normalize`).
    */
   quantize?: boolean;
 }
