@@ -40,7 +40,7 @@ export * as metrics from './data/metrics.js';
 export * as dicom from './data/dicom.js';
 /** Image batches as tensors, decoded natively: `batch.readImageBatch(paths, { size, normalize })`. */
 export * as batch from './data/batch.js';
-/** Training input from .dcm or prepared .png/.jpg: `images.loadImage(path, size)`. */
+/** Images as training reads them: `images.loadImage(path, size)`, and the one image entry point `images.readImageInput` / `readImageFile` (`ImageInputError`). */
 export * as images from './data/image-source.js';
 /** Decode SIIM DICOMs to train/mask/test PNGs at one size: `prepare.prepare(options)`. */
 export * as prepare from './data/prepare.js';

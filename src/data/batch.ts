@@ -4,15 +4,19 @@
  *
  * SIIM-like DICOMs (JPEG Baseline, MONOCHROME2) go to libjpeg-turbo with DCT-domain scaling: a
  * 1024 image wanted at 512 is decoded at half scale directly instead of decoded in full and then
- * shrunk. Other encodings are decoded by the TypeScript reader and only resized natively.
+ * shrunk. Every image the native file reader does not take goes through the one image entry
+ * point (`image-input.ts`, `readImageInput`), as the Segmenter's inputs do, and is only resized
+ * natively.
  */
-import { readFile } from 'node:fs/promises';
-import sharp from 'sharp';
 import { Tensor } from '../core/tensor.js';
 import { ensureRuntime } from '../core/runtime.js';
 import { assertInteger, assertNumber, invalidParameterError } from '../core/validate.js';
-import { DicomError, pixelSource } from './dicom.js';
-import { sniffImageFormat } from './sniff.js';
+import { DicomError } from './dicom.js';
+import { hasNativeJpeg, hasNativePng, readImageFile, readImageInput } from './image-input.js';
+import type { ImageSource } from './image-input.js';
+
+export { hasNativeJpeg, hasNativePng } from './image-input.js';
+export type { ImageSource } from './image-input.js';
 
 /** ImageNet statistics of the gray channel, as the seeds normalise (mean 0.485, std 0.229). */
 export const IMAGENET_GRAY = { mean: 0.485, std: 0.229 } as const;
@@ -38,8 +42,8 @@ export interface Preprocess {
   /**
    * Round the resized image to 8 bits before normalising, as training does (its batches are read
    * as uint8, then normalised by the augmentation Normalize, whose arithmetic this reproduces).
-   * Default true. false: the resized values unrounded, in decodeBatch's float arithmetic, as the
-   * Segmenter has always normalised.
+   * Default true (what inference and the Segmenter use). false: the resized values unrounded, in
+   * decodeBatch's float arithmetic (readImageBatch's `normalize`).
    */
   quantize?: boolean;
 }
@@ -105,55 +109,18 @@ export interface ImageBatchOptions {
   threshold?: boolean;
 }
 
-/** One prepared batch member: what the native decoder takes. */
-export type ImageSource = { data: Uint8Array; jpeg: true } | { data: Uint8Array; jpeg: false; width: number; height: number };
-
-/** True when the addon was built with libjpeg-turbo (native JPEG decoding). */
-export function hasNativeJpeg(): boolean {
-  return ensureRuntime().hasTurboJpeg;
-}
-
-/** True when the addon was built with libpng (gray PNGs decoded natively, never in JavaScript). */
-export function hasNativePng(): boolean {
-  return ensureRuntime().hasLibPng === true;
-}
-
 /** The native flag set of the options: 1 accept damaged JPEG, 2 threshold masks, 4 quantize before normalising. */
 function nativeFlags(options: ImageBatchOptions, norm: Normalization | undefined): number {
   return (options.acceptDamagedJpeg === true ? 1 : 0) | (options.threshold === true ? 2 : 0) | (norm?.quantize === true ? 4 : 0);
 }
 
 /**
- * Turns a file's bytes into a batch member: the JPEG stream itself where the native decoder can
- * take it, else decoded 8-bit gray pixels.
- * @throws DicomError (or Error for other formats) naming `file`
+ * Turns a file's bytes into a batch member (the image entry point, `readImageInput`): the JPEG
+ * stream itself where the native decoder can take it, else decoded 8-bit gray pixels.
+ * @throws ImageInputError naming `file`
  */
 export async function imageSource(bytes: Uint8Array, file: string, options: { acceptDamagedJpeg?: boolean } = {}): Promise<ImageSource> {
-  const nativeJpeg = hasNativeJpeg();
-  const failOn = options.acceptDamagedJpeg ? 'none' : 'warning';
-  const format = sniffImageFormat(bytes);
-  if (format === 'dicom') {
-    const src = await pixelSource(bytes, file, options);
-    if (src.kind === 'jpeg' && nativeJpeg) return { data: src.frame, jpeg: true };
-    if (src.kind === 'jpeg') {
-      let decoded: Buffer;
-      try {
-        decoded = await sharp(src.frame, { failOn }).toColourspace('b-w').raw().toBuffer();
-      } catch (err) {
-        throw new DicomError(file, `damaged JPEG data: ${(err as Error).message.trim()} (a truncated or corrupt image; the acceptDamagedJpeg option decodes it anyway)`);
-      }
-      return { data: new Uint8Array(decoded.buffer, decoded.byteOffset, decoded.byteLength), jpeg: false, width: src.width, height: src.height };
-    }
-    return { data: src.pixels, jpeg: false, width: src.width, height: src.height };
-  }
-  if (format === 'jpeg' && nativeJpeg) return { data: bytes, jpeg: true };
-  try {
-    const { data, info } = await sharp(bytes, { failOn }).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 1) throw new Error(`decoded to ${info.channels} channels, expected 1`);
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), jpeg: false, width: info.width, height: info.height };
-  } catch (err) {
-    throw new Error(`${file}: not a readable DICOM, PNG or JPEG image (${(err as Error).message})`, { cause: err });
-  }
+  return (await readImageInput(bytes, file, { acceptDamagedJpeg: options.acceptDamagedJpeg === true })).source;
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
@@ -230,7 +197,7 @@ export interface PreprocessOptions {
  * channel and expanded to `spec.channels`: a float32 [B, channels, size, size] batch, equal to a
  * uint8 batch normalised by the training Normalize (quantize, the default) or to decodeBatch's
  * normalised gray batch replicated to the channels (quantize false).
- * @throws DicomError / Error naming the first image that cannot be read
+ * @throws ImageInputError naming the first image that cannot be read, DicomError naming the source the native decoder fails on
  */
 export async function preprocessImages(input: readonly string[] | readonly ImageSource[], spec: Preprocess, options: PreprocessOptions = {}): Promise<Tensor> {
   const norm = checkPreprocess(spec);
@@ -255,9 +222,9 @@ function namedDecodeError(err: unknown, names: readonly string[] | undefined): u
  * MONOCHROME2, one frame) never enter JavaScript: each is read, located and decoded on a native
  * decode thread; with libpng, so do gray PNGs of 8 bits or fewer (what `prepare` writes). Every
  * other file (colour or 16-bit PNGs, other DICOM encodings, anything malformed) goes through
- * the TypeScript reader, `concurrency` files at a time, and is decoded into its row of the same
+ * the image entry point (`readImageFile`), `concurrency` files at a time, and is decoded into its row of the same
  * batch; its errors name the file as before.
- * @throws DicomError / Error naming the first file that cannot be read
+ * @throws ImageInputError / DicomError naming the first file that cannot be read
  */
 export async function readImageBatch(paths: readonly string[], options: ImageBatchOptions): Promise<Tensor> {
   if (!Array.isArray(paths) || paths.some((p) => typeof p !== 'string')) throw invalidParameterError('paths', 'an array of file paths', paths);
@@ -275,7 +242,7 @@ async function readBatch(paths: readonly string[], options: ImageBatchOptions, n
   const runtime = ensureRuntime();
   const damaged = options.acceptDamagedJpeg === true;
   const decodeInto = async (batch: Tensor, rows: number[], files: string[]): Promise<void> => {
-    const sources = await mapLimit(files, concurrency, async (path) => imageSource(await readFile(path), path, { acceptDamagedJpeg: damaged }));
+    const sources = await mapLimit(files, concurrency, async (path) => (await readImageFile(path, { acceptDamagedJpeg: damaged })).source);
     try {
       await runtime.decodeImageBatchInto(batch.native, rows, sources, options.size, norm !== undefined, norm?.mean ?? 0, norm?.std ?? 1, flags);
     } catch (err) {
@@ -285,7 +252,7 @@ async function readBatch(paths: readonly string[], options: ImageBatchOptions, n
   // Without libjpeg-turbo and libpng, or PNGs only and no libpng, the native reader takes nothing.
   if ((!hasNativeJpeg() && !hasNativePng()) || (!hasNativePng() && paths.every((p) => /\.png$/i.test(p)))) {
     if (into === undefined) {
-      const sources = await mapLimit(paths, concurrency, async (path) => imageSource(await readFile(path), path, { acceptDamagedJpeg: damaged }));
+      const sources = await mapLimit(paths, concurrency, async (path) => (await readImageFile(path, { acceptDamagedJpeg: damaged })).source);
       return decodeSources(sources, options, norm, paths);
     }
     await decodeInto(into, paths.map((_, i) => i), [...paths]);

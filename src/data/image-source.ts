@@ -1,43 +1,34 @@
 /**
- * One entry point for training and inference to read an image from disk at the training size,
- * whether it is a DICOM (read directly, no prepare step) or an already prepared PNG/JPEG.
+ * Images as training reads them: `loadImage(path, size)` for one image, whether a DICOM (read
+ * directly, no prepare step) or an already prepared PNG/JPEG, and the image entry point every
+ * reader shares (`readImageInput`, `readImageFile`: bytes or a file to the native decoder's
+ * source, with header-checked size limits and errors naming the input).
  */
-import { readFile } from 'node:fs/promises';
-import sharp from 'sharp';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
-import { decodeDicom } from './dicom.js';
-import { hasDicmPrefix } from './sniff.js';
+import { readImageBatch } from './batch.js';
+
+export { ImageInputError, hasNativeJpeg, hasNativePng, readImageFile, readImageInput } from './image-input.js';
+export type { ImageInput, ImageInputData, ImageInputOptions, ImageSource, InputFormat, RawImage } from './image-input.js';
 
 /**
- * Loads an image as `size` x `size` 8-bit grayscale, row-major.
+ * Loads an image as `size` x `size` 8-bit grayscale, row-major: exactly the uint8 batch row
+ * `batch.readImageBatch([path], { size })` gives, i.e. what training reads (DICOMs recognised by
+ * "DICM" at byte 128 whatever their extension, JPEG and PNG; decoded to gray and resized
+ * bilinearly natively). `threshold` reads a mask as the loader does: 255 where the resized value
+ * is at least 128, else 0.
  *
- * DICOM files (recognised by the "DICM" prefix, whatever their extension) go through
- * {@link decodeDicom} (frame 0, MONOCHROME2 convention, JPEG shrink-on-load); anything else is
- * decoded by sharp (PNG, JPEG, ...) and converted to one gray channel. Both are resized
- * bilinearly when not already `size` x `size`.
- *
- * @throws DicomError for a bad DICOM, Error naming the path for other unreadable images
+ * @throws ImageInputError / DicomError naming the path when it cannot be read
  */
-export async function loadImage(path: string, size: number): Promise<Uint8Array> {
+export async function loadImage(path: string, size: number, options: { threshold?: boolean } = {}): Promise<Uint8Array> {
   if (!is.string(path) || path === '') throw invalidParameterError('path', 'an image file path', path);
-  assertInteger('size', size, 1, 65535);
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    throw new Error(`${path}: cannot read the image: ${(err as Error).message}`);
-  }
-  if (hasDicmPrefix(bytes) || /\.dcm$/i.test(path)) return (await decodeDicom(bytes, path, { size })).pixels;
-  try {
-    const { data, info } = await sharp(bytes, { failOn: 'warning' })
-      .resize(size, size, { fit: 'fill', kernel: 'linear', fastShrinkOnLoad: true })
-      .removeAlpha()
-      .toColourspace('b-w')
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 1) throw new Error(`expected 1 channel after conversion to gray, got ${info.channels}`);
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  } catch (err) {
-    throw new Error(`${path}: cannot decode the image: ${(err as Error).message}`);
-  }
+  assertInteger('size', size, 1, 16384);
+  return (await readImageBatch([path], { size, threshold: options.threshold === true })).takeData('uint8');
+}
+
+/** {@link loadImage} of many images in one native batch, in order. */
+export async function loadImages(paths: readonly string[], size: number, options: { threshold?: boolean } = {}): Promise<Uint8Array[]> {
+  if (paths.length === 0) return [];
+  const data = (await readImageBatch(paths, { size, threshold: options.threshold === true })).takeData('uint8');
+  const pixels = size * size;
+  return paths.map((_, i) => data.subarray(i * pixels, (i + 1) * pixels));
 }

@@ -23,7 +23,8 @@ import type { MicroBatch } from '../core/micro-batcher.js';
 import { counters, emptyCpuCache } from '../core/runtime.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, assertNumber, invalidParameterError, is } from '../core/validate.js';
-import { IMAGENET_GRAY, preprocessImages } from '../data/batch.js';
+import { imagenetPreprocess, preprocessImages } from '../data/batch.js';
+import type { Preprocess } from '../data/batch.js';
 import { DicomError } from '../data/dicom.js';
 import { EMPTY_RLE, encode as encodeRle, formatRuns } from '../data/rle.js';
 import { Model } from '../models/model.js';
@@ -69,8 +70,16 @@ export interface SegmenterOptions {
   triplet?: Triplet;
   /** The side the triplet's area is counted at (default 1024, SIIM's size). */
   areaSize?: number;
-  /** Input normalisation (default ImageNet gray: mean 0.485, std 0.229). */
-  normalize?: { mean: number; std: number };
+  /**
+   * Input normalisation. Default: exactly what validation and `infer` feed the model,
+   * `batch.imagenetPreprocess(size, inChannels)` (the training Normalize: ImageNet's per-channel
+   * statistics for a 3-channel model, the gray channel's (0.485, 0.229) for a 1-channel one,
+   * applied to the resized image rounded to 8 bits as training's uint8 batches are), so a served
+   * image gives the probabilities `infer` gives. An explicit `{ mean, std }` overrides the
+   * statistics, for a model trained with others: one number for every channel, or one per input
+   * channel (x / 255 - mean[c]) / std[c]; the rest of the pre-processing stays the same.
+   */
+  normalize?: { mean: number | readonly number[]; std: number | readonly number[] };
   /** Most calls in one forward (default 8). */
   maxBatchSize?: number;
   /** Longest a call waits for companions before its batch runs anyway, ms (default 5). */
@@ -180,7 +189,8 @@ export interface ResolvedSegmenterOptions {
   tta: boolean;
   triplet: Triplet;
   areaSize: number;
-  normalize: { mean: number; std: number };
+  /** The statistics per input channel (see SegmenterOptions.normalize). */
+  normalize: { mean: readonly number[]; std: readonly number[] };
   maxBatchSize: number;
   maxWaitMs: number;
   maxQueue: number;
@@ -225,7 +235,35 @@ function defaultBudget(estimate: (size: number, tta: boolean) => number, maxSize
   return Math.max(DEFAULT_REQUEST_BYTES, Math.ceil(1.5 * estimate(maxSize, true)));
 }
 
-function resolveOptions(options: SegmenterOptions, divisor: number, trainedSize: number | undefined, estimate: (size: number, tta: boolean) => number): ResolvedSegmenterOptions {
+/**
+ * The normalisation per input channel: the inference default (`imagenetPreprocess`), or the
+ * explicit override (a number or 1 value for every channel, else one per channel), checked.
+ */
+function resolveNormalize(option: SegmenterOptions['normalize'], channels: 1 | 3): ResolvedSegmenterOptions['normalize'] {
+  if (option === undefined) {
+    const { mean, std } = imagenetPreprocess(1, channels);
+    return { mean: [...mean], std: [...std] };
+  }
+  if (typeof option !== 'object' || option === null) throw invalidParameterError('options.normalize', '{ mean, std }', option);
+  const perChannel = (name: 'mean' | 'std'): number[] => {
+    const value = option[name];
+    const values: readonly unknown[] = typeof value === 'number' ? [value] : Array.isArray(value) ? value : [];
+    if (values.length !== 1 && values.length !== channels) {
+      throw invalidParameterError(`options.normalize.${name}`, `a number or an array of 1 or ${channels} numbers (the model's input channels)`, value);
+    }
+    values.forEach((v, i) => assertNumber(`options.normalize.${name}${typeof value === 'number' ? '' : `[${i}]`}`, v, name === 'std' ? Number.MIN_VALUE : undefined));
+    return Array.from({ length: channels }, (_, c) => values[values.length === 1 ? 0 : c] as number);
+  };
+  return { mean: perChannel('mean'), std: perChannel('std') };
+}
+
+function resolveOptions(
+  options: SegmenterOptions,
+  divisor: number,
+  channels: 1 | 3,
+  trainedSize: number | undefined,
+  estimate: (size: number, tta: boolean) => number,
+): ResolvedSegmenterOptions {
   if (typeof options !== 'object' || options === null) throw invalidParameterError('options', 'an object', options);
   checkOptionKeys(options, OPTION_KEYS, 'the Segmenter');
   const size = options.size ?? 512;
@@ -241,7 +279,7 @@ function resolveOptions(options: SegmenterOptions, divisor: number, trainedSize:
     tta: options.tta ?? false,
     triplet: options.triplet ?? DEFAULT_SERVE_TRIPLET,
     areaSize: options.areaSize ?? 1024,
-    normalize: options.normalize ?? IMAGENET_GRAY,
+    normalize: resolveNormalize(options.normalize, channels),
     maxBatchSize: options.maxBatchSize ?? 8,
     maxWaitMs: options.maxWaitMs ?? 5,
     maxQueue: options.maxQueue ?? 64,
@@ -253,9 +291,6 @@ function resolveOptions(options: SegmenterOptions, divisor: number, trainedSize:
   if (!is.bool(o.tta)) throw invalidParameterError('options.tta', 'a boolean', o.tta);
   assertTriplet('options.triplet', o.triplet);
   assertNumber('options.areaSize', o.areaSize, 1, 1 << 20);
-  if (typeof o.normalize !== 'object' || o.normalize === null) throw invalidParameterError('options.normalize', '{ mean, std }', o.normalize);
-  assertNumber('options.normalize.mean', o.normalize.mean);
-  assertNumber('options.normalize.std', o.normalize.std, Number.MIN_VALUE);
   assertInteger('options.maxBatchSize', o.maxBatchSize, 1, 1024);
   assertNumber('options.maxWaitMs', o.maxWaitMs, 0, 60_000);
   assertInteger('options.maxQueue', o.maxQueue, 1, 1_000_000);
@@ -313,7 +348,7 @@ export class Segmenter {
     this.#divisor = model.encoderInfo.requiredDivisor;
     this.#bytesPerPixel = forwardBytesPerPixel(model);
     this.#explicitBudget = typeof options === 'object' && options !== null && options.maxRequestBytes !== undefined;
-    this.#options = resolveOptions(options, this.#divisor, trainedSize, (size, tta) => this.estimateMemory(size, tta));
+    this.#options = resolveOptions(options, this.#divisor, model.spec.inChannels as 1 | 3, trainedSize, (size, tta) => this.estimateMemory(size, tta));
     this.#onBatch = options.onBatch;
     if (options.onBatch !== undefined && typeof options.onBatch !== 'function') throw invalidParameterError('options.onBatch', 'a function', options.onBatch);
     this.#batcher = new MicroBatcher<Call, SegmentResult>({
@@ -549,12 +584,12 @@ export class Segmenter {
       while (images === undefined && items.length > 0) {
         const t0 = performance.now();
         try {
-          // One native pass: decode, resize, normalise and replicate the gray image to the
-          // model's input channels (the gray statistics on every channel, unrounded as always).
-          const { mean, std } = this.#options.normalize;
+          // One native pass: decode, resize, round to 8 bits, normalise per channel and replicate
+          // the gray image to the model's input channels: inference's pre-processing
+          // (imagenetPreprocess by default), so a served image gives infer's probabilities.
           images = await preprocessImages(
             items.map((item) => item.value.prepared.source),
-            { size, channels: this.#model.spec.inChannels as 1 | 3, mean: [mean], std: [std], quantize: false },
+            this.#preprocess(size),
             { acceptDamagedJpeg: this.#options.acceptDamagedJpeg, names: items.map((_, i) => String(i)) },
           );
         } catch (err) {
@@ -616,6 +651,12 @@ export class Segmenter {
       }
       if (i + 1 < n) await yieldToEventLoop();
     }
+  }
+
+  /** The model input's pre-processing at `size`: `imagenetPreprocess(size, inChannels)` unless normalize overrides its statistics. */
+  #preprocess(size: number): Preprocess {
+    const { mean, std } = this.#options.normalize;
+    return { size, channels: this.#model.spec.inChannels as 1 | 3, mean, std };
   }
 
   /** [B,C,S,S] normalised images (the model's input channels) -> B x S x S probabilities. */

@@ -12,7 +12,7 @@ import { Random, deriveSeed } from '../core/random.js';
 import type { Seed } from '../core/random.js';
 import { Tensor } from '../core/tensor.js';
 import { assertInteger, invalidParameterError, is } from '../core/validate.js';
-import { loadImage } from '../data/image-source.js';
+import { loadImage, loadImages } from '../data/image-source.js';
 import { readTrainLabels } from '../data/labels.js';
 import { decodeUnion } from '../data/rle.js';
 import type { AugmentPipeline } from './augment/pipeline.js';
@@ -169,7 +169,8 @@ export interface LoadPreviewOptions {
 
 /**
  * Picks `n` images (seeded), preferring ones with a non-empty mask so that the preview shows
- * mask alignment, and loads them at `size` x `size`.
+ * mask alignment, and loads them at `size` x `size` exactly as training reads them
+ * (`batch.readImageBatch`: native decode and bilinear resize; masks thresholded at half way).
  */
 export async function loadPreviewSamples(options: LoadPreviewOptions): Promise<PreviewSample[]> {
   assertInteger('n', options.n, 1, 4096);
@@ -187,8 +188,8 @@ export async function loadPreviewSamples(options: LoadPreviewOptions): Promise<P
     if (maskFiles) {
       const path = maskFiles.get(id);
       if (!path) return new Uint8Array(options.size * options.size);
-      // Resizing a 0/255 mask bilinearly blurs its edge: threshold it back to 0/1 at half way.
-      return (await loadImage(path, options.size)).map((v) => (v >= 128 ? 1 : 0));
+      // As the training loader reads masks: resized bilinearly and thresholded at half way (0/255), here as 0/1.
+      return (await loadImage(path, options.size, { threshold: true })).map((v) => (v !== 0 ? 1 : 0));
     }
     if (labels) {
       const rows = labels.get(id);
@@ -216,7 +217,12 @@ export async function loadPreviewSamples(options: LoadPreviewOptions): Promise<P
     else if (others.length < options.n) others.push(sample);
   }
   const chosen = [...positives, ...others].slice(0, options.n);
-  for (const s of chosen) s.image = await loadImage(files.get(s.id) as string, options.size);
+  // The images as training reads them (one native batch: readImageBatch's uint8 rows).
+  const images = await loadImages(
+    chosen.map((s) => files.get(s.id) as string),
+    options.size,
+  );
+  chosen.forEach((s, i) => (s.image = images[i]!));
   return chosen;
 }
 

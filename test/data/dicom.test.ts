@@ -6,6 +6,7 @@ import { findDicoms, read, readHeader } from '../../src/data/dicom.js';
 import { readJpegFrameInfo } from '../../src/data/dicom/jpeg.js';
 import { applyWindow } from '../../src/data/dicom/pixels.js';
 import { formatDs, writeDicom } from '../../src/data/dicom-write.js';
+import { readImageBatch } from '../../src/data/batch.js';
 import { loadImage } from '../../src/data/image-source.js';
 import { meanAbsDiff, tempDir, testImage } from './dicom-fixtures.js';
 
@@ -203,9 +204,12 @@ describe('dicom.findDicoms and loadImage', () => {
     const fromPng = await loadImage(png, 48);
     expect(fromDicom.length).toBe(48 * 48);
     expect(Buffer.from(fromPng).equals(Buffer.from(fromDicom))).toBe(true);
-    expect(Buffer.from(await loadImage(png, 96)).equals(Buffer.from(await sharp(png).resize(96, 96, { fit: 'fill', kernel: 'linear' }).toColourspace('b-w').raw().toBuffer()))).toBe(true);
+    // Exactly what training reads: readImageBatch's uint8 row at that size.
+    expect(Buffer.from(await loadImage(png, 96)).equals(Buffer.from((await readImageBatch([png], { size: 96 })).takeData('uint8')))).toBe(true);
+    expect(Buffer.from(await loadImage(dcm, 96)).equals(Buffer.from((await readImageBatch([dcm], { size: 96 })).takeData('uint8')))).toBe(true);
     writeFileSync(join(tmp.dir, 'junk.png'), 'junk');
-    await expect(loadImage(join(tmp.dir, 'junk.png'), 48)).rejects.toThrow(/junk\.png: cannot decode the image/);
+    await expect(loadImage(join(tmp.dir, 'junk.png'), 48)).rejects.toThrow(/junk\.png: the input is not a DICOM .*, PNG or JPEG file/);
+    await expect(loadImage(join(tmp.dir, 'missing.png'), 48)).rejects.toThrow(/missing\.png: cannot read the file \(ENOENT\)/);
   });
 });
 

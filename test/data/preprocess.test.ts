@@ -2,7 +2,8 @@
  * The one pre-processing path (preprocessImages): decode -> resize -> normalise -> channels in one
  * native call, compared with the compositions it replaces: a uint8 batch normalised by the
  * augmentation pipeline's Normalize (inference, validation), and decodeBatch's normalised gray
- * batch multiplied out to the model's channels (the Segmenter).
+ * batch multiplied out to the model's channels (quantize false; the Segmenter's input until it
+ * took inference's pre-processing, test/serve/parity.test.ts).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -70,7 +71,7 @@ async function viaPipeline(pipeline: AugmentPipeline, size: number, channels: 1 
   }
 }
 
-/** Today's Segmenter input: decodeBatch normalised gray, multiplied out to `channels`. */
+/** decodeBatch's normalised gray, multiplied out to `channels` (the Segmenter's former input). */
 async function viaSegmenter(size: number, channels: 1 | 3, stats: { mean: number; std: number }): Promise<Tensor> {
   const gray = await decodeBatch(sources, { size, normalize: stats });
   if (channels === 1) return gray;
@@ -126,7 +127,7 @@ describe('preprocessImages: one native pass', () => {
 
   for (const channels of [1, 3] as const) {
     for (const stats of [IMAGENET_GRAY, { mean: 0.4, std: 0.3 }]) {
-      it(`equals the Segmenter's decodeBatch + mul(channels) unrounded (${channels} channel(s), mean ${stats.mean})`, async () => {
+      it(`equals decodeBatch + mul(channels) unrounded (${channels} channel(s), mean ${stats.mean})`, async () => {
         for (const size of [128, 100]) {
           const spec: Preprocess = { size, channels, mean: [stats.mean], std: [stats.std], quantize: false };
           const ours = await preprocessImages(sources, spec);

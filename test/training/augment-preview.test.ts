@@ -6,7 +6,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeDicom } from '../../src/data/dicom-write.js';
 import { encode } from '../../src/data/rle.js';
-import { previewLayout } from '../../src/training/preview.js';
+import { readImageBatch } from '../../src/data/batch.js';
+import { loadPreviewSamples, previewLayout } from '../../src/training/preview.js';
 import type { AugmentPreviewReport } from '../../src/training/preview.js';
 import { parseJson, runCli } from '../helpers/cli.js';
 
@@ -74,6 +75,19 @@ describe('augment-preview', () => {
     expect(report.ids.slice(0, 2).sort()).toEqual(['d1', 'd2']);
     const meta = await sharp(out).metadata();
     expect([meta.width, meta.height]).toEqual([previewLayout(3, 48).width, previewLayout(3, 48).height]);
+  });
+
+  it('loads images and masks exactly as training reads them (readImageBatch at the preview size)', async () => {
+    for (const size of [S, 40]) {
+      const samples = await loadPreviewSamples({ images: join(root, 'train'), masks: join(root, 'mask'), n: 4, size, seed: 5 });
+      expect(samples).toHaveLength(4);
+      for (const s of samples) {
+        const image = (await readImageBatch([join(root, 'train', `${s.id}.png`)], { size })).takeData('uint8');
+        expect(Buffer.from(s.image).equals(Buffer.from(image)), `${s.id} at ${size}`).toBe(true);
+        const mask = (await readImageBatch([join(root, 'mask', `${s.id}.png`)], { size, threshold: true })).takeData('uint8');
+        expect(Buffer.from(s.mask!).equals(Buffer.from(mask.map((v) => v / 255))), `${s.id} mask at ${size}`).toBe(true);
+      }
+    }
   });
 
   it('names the closest transform for a typo in the config', async () => {
