@@ -380,7 +380,8 @@ export async function keepCheckpoints(run: FoldRun, t: FoldTraining, epoch: numb
       if (improved && writer) await copyAtomic(path, files.best);
     }
   }
-  if (config.checkpoints.keepEpochs.includes(epoch) && !existsSync(files.epochCheckpoint(epoch))) {
+  // Rank 0 alone writes: every rank holds the same weights, and one file has one writer.
+  if (writer && config.checkpoints.keepEpochs.includes(epoch) && !existsSync(files.epochCheckpoint(epoch))) {
     await saveCheckpoint(model, engine, files.epochCheckpoint(epoch), checkpointMetadata(config, fold, epoch, record.validation));
   }
 }

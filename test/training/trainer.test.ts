@@ -4,7 +4,8 @@
  * curves.png, train.log), and the pieces it is made of (learning-rate control, batch loader,
  * ROC AUC, summaries).
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -21,6 +22,8 @@ import { SUMMARY_HEADER, formatSummary } from '../../src/training/run-files.js';
 import type { EpochRecord } from '../../src/training/run-files.js';
 import { foldDir, lossTerms, optimizerSpec, samplerConfig, trainExperiment, usesLabels } from '../../src/training/trainer.js';
 import { TrainEngine } from '../../src/training/engine.js';
+import { keepCheckpoints } from '../../src/training/fold-steps.js';
+import type { FoldRun, FoldTraining } from '../../src/training/fold-steps.js';
 import { lossForwardBackward } from '../../src/training/losses.js';
 import { selectRunCheckpoints } from '../../src/training/checkpoint-averaging.js';
 import type { TrainEvent } from '../../src/training/trainer.js';
@@ -357,6 +360,23 @@ describe('trainExperiment', () => {
     expect(top).toEqual([join(dir, `epoch${String(result.folds[0]!.best!.epoch).padStart(3, '0')}.ckpt`)]);
     await expect(selectRunCheckpoints(dir, { epochs: [2, 5] })).rejects.toThrow(/holds no checkpoint of epoch\(s\) 5 \(train with checkpoints\.keepEpochs listing them\)/);
   }, 900_000);
+
+  it('writes a keepEpochs checkpoint on the writing rank only (a data-parallel rank > 0 writes nothing)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pn-keep-'));
+    const path = join(dir, 'epoch000.ckpt');
+    const run = {
+      config: { checkpoints: { topK: 1, keepEpochs: [0] } },
+      fold: 0,
+      files: { epochCheckpoint: () => path, best: join(dir, 'best.ckpt'), remove: async () => {} },
+      writer: false,
+    } as unknown as FoldRun;
+    // A rank that does not write never touches its model (these stand-ins would throw if saved).
+    const t = { model: {}, engine: {}, state: { topK: [] } } as unknown as FoldTraining;
+    await keepCheckpoints(run, t, 0, { epoch: 0 } as unknown as EpochRecord, false);
+    expect(existsSync(path)).toBe(false);
+    await expect(keepCheckpoints({ ...run, writer: true } as FoldRun, t, 0, { epoch: 0 } as unknown as EpochRecord, false)).rejects.toThrow();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('refuses a second-stage part whose folds file has no always-train fold', async () => {
     await expect(trainExperiment(tinyConfig({ name: 'stage2', secondStage: true }))).rejects.toThrow(/secondStage: .*folds\.csv has no always-train fold/);
