@@ -81,6 +81,9 @@ export { SegmenterError } from './serve/errors.js';
 export type { SegmenterErrorCode } from './serve/errors.js';
 export type { SegmenterInput, RawImage, InputFormat } from './serve/input.js';
 export { SegmentServer } from './serve/server.js';
+/** The Segmenter's request batching as a class of its own, for anything that batches single requests: `new MicroBatcher({ run, maxBatchSize, maxWaitMs })`. */
+export { MicroBatcher, MicroBatcherError } from './core/micro-batcher.js';
+export type { BatchItem, MicroBatch, MicroBatcherErrorCode, MicroBatcherErrors, MicroBatcherOptions, MicroBatcherStats } from './core/micro-batcher.js';
 export type { SegmentServerOptions } from './serve/server.js';
 /** The training loop of `pneumo-native train`: `trainer.trainExperiment(config, { resume, onEvent })`, `trainer.trainFold`. */
 export * as trainer from './training/trainer.js';

@@ -264,3 +264,11 @@ describe('MicroBatcher', () => {
     expect(() => new MicroBatcher({ maxBatchSize: 1, maxWaitMs: 1, maxQueue: 0, run })).toThrow(/maxQueue/);
   });
 });
+
+describe('the package root', () => {
+  it('exports the micro-batcher for other services', async () => {
+    const root = await import('../../src/index.js');
+    expect(root.MicroBatcher).toBe(MicroBatcher);
+    expect(root.MicroBatcherError).toBe(MicroBatcherError);
+  });
+});
